@@ -1,0 +1,33 @@
+# Two commands for a fresh machine (see README):
+#   make demo   set up .venv and run the main job on the embedded shapes model
+#   make test   set up .venv and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/diffexplain: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, from this machine's local CPU build, so nothing pulls a CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/diffexplain
+
+demo: setup
+	$(BIN)/diffexplain demo --out out/demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/shapes_fidelity.py
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,112 @@
+"""Fidelity and speed of the built-in shapes text-to-image pipeline on held-out captions.
+
+Usage: python benchmarks/shapes_fidelity.py [--n 256] [--steps 20] [--guidance 4.0]
+
+Writes benchmarks/results/shapes_fidelity.{json,md}: per-attribute accuracy judged by
+``diffexplain.world.check`` on captions that contain a held-out colour-shape pair (never seen in
+training), images/second at batch 1, 8 and 64, and peak RSS while generating a batch of 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from _common import machine, peak_rss_mib, reset_peak_rss, write  # noqa: E402
+from diffexplain.models import shapes  # noqa: E402
+from diffexplain.models.generate import generate_images  # noqa: E402
+from diffexplain.world import check, sample_scene  # noqa: E402
+
+ATTRIBUTES = ("colour", "count", "shape", "size", "position", "background_ok")
+
+
+def heldout_captions(n: int, seed: int = 1234) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [sample_scene(rng, split="heldout").caption for _ in range(n)]
+
+
+def accuracy(pipe, captions, steps, guidance, batch=64):
+    hits, totals = collections.Counter(), collections.Counter()
+    by_count_hits = collections.defaultdict(collections.Counter)
+    by_count_totals = collections.defaultdict(collections.Counter)
+    for start in range(0, len(captions), batch):
+        chunk = captions[start:start + batch]
+        images = generate_images(pipe, chunk, seeds=list(range(start, start + len(chunk))),
+                                 num_inference_steps=steps, guidance_scale=guidance)
+        for caption, image in zip(chunk, images):
+            result = check(image, caption)
+            n_obj = caption.count(" and ") + caption.count(" with ") + 1
+            for attribute in ATTRIBUTES + ("all_ok",):
+                value = getattr(result, attribute)
+                if value is None:
+                    continue
+                hits[attribute] += bool(value)
+                totals[attribute] += 1
+                by_count_hits[n_obj][attribute] += bool(value)
+                by_count_totals[n_obj][attribute] += 1
+    acc = {a: hits[a] / totals[a] for a in totals}
+    per_count = {k: {a: by_count_hits[k][a] / t for a, t in v.items()} | {"n": v["colour"]}
+                 for k, v in sorted(by_count_totals.items())}
+    return acc, {a: totals[a] for a in totals}, per_count
+
+
+def throughput(pipe, steps, guidance, batch, repeats):
+    captions = heldout_captions(batch, seed=99)
+    generate_images(pipe, captions[:1], seeds=[0], num_inference_steps=steps, guidance_scale=guidance)  # warm-up
+    start = time.perf_counter()
+    for r in range(repeats):
+        generate_images(pipe, captions, seeds=list(range(batch)), num_inference_steps=steps, guidance_scale=guidance)
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=shapes.DEFAULT_STEPS)
+    parser.add_argument("--guidance", type=float, default=shapes.DEFAULT_GUIDANCE)
+    parser.add_argument("--name", default="shapes_fidelity")
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)
+    pipe = shapes.load("text2image")
+    captions = heldout_captions(args.n)
+    start = time.perf_counter()
+    acc, totals, per_count = accuracy(pipe, captions, args.steps, args.guidance)
+    accuracy_wall = time.perf_counter() - start
+    speed = {}
+    for batch, repeats in ((1, 8), (8, 3), (64, 1)):
+        speed[batch] = throughput(pipe, args.steps, args.guidance, batch, repeats)
+    reset_peak_rss()
+    base = peak_rss_mib()
+    generate_images(pipe, captions[:64], seeds=list(range(64)), num_inference_steps=args.steps, guidance_scale=args.guidance)
+    peak = peak_rss_mib()
+    payload = dict(
+        n_captions=args.n, steps=args.steps, guidance=args.guidance, accuracy=acc, judged=totals,
+        accuracy_by_object_count=per_count, images_per_second=speed,
+        batch64_speedup_per_image=speed[64] / speed[1], peak_rss_mib_batch64=peak, rss_before_mib=base,
+        accuracy_wall_s=accuracy_wall, training=shapes.training_record("text2image"), machine=machine(),
+    )
+    payload["training"].pop("loss_curve", None)
+    lines = [f"# Shapes text2image fidelity ({args.n} held-out captions, {args.steps} DDIM steps, guidance {args.guidance})", "",
+             "| attribute | accuracy | judged |", "|---|---|---|"]
+    lines += [f"| {a} | {acc[a]:.1%} | {totals[a]} |" for a in acc]
+    lines += ["", "| objects | n | colour | count | shape | position | all |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['n']} | {v.get('colour', 0) / 1:.1%} | {v.get('count', 0):.1%} | {v.get('shape', 0):.1%} | "
+              f"{v.get('position', float('nan')):.1%} | {v.get('all_ok', 0):.1%} |" for k, v in per_count.items()]
+    lines += ["", "| batch | images/s |", "|---|---|"]
+    lines += [f"| {b} | {s:.2f} |" for b, s in speed.items()]
+    lines += ["", f"Batch 64 per-image throughput = {speed[64] / speed[1]:.2f}x batch 1; peak RSS while generating 64: {peak:.0f} MiB.",
+              f"UNet training steps: {payload['training']['unet_steps']}.", ""]
+    write(args.name, payload, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""``diffexplain`` command line: one module per subcommand, built on the public API only."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+# Nothing may reach the network: set before diffusers / transformers are imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@click.group(context_settings=dict(help_option_names=["-h", "--help"]))
+@click.version_option(package_name="diffexplain")
+def cli() -> None:
+    """Explain diffusion image models: which words drive the image, and how much to trust it."""
+
+
+def _register() -> None:
+    from . import demo, env, generate
+
+    for module in (generate, env, demo):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""``explain_prompt``: which words of a prompt drive the image, by any perturbation method."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Callable, Optional, Sequence, Union
+
+from ..cache import GenerationCache
+from ..embed import make_embedder
+from ..types import Explanation
+from .kernel_shap import KernelShapExplainer
+from .lime import LimeExplainer
+from .permutation import PermutationExplainer
+from .prompt_game import PromptGame
+from .shapley import ShapleyExplainer
+from .smile import SmileExplainer
+
+METHODS = {
+    "shapley": ShapleyExplainer, "permutation": PermutationExplainer, "kernelshap": KernelShapExplainer,
+    "lime": LimeExplainer, "smile": SmileExplainer,
+}
+
+
+def default_budget(method: str, n_words: int) -> Optional[int]:
+    """Coalitions evaluated by default: all for exact Shapley, 4d for sampled Shapley (enough for
+    0.05 MAE on shapes prompts), 64 for LIME and SMILE (the SMILE code's N)."""
+    return {"shapley": None, "permutation": 4 * n_words, "kernelshap": 4 * n_words}.get(method, 64)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("diffexplain", "torch", "diffusers", "transformers"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def explain_prompt(
+    adapter,
+    prompt: str,
+    *,
+    method: str = "kernelshap",
+    seeds: Union[int, Sequence[int]] = 1,
+    budget: Optional[int] = None,
+    embedder="pixel",
+    similarity: Optional[str] = None,
+    perturbation: str = "drop",
+    cache: Optional[GenerationCache] = None,
+    seed: int = 0,
+    embedder_path: Optional[str] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+    **explainer_options,
+) -> Explanation:
+    """Attribute the image of ``prompt`` to its words.
+
+    Args:
+        adapter: a ``TextToImageAdapter`` over the user's pipeline.
+        prompt: the text to explain; features are its whitespace-separated words.
+        method: "shapley", "permutation", "kernelshap", "lime" or "smile".
+        seeds: K (seeds 0..K-1) or an explicit list; every coalition uses the same seeds.
+        budget: coalitions to evaluate (default: ``default_budget``); images = coalitions x seeds.
+        embedder: an embedder object or a name ("pixel", "latent", "efficientnet", "clip", "dinov2").
+        similarity: "cosine", "wasserstein" or "neg_l2" (default: wasserstein for SMILE, else cosine).
+        perturbation: "drop" or "empty_embedding" (see ``PromptGame``).
+        cache: generation cache shared across explanations (default: a fresh in-memory one).
+        seed: seeds the explainer's own sampling (permutations, masks, bootstrap).
+        explainer_options: passed to the explainer class (e.g. ``kernel_width``, ``surrogate``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
+    if isinstance(seeds, bool) or (isinstance(seeds, int) and seeds < 1):
+        raise ValueError(f"seeds must be >= 1 (or a non-empty list), got {seeds!r}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("seeds must not be empty")
+    if similarity is None:
+        similarity = "wasserstein" if method == "smile" else "cosine"
+    if isinstance(embedder, str):
+        embedder = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path)
+    game = PromptGame(adapter, prompt, seeds=seed_list, embedder=embedder, similarity=similarity,
+                      perturbation=perturbation, cache=cache, progress=progress)
+    explainer = METHODS[method](**explainer_options)
+    if method == "shapley":
+        if budget is not None:
+            raise ValueError("budget does not apply to exact Shapley (it evaluates all 2^d coalitions)")
+        explanation = explainer.explain(game, seed=seed)
+    else:
+        explanation = explainer.explain(game, budget=budget or default_budget(method, game.n_players), seed=seed)
+    settings = dict(explanation.settings, seeds=seed_list, embedder=embedder.name, similarity=similarity,
+                    perturbation=perturbation, **adapter.settings())
+    meta = dict(prompt=prompt, model_fingerprint=adapter.fingerprint, versions=_versions())
+    info = dict(explanation.info, coalition_texts=None)
+    if "masks" in info:
+        info["coalition_texts"] = [game.conditioning(m) for m in info["masks"]]
+    return Explanation(**{**explanation.__dict__, "settings": settings, "metadata": meta, "info": info})

@@ -1,0 +1,198 @@
+"""The value of a coalition of prompt words: how close the image generated from the perturbed
+prompt stays to the image of the full prompt, with the same seeds (common random numbers)."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..cache import GenerationCache, generation_key
+from ..embed.similarity import SIMILARITIES, pairwise_similarity, wasserstein_1d
+
+PERTURBATIONS = ("drop", "empty_embedding")
+
+
+def word_movers_distance(source: np.ndarray, target: np.ndarray) -> float:
+    """Word mover's distance between two bags of word vectors (uniform weights, cosine cost).
+
+    Args:
+        source: (n, D) vectors; target: (m, D) vectors.
+    """
+    from scipy.optimize import linprog
+
+    if len(target) == 0 or len(source) == 0:
+        return 1.0
+    a = source / np.maximum(np.linalg.norm(source, axis=1, keepdims=True), 1e-12)
+    b = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
+    cost = np.clip(1.0 - a @ b.T, 0.0, 2.0)
+    n, m = cost.shape
+    rows = np.zeros((n + m, n * m))
+    for i in range(n):
+        rows[i, i * m:(i + 1) * m] = 1
+    for j in range(m):
+        rows[n + j, j::m] = 1
+    supply = np.concatenate([np.full(n, 1.0 / n), np.full(m, 1.0 / m)])
+    result = linprog(cost.ravel(), A_eq=rows, b_eq=supply, bounds=(0, None), method="highs")
+    return float(result.fun)
+
+
+class PromptGame:
+    """A cooperative game whose players are the words of ``prompt``.
+
+    v(S) = mean over seeds of similarity(embed(image(S, seed)), embed(image(full, seed))), where
+    image(S, seed) comes from the prompt perturbed to keep only the words of S.
+
+    Args:
+        adapter: a ``TextToImageAdapter`` (or any adapter with the same generation methods).
+        prompt: the text to explain; its words are the players.
+        seeds: the seeds every coalition is generated with (K >= 1).
+        embedder: an image embedder (``diffexplain.embed``).
+        similarity: "cosine", "wasserstein" (1 - W1, as SMILE) or "neg_l2".
+        perturbation: "drop" (the words of S in their order, others removed: the text sent is
+            exactly that) or "empty_embedding" (the text-encoder outputs at a dropped word's
+            token positions replaced by the empty prompt's outputs at the same positions).
+        cache: a ``GenerationCache`` shared across explanations (default: in memory).
+        progress: optional callable(n_done, n_total) for progress bars.
+    """
+
+    def __init__(self, adapter, prompt: str, *, seeds: Sequence[int], embedder, similarity: str = "cosine",
+                 perturbation: str = "drop", cache: Optional[GenerationCache] = None,
+                 progress: Optional[Callable[[int, int], None]] = None):
+        if len(seeds) < 1:
+            raise ValueError(f"seeds must contain at least one seed, got {list(seeds)!r}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        if perturbation not in PERTURBATIONS:
+            raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {perturbation!r}")
+        self.adapter = adapter
+        self.prompt = prompt
+        self.words = adapter.words(prompt)
+        self.feature_names = tuple(self.words)
+        self.n_players = len(self.words)
+        self.seeds = [int(s) for s in seeds]
+        self.embedder = embedder
+        self.similarity = similarity
+        self.perturbation = perturbation
+        self.cache = cache if cache is not None else GenerationCache()
+        self.progress = progress
+        self._requested: set[str] = set()
+        self._cached: set[str] = set()
+        self._reference: Optional[np.ndarray] = None
+        self._spans = adapter.word_token_spans(prompt) if perturbation == "empty_embedding" else None
+
+    # -- what is sent to the model --------------------------------------------------------------
+    def text(self, mask: np.ndarray) -> str:
+        """The prompt of a coalition: its words in their original order."""
+        return " ".join(w for w, keep in zip(self.words, mask) if keep)
+
+    def conditioning(self, mask: np.ndarray) -> str:
+        """The exact conditioning sent to the model, as stored in the cache."""
+        if self.perturbation == "drop":
+            return self.text(mask)
+        bits = "".join("1" if keep else "0" for keep in mask)
+        return f"empty_embedding:{self.prompt}|{bits}"
+
+    def _key(self, mask: np.ndarray, seed: int) -> str:
+        return generation_key(self.adapter.fingerprint, self.conditioning(mask), seed, self.adapter.settings())
+
+    # -- generation through the cache ---------------------------------------------------------
+    def _embeds(self, masks: np.ndarray) -> torch.Tensor:
+        full = self.adapter.encode([self.prompt])
+        empty = self.adapter.encode([""])
+        out = full.repeat(len(masks), 1, 1)
+        for row, mask in enumerate(masks):
+            for (start, end), keep in zip(self._spans, mask):
+                if not keep:
+                    out[row, start:end] = empty[0, start:end]
+        return out
+
+    def _ensure_images(self, masks: np.ndarray) -> list[list[str]]:
+        """Keys (n, K) of every image, generating those not in the cache (one transaction a batch)."""
+        keys = [[self._key(m, s) for s in self.seeds] for m in masks]
+        flat = [(k, m, s) for row, m in zip(keys, masks) for k, s in zip(row, self.seeds)]
+        wanted = {k: (m, s) for k, m, s in flat if k not in self._requested}
+        have = set(self.cache.get_images(list(wanted))) if wanted else set()
+        self._cached |= have - self._requested
+        self._requested |= set(wanted)
+        missing = [(k, m, s) for k, (m, s) in wanted.items() if k not in have]
+        batch = self.adapter.batch_size
+        for start in range(0, len(missing), batch):
+            chunk = missing[start:start + batch]
+            seeds = [s for _, _, s in chunk]
+            if self.perturbation == "drop":
+                images = self.adapter.generate([self.text(m) for _, m, _ in chunk], seeds)
+            else:
+                images = self.adapter.generate_from_embeddings(self._embeds(np.stack([m for _, m, _ in chunk])), seeds)
+            self.cache.put_images((k, self.adapter.fingerprint, self.conditioning(m), s, self.adapter.settings(), im)
+                                  for (k, m, s), im in zip(chunk, images))
+            if self.progress is not None:
+                self.progress(min(start + batch, len(missing)), len(missing))
+        return keys
+
+    def embeddings(self, masks: np.ndarray) -> np.ndarray:
+        """Embeddings of every coalition's image per seed: (n, K, E)."""
+        masks = np.asarray(masks, dtype=bool)
+        keys = self._ensure_images(masks)
+        flat = [k for row in keys for k in row]
+        found = self.cache.get_embeddings(flat, self.embedder.name)
+        missing = [k for k in dict.fromkeys(flat) if k not in found]
+        for start in range(0, len(missing), 64):
+            chunk = missing[start:start + 64]
+            images = self.cache.get_images(chunk)
+            vectors = self.embedder.embed(np.stack([images[k] for k in chunk]))
+            new = dict(zip(chunk, vectors.astype(np.float32)))
+            self.cache.put_embeddings(new, self.embedder.name)
+            found.update(new)
+        return np.stack([[found[k] for k in row] for row in keys])
+
+    def images(self, masks: np.ndarray) -> np.ndarray:
+        """Every coalition's image per seed: uint8 (n, K, H, W, 3)."""
+        keys = self._ensure_images(np.asarray(masks, dtype=bool))
+        found = self.cache.get_images([k for row in keys for k in row])
+        return np.stack([[found[k] for k in row] for row in keys])
+
+    def reference(self) -> np.ndarray:
+        """Embeddings of the full prompt's images: (K, E)."""
+        if self._reference is None:
+            self._reference = self.embeddings(np.ones((1, self.n_players), bool))[0]
+        return self._reference
+
+    # -- the game -------------------------------------------------------------------------------
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        """Values (n, K): similarity of each coalition's image to the full prompt's, per seed."""
+        reference = self.reference()
+        return pairwise_similarity(self.embeddings(masks), reference[None], self.similarity)
+
+    def generation_stats(self) -> tuple[int, int]:
+        """(images this game asked for, of which served by the cache)."""
+        return len(self._requested), len(self._cached)
+
+    def text_distance(self, masks: np.ndarray) -> np.ndarray:
+        """Word mover's distance between the prompt and each coalition's text: (n,)."""
+        vectors = self.adapter.word_embeddings(self.prompt)
+        return np.array([word_movers_distance(vectors, vectors[np.asarray(m, bool)]) for m in masks])
+
+    def distance_pvalues(self, masks: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0):
+        """W1 between each coalition's embedding and the reference, averaged over seeds, and its
+        bootstrap p-value: pool both vectors' values, resample the pool into two groups of the
+        original sizes B times, p = (1 + #{W1* >= W1}) / (B + 1).
+
+        Returns:
+            (observed (n,), p-values (n,)).
+        """
+        rng = np.random.default_rng(seed)
+        embeddings = self.embeddings(masks)
+        reference = self.reference()
+        observed = wasserstein_1d(embeddings, reference[None]).mean(axis=1)
+        null = np.zeros((len(masks), n_bootstrap))
+        for i in range(len(masks)):
+            for k in range(len(self.seeds)):
+                pool = np.concatenate([embeddings[i, k], reference[k]])
+                size = embeddings.shape[-1]
+                draws = pool[rng.integers(0, len(pool), (n_bootstrap, 2 * size))]
+                null[i] += wasserstein_1d(draws[:, :size], draws[:, size:])
+        null /= len(self.seeds)
+        pvalues = (1 + (null >= observed[:, None]).sum(axis=1)) / (n_bootstrap + 1)
+        return observed, pvalues

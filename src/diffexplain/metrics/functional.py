@@ -1,0 +1,166 @@
+"""Metrics for word attributions, as pure functions (REFERENCE.md section 1)."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..explain.surrogate import weighted_r2 as fidelity  # noqa: F401  (re-exported: R^2_w)
+
+
+def _vector(x, name: str) -> np.ndarray:
+    array = np.asarray(x, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {array.shape}")
+    return array
+
+
+def _same_length(a: np.ndarray, b: np.ndarray, names: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{names} must have the same length, got {a.shape[0]} and {b.shape[0]}")
+
+
+def normalise(scores) -> np.ndarray:
+    """Scores divided by their sum (seed 002); zeros if they sum to zero."""
+    scores = _vector(scores, "scores")
+    total = scores.sum()
+    return scores / total if total != 0 else np.zeros_like(scores)
+
+
+def ranks(scores) -> np.ndarray:
+    """Rank of each score, 1 = largest; ties share the smallest rank ("min" method)."""
+    scores = _vector(scores, "scores")
+    return np.array([1 + int(np.sum(scores > s)) for s in scores])
+
+
+def ranks_aligned(scores, truth) -> float:
+    """Fraction of words whose rank under ``scores`` equals their rank under ``truth`` (seed 002)."""
+    scores, truth = _vector(scores, "scores"), _vector(truth, "truth")
+    _same_length(scores, truth, "scores and truth")
+    return float(np.mean(ranks(scores) == ranks(truth)))
+
+
+def rmse_normalised(scores, truth) -> float:
+    """RMSE between scores and truth after normalising both to sum to 1 (seed 002)."""
+    scores, truth = _vector(scores, "scores"), _vector(truth, "truth")
+    _same_length(scores, truth, "scores and truth")
+    return float(np.sqrt(np.mean((normalise(scores) - normalise(truth)) ** 2)))
+
+
+def roc_auc(scores, relevant) -> float:
+    """ROC-AUC of scores against binary relevance: P(score of a relevant word > an irrelevant one),
+    ties counting one half. NaN when only one class is present."""
+    scores = _vector(scores, "scores")
+    relevant = np.asarray(relevant)
+    _same_length(scores, relevant.astype(float), "scores and relevant")
+    if not np.isin(relevant, (0, 1, True, False)).all():
+        raise ValueError(f"relevant must be binary, got {np.unique(relevant)}")
+    relevant = relevant.astype(bool)
+    pos, neg = scores[relevant], scores[~relevant]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def precision_at_k(scores, relevant, k: Optional[int] = None) -> float:
+    """Fraction of relevant words among the k highest scores (k defaults to the number of
+    relevant words, i.e. R-precision). Ties broken by word order."""
+    scores = _vector(scores, "scores")
+    relevant = np.asarray(relevant).astype(bool)
+    _same_length(scores, relevant.astype(float), "scores and relevant")
+    k = int(relevant.sum()) if k is None else k
+    if not 1 <= k <= len(scores):
+        raise ValueError(f"k must be in [1, {len(scores)}], got {k}")
+    top = np.argsort(-scores, kind="stable")[:k]
+    return float(relevant[top].mean())
+
+
+def ruzicka_similarity(a, b) -> float:
+    """Stability: sum min(|a_k|, |b_k|) / sum max(|a_k|, |b_k|), in [0, 1]; 1 if both are zero."""
+    a, b = np.abs(_vector(a, "a")), np.abs(_vector(b, "b"))
+    _same_length(a, b, "a and b")
+    denominator = np.maximum(a, b).sum()
+    return 1.0 if denominator == 0 else float(np.minimum(a, b).sum() / denominator)
+
+
+def consistency(runs) -> dict[str, np.ndarray]:
+    """Per-word mean, std (ddof=1) and coefficient of variation (std / |mean|) over R runs.
+
+    Args:
+        runs: (R, d) attributions of the same prompt with different seeds, R >= 2.
+    """
+    runs = np.asarray(runs, dtype=np.float64)
+    if runs.ndim != 2 or runs.shape[0] < 2:
+        raise ValueError(f"runs must have shape (R >= 2, d), got {runs.shape}")
+    mean, std = runs.mean(axis=0), runs.std(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cv = np.where(mean != 0, std / np.abs(mean), np.inf)
+    return dict(mean=mean, std=std, cv=cv)
+
+
+# ---------------------------------------------------------------- Shapley axioms
+def efficiency_gap(values, full_value: float, base_value: float) -> float:
+    """|sum(values) - (v(D) - v(empty))|: zero for exact Shapley values."""
+    return float(abs(_vector(values, "values").sum() - (full_value - base_value)))
+
+
+def _coalition_values(game: Callable[[np.ndarray], np.ndarray], masks: np.ndarray) -> np.ndarray:
+    values = np.asarray(game(masks), dtype=np.float64)
+    return values.mean(axis=1) if values.ndim == 2 else values
+
+
+def find_null_players(game, n_players: int, atol: float = 1e-9) -> list[int]:
+    """Players whose addition never changes the value of any coalition (exhaustive, d <= 12)."""
+    from ..explain.game import all_masks
+
+    masks = all_masks(n_players)
+    values = _coalition_values(game, masks)
+    index = np.arange(2 ** n_players)
+    return [j for j in range(n_players)
+            if np.allclose(values[index[(index >> j) & 1 == 0] | (1 << j)], values[index[(index >> j) & 1 == 0]],
+                           atol=atol)]
+
+
+def find_symmetric_pairs(game, n_players: int, atol: float = 1e-9) -> list[tuple[int, int]]:
+    """Pairs (i, j) with v(S + i) = v(S + j) for every S containing neither (exhaustive)."""
+    from ..explain.game import all_masks
+
+    masks = all_masks(n_players)
+    values = _coalition_values(game, masks)
+    index = np.arange(2 ** n_players)
+    pairs = []
+    for i in range(n_players):
+        for j in range(i + 1, n_players):
+            free = index[((index >> i) & 1 == 0) & ((index >> j) & 1 == 0)]
+            if np.allclose(values[free | (1 << i)], values[free | (1 << j)], atol=atol):
+                pairs.append((i, j))
+    return pairs
+
+
+def check_axioms(values, game, n_players: int, full_value: float, base_value: float,
+                 atol: float = 1e-6) -> dict[str, object]:
+    """Efficiency, symmetry and null-player checks of attributions against their game.
+
+    Returns:
+        dict with ``efficiency_gap``, ``efficiency`` (bool), ``null_players``, ``null_player``
+        (bool: every null player got |value| <= atol), ``symmetric_pairs`` and ``symmetry``
+        (bool: every symmetric pair got equal values within atol).
+    """
+    values = _vector(values, "values")
+    gap = efficiency_gap(values, full_value, base_value)
+    nulls = find_null_players(game, n_players)
+    pairs = find_symmetric_pairs(game, n_players)
+    return dict(
+        efficiency_gap=gap, efficiency=gap <= atol,
+        null_players=nulls, null_player=all(abs(values[j]) <= atol for j in nulls),
+        symmetric_pairs=pairs, symmetry=all(abs(values[i] - values[j]) <= atol for i, j in pairs),
+    )
+
+
+def mean_over(prompts_scores: Sequence[tuple[np.ndarray, np.ndarray]], metric: Callable) -> float:
+    """Average a (scores, truth) metric over prompts, ignoring NaN results."""
+    results = [metric(s, t) for s, t in prompts_scores]
+    return float(np.nanmean(results)) if results else float("nan")

@@ -1,0 +1,164 @@
+"""Adapters: generate from a diffusers pipeline the user built, with explicit per-sample seeds.
+
+An adapter never loads or moves the model; it reads the device from the model's parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+
+def model_fingerprint(pipe) -> str:
+    """A content hash of the pipeline's configs and weights (a sample of every tensor, all shapes)."""
+    digest = hashlib.sha256()
+    for name, component in sorted(pipe.components.items()):
+        digest.update(name.encode())
+        if component is None:
+            continue
+        config = getattr(component, "config", None)
+        if config is not None:  # diffusers FrozenDict or transformers PretrainedConfig
+            as_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+            as_dict.pop("_name_or_path", None)
+            digest.update(json.dumps(as_dict, sort_keys=True, default=str).encode())
+        if isinstance(component, torch.nn.Module):
+            for key, tensor in component.state_dict().items():
+                flat = tensor.detach().reshape(-1)
+                digest.update(f"{key}{tuple(tensor.shape)}{tensor.dtype}".encode())
+                sample = torch.cat([flat[:64], flat[-64:], flat[:: max(1, flat.numel() // 256)]])
+                digest.update(sample.float().cpu().numpy().tobytes())
+        elif hasattr(component, "get_vocab"):
+            digest.update(json.dumps(sorted(component.get_vocab().items())).encode())
+    return digest.hexdigest()[:16]
+
+
+class TextToImageAdapter:
+    """Generate images from a text-to-image pipeline (Stable Diffusion 1.x/2.x family, shapes).
+
+    Args:
+        pipe: a diffusers pipeline with ``tokenizer``, ``text_encoder`` and ``unet``.
+        num_inference_steps, guidance_scale: sampler settings, fixed for every generation.
+        height, width: output size (default: the pipeline's).
+        batch_size: images per pipeline call.
+        vocabulary_check: optional callable(prompt) raising ValueError for words the model cannot
+            take (the shapes models pass ``diffexplain.world.check_vocabulary``).
+    """
+
+    def __init__(self, pipe, *, num_inference_steps: int = 20, guidance_scale: float = 4.0,
+                 height: Optional[int] = None, width: Optional[int] = None, batch_size: int = 16,
+                 vocabulary_check=None, pipeline_kwargs: Optional[dict[str, Any]] = None):
+        for attribute in ("tokenizer", "text_encoder", "unet"):
+            if getattr(pipe, attribute, None) is None:
+                raise ValueError(f"pipe must have a {attribute}; got {type(pipe).__name__} without one")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.pipe = pipe
+        self.num_inference_steps = int(num_inference_steps)
+        self.guidance_scale = float(guidance_scale)
+        scale = getattr(pipe, "vae_scale_factor", 8)
+        sample = pipe.unet.config.sample_size
+        sample_h, sample_w = (sample, sample) if isinstance(sample, int) else sample
+        self.height = int(height or sample_h * scale)
+        self.width = int(width or sample_w * scale)
+        self.batch_size = int(batch_size)
+        self.vocabulary_check = vocabulary_check
+        self.pipeline_kwargs = dict(pipeline_kwargs or {})
+        self._fingerprint: Optional[str] = None
+
+    # -- text ---------------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self.pipe.tokenizer
+
+    @property
+    def max_words_tokens(self) -> int:
+        return self.tokenizer.model_max_length - 2  # BOS and EOS
+
+    def words(self, prompt: str) -> list[str]:
+        """The features of a prompt: its whitespace-separated words, after validation."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+        if self.vocabulary_check is not None:
+            self.vocabulary_check(prompt)
+        n_tokens = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
+        if n_tokens > self.max_words_tokens:
+            raise ValueError(f"prompt is {n_tokens} tokens long, above the tokenizer's limit of "
+                             f"{self.max_words_tokens} (model_max_length {self.tokenizer.model_max_length} "
+                             f"minus BOS/EOS): {prompt!r}")
+        return prompt.split()
+
+    def word_token_spans(self, prompt: str) -> list[tuple[int, int]]:
+        """For each word, the [start, end) positions of its sub-tokens in the encoded prompt
+        (position 0 is BOS)."""
+        spans, position = [], 1
+        for word in self.words(prompt):
+            count = len(self.tokenizer(word, add_special_tokens=False).input_ids)
+            spans.append((position, position + count))
+            position += count
+        total = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
+        if position - 1 != total:
+            raise RuntimeError(f"tokenizing words one by one gave {position - 1} tokens, the prompt {total}")
+        return spans
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Text-encoder output for prompts, padded to the context length: (n, L, D)."""
+        device = next(self.pipe.text_encoder.parameters()).device
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(device)
+        return self.pipe.text_encoder(ids)[0]
+
+    def word_embeddings(self, prompt: str) -> np.ndarray:
+        """Each word's input (token-table) embedding, averaged over its sub-tokens: (n_words, D)."""
+        table = self.pipe.text_encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
+        return np.stack([table[self.tokenizer(w, add_special_tokens=False).input_ids].mean(axis=0)
+                         for w in self.words(prompt)])
+
+    # -- generation ---------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.pipe)
+        return self._fingerprint
+
+    def settings(self) -> dict[str, Any]:
+        """Every sampler setting that changes an image (part of the cache key)."""
+        return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+                    height=self.height, width=self.width, scheduler=type(self.pipe.scheduler).__name__,
+                    scheduler_config=dict(self.pipe.scheduler.config), **self.pipeline_kwargs)
+
+    def _device(self) -> torch.device:
+        return next(self.pipe.unet.parameters()).device
+
+    def _run(self, seeds: Sequence[int], **inputs) -> np.ndarray:
+        device = self._device()
+        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        with torch.no_grad():
+            images = self.pipe(generator=generators, num_inference_steps=self.num_inference_steps,
+                               guidance_scale=self.guidance_scale, height=self.height, width=self.width,
+                               output_type="np", **inputs, **self.pipeline_kwargs).images
+        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> np.ndarray:
+        """One image per (prompt, seed): uint8 (n, H, W, 3), in batches of ``batch_size``."""
+        if len(prompts) != len(seeds):
+            raise ValueError(f"prompts and seeds must have the same length, got {len(prompts)} and {len(seeds)}")
+        out = [self._run(seeds[i:i + self.batch_size], prompt=list(prompts[i:i + self.batch_size]))
+               for i in range(0, len(prompts), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)
+
+    def generate_from_embeddings(self, prompt_embeds: torch.Tensor, seeds: Sequence[int]) -> np.ndarray:
+        """Like ``generate`` from text-encoder outputs (n, L, D); the negative is the empty prompt."""
+        negative = self.encode([""])
+        out = []
+        for i in range(0, len(seeds), self.batch_size):
+            chunk = prompt_embeds[i:i + self.batch_size]
+            out.append(self._run(seeds[i:i + self.batch_size], prompt_embeds=chunk,
+                                 negative_prompt_embeds=negative.expand(len(chunk), -1, -1)))
+        return np.concatenate(out)

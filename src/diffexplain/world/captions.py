@@ -1,0 +1,82 @@
+"""Reading captions back: vocabulary checks and a parser from caption text to expected objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from .scene import COLOURS, NAMED_BACKGROUNDS, POSITIONS, SHAPES, SIZES, vocabulary
+
+
+@dataclasses.dataclass
+class ExpectedObject:
+    """What a caption says about one object; None where the caption is silent."""
+
+    colour: Optional[str] = None
+    shape: Optional[str] = None
+    size: Optional[str] = None
+    position: Optional[str] = None
+
+
+@dataclasses.dataclass
+class ParsedCaption:
+    objects: list[ExpectedObject]
+    background: Optional[str]  # None = not named (white by default)
+
+
+def check_vocabulary(prompt: str, argument: str = "prompt") -> list[str]:
+    """Split a prompt into words and raise ValueError naming any word outside the world's vocabulary."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"{argument} must be a string, got {type(prompt).__name__}")
+    words = prompt.lower().split()
+    vocab = vocabulary()
+    unknown = [w for w in words if w not in vocab]
+    if unknown:
+        raise ValueError(
+            f"{argument} contains word(s) the shapes model does not know: {', '.join(repr(w) for w in unknown)}. "
+            f"Vocabulary: {' '.join(vocab)}"
+        )
+    return words
+
+
+_ORDER = {"size": 0, "colour": 1, "shape": 2}
+
+
+def parse_caption(caption: str) -> ParsedCaption:
+    """Parse a (possibly perturbed) shapes caption into the objects it describes.
+
+    Size, colour and shape words attach to the object being described while they come in the
+    order size < colour < shape; any other order starts a new object. A position word attaches to
+    the latest object. Filler words are ignored, so word-dropped captions parse too.
+    """
+    words = check_vocabulary(caption, "caption")
+    objects: list[ExpectedObject] = []
+    current: Optional[ExpectedObject] = None
+    last_kind = -1
+    background: Optional[str] = None
+    for index, word in enumerate(words):
+        kind = None
+        if word in SIZES:
+            kind = "size"
+        elif word in COLOURS:
+            kind = "colour"
+        elif word in SHAPES:
+            kind = "shape"
+        elif word in POSITIONS:
+            if objects and objects[-1].position is None:
+                objects[-1].position = word
+            continue
+        elif word in NAMED_BACKGROUNDS:
+            background = word
+            continue
+        elif word in ("and", "with"):
+            current, last_kind = None, -1
+            continue
+        else:
+            continue
+        if current is None or _ORDER[kind] <= last_kind:
+            current = ExpectedObject()
+            objects.append(current)
+        setattr(current, kind, word)
+        last_kind = _ORDER[kind]
+    return ParsedCaption(objects=objects, background=background)

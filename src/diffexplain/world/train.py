@@ -1,0 +1,358 @@
+"""Train the built-in shapes text-to-image pipeline on the shapes world (CPU friendly, resumable).
+
+Stages, each resumable from its checkpoint in ``--run-dir``::
+
+    python -m diffexplain.world.train vae    --run-dir runs/text2image --steps 1500
+    python -m diffexplain.world.train unet   --run-dir runs/text2image --steps 40000
+    python -m diffexplain.world.train export --run-dir runs/text2image
+    python -m diffexplain.world.train pack   --run-dir runs/text2image --dest training/text2image
+
+``pack`` writes a committed, pickle-free resume state (VAE folder, UNet + text-encoder weights
+and their EMA in safetensors, the log and the commands); a later machine continues with
+``unet --init-from training/text2image`` (the optimizer restarts with a fresh LR warm-up).
+
+``vae`` trains the AutoencoderKL on rendered training scenes; ``unet`` trains the CLIP text
+encoder and the UNet jointly (epsilon prediction, cosine schedule, min-SNR-5 weighting, 10% empty
+captions for classifier-free guidance, EMA weights, LR warm-up then cosine annealing over the
+last ``--anneal`` steps); ``export`` writes the EMA pipeline with ``save_pretrained`` into the
+package. Every stage appends JSON lines to ``log.jsonl`` and the exact commands to
+``commands.txt`` in the run directory. Data come from ``numpy.random.default_rng([seed, step])``,
+so a resumed run sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models import shapes as shapes_models
+from .scene import sample_scene
+
+
+def _log(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "log.jsonl", "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _images(scenes) -> torch.Tensor:
+    """Render scenes into a float tensor in [-1, 1], shape (n, 3, 64, 64)."""
+    array = np.stack([s.render() for s in scenes]).astype(np.float32)
+    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def _tokenizer(run_dir: Path):
+    return shapes_models.build_tokenizer(run_dir / "tokenizer")
+
+
+# ---------------------------------------------------------------- VAE
+def train_vae(args) -> None:
+    from diffusers import AutoencoderKL
+
+    run_dir = Path(args.run_dir)
+    ckpt_path = run_dir / "vae.ckpt"
+    torch.manual_seed(args.seed)
+    vae = AutoencoderKL(**shapes_models.vae_config())
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    step, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        vae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed"]
+        print(f"resumed VAE at step {step}", flush=True)
+    vae.train()
+    start = time.time() - elapsed
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, 1, step])
+        x = _images([sample_scene(rng) for _ in range(args.batch)])
+        lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        l1 = (recon - x).abs().mean()
+        mse = (recon - x).pow(2).mean()
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = l1 + mse + args.kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if step % 50 == 0 or step == args.steps:
+            rec = dict(stage="vae", step=step, loss=loss.item(), l1=l1.item(), kl=kl.item(), lr=lr,
+                       wall_s=round(time.time() - start, 1))
+            print(json.dumps(rec), flush=True)
+            _log(run_dir, rec)
+        if step % args.save_every == 0 or step == args.steps:
+            _atomic_save(dict(model=vae.state_dict(), optimizer=optimizer.state_dict(), step=step,
+                              elapsed=time.time() - start), ckpt_path)
+    # Scale latents to unit variance, as Stable Diffusion's scaling_factor does.
+    vae.eval()
+    with torch.no_grad():
+        rng = np.random.default_rng([args.seed, 2])
+        x = _images([sample_scene(rng) for _ in range(args.calib)])
+        latents = vae.encode(x).latent_dist.mean
+        recon = vae.decode(latents).sample.clamp(-1, 1)
+    std = latents.std().item()
+    psnr = (10 * torch.log10(4.0 / (recon - x).pow(2).mean())).item()
+    vae.register_to_config(scaling_factor=1.0 / std)
+    vae.save_pretrained(run_dir / "vae")
+    rec = dict(stage="vae_done", step=step, latent_std=std, scaling_factor=1.0 / std, psnr_db=psnr,
+               wall_s=round(time.time() - start, 1))
+    print(json.dumps(rec), flush=True)
+    _log(run_dir, rec)
+
+
+# ---------------------------------------------------------------- UNet + text encoder
+class _LatentPool:
+    """A pool of encoded training scenes, refreshed a few scenes per step, so the UNet sees new
+    scenes all the time without paying for a full VAE encode of every batch."""
+
+    def __init__(self, vae, tokenizer, size: int, seed: int, scaling: float):
+        self.vae, self.tokenizer, self.seed, self.scaling = vae, tokenizer, seed, scaling
+        self.latents = torch.empty(size, shapes_models.LATENT_CHANNELS, 16, 16)
+        self.captions: list[str] = [""] * size
+        for start in range(0, size, 256):
+            self._fill(range(start, min(size, start + 256)), np.random.default_rng([seed, 3, start]))
+
+    @torch.no_grad()
+    def _fill(self, indices, rng) -> None:
+        indices = list(indices)
+        scenes = [sample_scene(rng) for _ in indices]
+        self.latents[indices] = self.vae.encode(_images(scenes)).latent_dist.mean * self.scaling
+        for i, scene in zip(indices, scenes):
+            self.captions[i] = scene.caption
+
+    def refresh(self, step: int, count: int) -> None:
+        rng = np.random.default_rng([self.seed, 4, step])
+        self._fill(rng.choice(len(self.captions), size=count, replace=False), rng)
+
+    def batch(self, step: int, size: int, p_uncond: float):
+        rng = np.random.default_rng([self.seed, 5, step])
+        idx = rng.choice(len(self.captions), size=size, replace=False)
+        captions = ["" if rng.random() < p_uncond else self.captions[i] for i in idx]
+        ids = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return self.latents[idx], ids
+
+
+def _lr_at(step: int, args, warm_start: int = 0) -> float:
+    if step - warm_start < args.warmup:
+        return args.lr * (step - warm_start + 1) / args.warmup
+    anneal_start = args.steps - args.anneal
+    if step < anneal_start:
+        return args.lr
+    frac = (step - anneal_start) / max(1, args.anneal)
+    return args.lr * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def train_unet(args) -> None:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    run_dir = Path(args.run_dir)
+    ckpt_path = run_dir / "unet.ckpt"
+    tokenizer = _tokenizer(run_dir)
+    if not (run_dir / "vae").exists() and args.init_from:
+        shutil.copytree(Path(args.init_from) / "vae", run_dir / "vae")
+    vae = AutoencoderKL.from_pretrained(run_dir / "vae").eval()
+    torch.manual_seed(args.seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**shapes_models.text_encoder_config(len(tokenizer))))
+    unet = UNet2DConditionModel(**shapes_models.unet_config())
+    models = torch.nn.ModuleDict(dict(unet=unet, text_encoder=text_encoder))
+    ema = copy.deepcopy(models).requires_grad_(False)
+    optimizer = torch.optim.AdamW(models.parameters(), lr=args.lr, weight_decay=0.01)
+    scheduler = DDIMScheduler(**shapes_models.scheduler_config())
+    alphas_cumprod = scheduler.alphas_cumprod.float()
+    step, elapsed, warm_start = 0, 0.0, 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        models.load_state_dict(state["models"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed, warm_start = state["step"], state["elapsed"], state.get("warm_start", 0)
+        print(f"resumed UNet at step {step}", flush=True)
+    elif args.init_from:
+        step, elapsed = _load_packed(Path(args.init_from), models, ema)
+        warm_start = step  # fresh optimizer moments: warm the learning rate up again
+        print(f"initialised UNet from {args.init_from} at step {step}", flush=True)
+    pool = _LatentPool(vae, tokenizer, args.pool, args.seed, vae.config.scaling_factor)
+    for past in range(max(0, step - args.pool // args.refresh), step):  # replay recent refreshes
+        pool.refresh(past, args.refresh)
+    models.train()
+    start = time.time() - elapsed
+    window: list[float] = []
+    while step < args.steps:
+        latents, ids = pool.batch(step, args.batch, args.p_uncond)
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+        abar = alphas_cumprod[t].view(-1, 1, 1, 1)
+        noisy = abar.sqrt() * latents + (1 - abar).sqrt() * noise
+        lr = _lr_at(step, args, warm_start)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        hidden = text_encoder(ids).last_hidden_state
+        pred = unet(noisy, t, hidden).sample
+        snr = (abar / (1 - abar)).view(-1)
+        weight = torch.clamp(snr, max=args.min_snr) / snr  # min-SNR-gamma for epsilon prediction
+        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
+        optimizer.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), models.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        pool.refresh(step, args.refresh)
+        step += 1
+        window.append(loss.item())
+        if step % 50 == 0 or step == args.steps:
+            rec = dict(stage="unet", step=step, loss=float(np.mean(window)), lr=lr,
+                       wall_s=round(time.time() - start, 1))
+            window = []
+            print(json.dumps(rec), flush=True)
+            _log(run_dir, rec)
+        if step % args.save_every == 0 or step == args.steps:
+            _atomic_save(dict(models=models.state_dict(), ema=ema.state_dict(),
+                              optimizer=optimizer.state_dict(), step=step, warm_start=warm_start,
+                              elapsed=time.time() - start), ckpt_path)
+    _log(run_dir, dict(stage="unet_done", step=step, wall_s=round(time.time() - start, 1)))
+
+
+def _load_packed(directory: Path, models, ema) -> tuple[int, float]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = load_file(directory / "resume.safetensors")
+    models.load_state_dict({k[len("models."):]: v for k, v in tensors.items() if k.startswith("models.")})
+    ema.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
+    with safe_open(directory / "resume.safetensors", framework="pt") as handle:
+        meta = handle.metadata()
+    return int(meta["step"]), float(meta["elapsed"])
+
+
+def pack(args) -> None:
+    """Write the committed resume state: VAE folder, weights + EMA (safetensors), log, commands."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(args.run_dir)
+    dest = Path(args.dest or "training/text2image")
+    dest.mkdir(parents=True, exist_ok=True)
+    state = torch.load(run_dir / "unet.ckpt", weights_only=True)
+    tensors = {f"models.{k}": v.contiguous() for k, v in state["models"].items()}
+    tensors.update({f"ema.{k}": v.contiguous() for k, v in state["ema"].items()})
+    save_file(tensors, dest / "resume.safetensors",
+              metadata=dict(step=str(state["step"]), elapsed=str(state["elapsed"])))
+    if (dest / "vae").exists():
+        shutil.rmtree(dest / "vae")
+    shutil.copytree(run_dir / "vae", dest / "vae")
+    for name in ("log.jsonl", "commands.txt"):
+        shutil.copy(run_dir / name, dest / name)
+    print(f"packed step {state['step']} into {dest}", flush=True)
+
+
+# ---------------------------------------------------------------- export
+def build_pipeline(run_dir: Path, use_ema: bool = True):
+    """Assemble a StableDiffusionPipeline from a run directory's VAE and UNet checkpoint."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = _tokenizer(run_dir)
+    vae = AutoencoderKL.from_pretrained(run_dir / "vae")
+    text_encoder = CLIPTextModel(CLIPTextConfig(**shapes_models.text_encoder_config(len(tokenizer))))
+    unet = UNet2DConditionModel(**shapes_models.unet_config())
+    state = torch.load(run_dir / "unet.ckpt", weights_only=True)
+    models = torch.nn.ModuleDict(dict(unet=unet, text_encoder=text_encoder))
+    models.load_state_dict(state["ema" if use_ema else "models"])
+    pipe = StableDiffusionPipeline(
+        vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
+        scheduler=DDIMScheduler(**shapes_models.scheduler_config()), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, state["step"], state["elapsed"]
+
+
+def export(args) -> None:
+    run_dir = Path(args.run_dir)
+    dest = Path(args.dest) if args.dest else shapes_models.weights_path("text2image")
+    pipe, step, elapsed = build_pipeline(run_dir)
+    if args.fp16:
+        pipe.to(torch.float16)
+    pipe.save_pretrained(dest, safe_serialization=True)
+    commands = (run_dir / "commands.txt").read_text().splitlines() if (run_dir / "commands.txt").exists() else []
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    vae_done = [r for r in log if r["stage"] == "vae_done"]
+    unet_logs = [r for r in log if r["stage"] == "unet"]
+    record = dict(
+        pipeline="text2image", commands=commands, seed=args.seed, unet_steps=step,
+        unet_wall_s=round(elapsed, 1), vae=vae_done[-1] if vae_done else None,
+        final_loss=unet_logs[-1]["loss"] if unet_logs else None,
+        loss_curve=[dict(step=r["step"], loss=round(r["loss"], 5)) for r in unet_logs[::20]],
+        weights_dtype="float16" if args.fp16 else "float32",
+        sampler=dict(num_inference_steps=shapes_models.DEFAULT_STEPS, guidance_scale=shapes_models.DEFAULT_GUIDANCE),
+        torch=torch.__version__,
+    )
+    (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"exported step {step} to {dest}", flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m diffexplain.world.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["vae", "unet", "export", "pack"])
+    parser.add_argument("--run-dir", default="runs/text2image")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--kl-weight", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--anneal", type=int, default=4000, help="cosine LR decay over the last N steps")
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--min-snr", type=float, default=5.0)
+    parser.add_argument("--p-uncond", type=float, default=0.1)
+    parser.add_argument("--pool", type=int, default=16384)
+    parser.add_argument("--refresh", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--calib", type=int, default=512, help="scenes used to set the VAE scaling factor")
+    parser.add_argument("--dest", default=None)
+    parser.add_argument("--fp16", action="store_true")
+    parser.add_argument("--init-from", default=None, help="a packed directory to start the UNet stage from")
+    args = parser.parse_args(argv)
+    defaults = dict(vae=(2000, 32, 1e-3), unet=(20000, 64, 5e-4), export=(0, 0, 0.0), pack=(0, 0, 0.0))[args.stage]
+    args.steps = args.steps if args.steps is not None else defaults[0]
+    args.batch = args.batch or defaults[1]
+    args.lr = args.lr or defaults[2]
+    torch.set_flush_denormal(True)  # denormals from zero-initialised output layers cost ~3.7x
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "commands.txt", "a") as handle:
+        handle.write(shlex.join([sys.executable.split("/")[-1], "-m", "diffexplain.world.train", *(argv or sys.argv[1:])]) + "\n")
+    dict(vae=train_vae, unet=train_unet, export=export, pack=pack)[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

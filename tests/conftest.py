@@ -1,0 +1,18 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_flush_denormal(True)
+
+
+@pytest.fixture(scope="session")
+def shapes_pipe():
+    """The shipped shapes text-to-image pipeline (loaded once per session)."""
+    from diffexplain.models import shapes
+
+    return shapes.load("text2image")

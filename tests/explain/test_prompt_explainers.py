@@ -1,0 +1,99 @@
+"""Every explainer end to end on a tiny random StableDiffusionPipeline saved and reloaded here."""
+
+import numpy as np
+import pytest
+
+from diffexplain.cache import GenerationCache
+from diffexplain.explain.api import METHODS, explain_prompt
+from diffexplain.models.adapter import TextToImageAdapter
+from diffexplain.types import Explanation
+from tests.helpers import tiny_text2image
+
+PROMPT = "a big red circle"
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    pipe, _, _ = tiny_text2image(tmp_path_factory.mktemp("tiny"))
+    return TextToImageAdapter(pipe, num_inference_steps=2, guidance_scale=2.0, batch_size=8)
+
+
+class SpyAdapter(TextToImageAdapter):
+    """Records the exact prompts sent to the pipeline."""
+
+    sent: list
+
+    def generate(self, prompts, seeds):
+        self.sent.extend(prompts)
+        return super().generate(prompts, seeds)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_explainer_runs_end_to_end_and_round_trips(adapter, method, tmp_path):
+    budget = None if method == "shapley" else 12
+    explanation = explain_prompt(adapter, PROMPT, method=method, seeds=2, budget=budget)
+    assert explanation.features == ("a", "big", "red", "circle")
+    assert explanation.values.dtype == np.float32 and np.isfinite(explanation.values).all()
+    assert explanation.stderr is not None and explanation.stderr.shape == (4,)
+    assert explanation.n_generations > 0 and explanation.n_cached == 0
+    if method in ("shapley", "permutation", "kernelshap"):
+        assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-5)
+    if method == "smile":
+        assert explanation.pvalues is not None and len(explanation.info["w1_pvalue"]) == explanation.info["n_coalitions"]
+    explanation.save(tmp_path)
+    loaded = Explanation.load(tmp_path)
+    np.testing.assert_array_equal(loaded.values, explanation.values)
+    assert loaded.features == explanation.features and loaded.settings == explanation.settings
+
+
+def test_a_second_method_reuses_the_cache_and_a_rerun_generates_nothing(adapter):
+    cache = GenerationCache()
+    first = explain_prompt(adapter, PROMPT, method="shapley", seeds=1, cache=cache)
+    assert first.n_generations == 16 and first.n_cached == 0
+    second = explain_prompt(adapter, PROMPT, method="kernelshap", seeds=1, budget=10, cache=cache)
+    assert second.n_cached == second.n_generations == 10
+    again = explain_prompt(adapter, PROMPT, method="shapley", seeds=1, cache=cache)
+    assert again.n_cached == again.n_generations
+    np.testing.assert_array_equal(again.values, first.values)
+
+
+def test_the_text_sent_always_matches_the_mask(tmp_path):
+    pipe, _, _ = tiny_text2image(tmp_path)
+    spy = SpyAdapter(pipe, num_inference_steps=2, guidance_scale=2.0, batch_size=8)
+    spy.sent = []
+    explanation = explain_prompt(spy, PROMPT, method="lime", seeds=1, budget=10)
+    words = PROMPT.split()
+    expected = [" ".join(w for w, keep in zip(words, mask) if keep) for mask in explanation.info["masks"]]
+    assert explanation.info["coalition_texts"] == expected
+    assert sorted(spy.sent) == sorted(expected)
+
+
+def test_empty_embedding_perturbation_keeps_positions(adapter):
+    explanation = explain_prompt(adapter, PROMPT, method="shapley", seeds=1, perturbation="empty_embedding")
+    assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-5)
+    drop = explain_prompt(adapter, PROMPT, method="shapley", seeds=1)
+    assert not np.allclose(drop.values, explanation.values)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(prompt=""), "prompt must be a non-empty string"),
+    (dict(prompt="   "), "prompt must be a non-empty string"),
+    (dict(prompt="red " * 40), "above the tokenizer's limit"),
+    (dict(seeds=0), "seeds must be >= 1"),
+    (dict(method="magic"), "method must be one of"),
+    (dict(embedder="vgg"), "embedder must be one of"),
+    (dict(similarity="dot"), "similarity must be one of"),
+    (dict(method="kernelshap", budget=3), "budget=3 is too small for kernelshap"),
+    (dict(embedder="clip"), "needs a local model path"),
+])
+def test_bad_input_is_a_clear_error(adapter, kwargs, match):
+    arguments = dict(prompt=PROMPT, method="shapley")
+    arguments.update(kwargs)
+    prompt = arguments.pop("prompt")
+    with pytest.raises(ValueError, match=match):
+        explain_prompt(adapter, prompt, **arguments)
+
+
+def test_exact_shapley_word_cap_suggests_sampled_methods(adapter):
+    with pytest.raises(ValueError, match="use method 'permutation' or 'kernelshap'"):
+        explain_prompt(adapter, " ".join(["red"] * 13), method="shapley")
