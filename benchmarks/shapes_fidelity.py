@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from _common import machine, peak_rss_mib, reset_peak_rss, write  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
-from diffexplain.models.generate import generate_images  # noqa: E402
+from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
 from diffexplain.world import check, sample_scene  # noqa: E402
 
 ATTRIBUTES = ("colour", "count", "shape", "size", "position", "background_ok")
@@ -34,14 +34,14 @@ def heldout_captions(n: int, seed: int = 1234) -> list[str]:
     return [sample_scene(rng, split="heldout").caption for _ in range(n)]
 
 
-def accuracy(pipe, captions, steps, guidance, batch=64):
+def accuracy(adapter, captions):
     hits, totals = collections.Counter(), collections.Counter()
     by_count_hits = collections.defaultdict(collections.Counter)
     by_count_totals = collections.defaultdict(collections.Counter)
+    batch = adapter.batch_size
     for start in range(0, len(captions), batch):
         chunk = captions[start:start + batch]
-        images = generate_images(pipe, chunk, seeds=list(range(start, start + len(chunk))),
-                                 num_inference_steps=steps, guidance_scale=guidance)
+        images = adapter.generate(chunk, list(range(start, start + len(chunk))))
         for caption, image in zip(chunk, images):
             result = check(image, caption)
             n_obj = caption.count(" and ") + caption.count(" with ") + 1
@@ -60,11 +60,12 @@ def accuracy(pipe, captions, steps, guidance, batch=64):
 
 
 def throughput(pipe, steps, guidance, batch, repeats):
+    adapter = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=guidance, batch_size=batch)
     captions = heldout_captions(batch, seed=99)
-    generate_images(pipe, captions[:1], seeds=[0], num_inference_steps=steps, guidance_scale=guidance)  # warm-up
+    adapter.generate(captions[:1], [0])  # warm-up
     start = time.perf_counter()
-    for r in range(repeats):
-        generate_images(pipe, captions, seeds=list(range(batch)), num_inference_steps=steps, guidance_scale=guidance)
+    for _ in range(repeats):
+        adapter.generate(captions, list(range(batch)))
     return batch * repeats / (time.perf_counter() - start)
 
 
@@ -79,14 +80,15 @@ def main() -> None:
     pipe = shapes.load("text2image")
     captions = heldout_captions(args.n)
     start = time.perf_counter()
-    acc, totals, per_count = accuracy(pipe, captions, args.steps, args.guidance)
+    adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
+    acc, totals, per_count = accuracy(adapter, captions)
     accuracy_wall = time.perf_counter() - start
     speed = {}
     for batch, repeats in ((1, 8), (8, 3), (64, 1)):
         speed[batch] = throughput(pipe, args.steps, args.guidance, batch, repeats)
     reset_peak_rss()
     base = peak_rss_mib()
-    generate_images(pipe, captions[:64], seeds=list(range(64)), num_inference_steps=args.steps, guidance_scale=args.guidance)
+    adapter.generate(captions[:64], list(range(64)))
     peak = peak_rss_mib()
     payload = dict(
         n_captions=args.n, steps=args.steps, guidance=args.guidance, accuracy=acc, judged=totals,

@@ -26,3 +26,54 @@ def test_generate_writes_a_png(tmp_path):
     from PIL import Image
 
     assert Image.open(out).size == (64, 64)
+
+
+def _tiny_model_dir(tmp_path):
+    from tests.helpers import tiny_text2image
+
+    return str(tiny_text2image(tmp_path / "model")[2])
+
+
+def test_explain_writes_json_and_a_self_contained_report(tmp_path):
+    import json
+
+    model = _tiny_model_dir(tmp_path)
+    out = tmp_path / "out"
+    args = ["explain", "a big red circle", "--model", model, "--method", "smile", "--budget", "10", "--seeds", "1",
+            "--steps", "2", "--out", str(out), "--attention"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "explanation.json").read_text())
+    assert data["features"] == ["a", "big", "red", "circle"]
+    assert len(data["pvalues"]) == 4 and data["n_generations"] == 10
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64," in report and "src='http" not in report
+    assert "Surrogate fit" in report and "Where each word lands" in report
+    again = CliRunner().invoke(cli, args)  # the cache in OUT makes the re-run free
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "explanation.json").read_text())["n_cached"] == 10
+
+
+def test_explain_reports_bad_input_as_usage_errors(tmp_path):
+    model = _tiny_model_dir(tmp_path)
+    result = CliRunner().invoke(cli, ["explain", "a red circle", "--model", model, "--method", "kernelshap",
+                                      "--budget", "2", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "budget=2 is too small for kernelshap" in result.output
+    result = CliRunner().invoke(cli, ["explain", "a red circle", "--model", str(tmp_path / "missing"),
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "model must be" in result.output
+
+
+def test_attention_writes_heatmaps_views_and_regions(tmp_path):
+    model = _tiny_model_dir(tmp_path)
+    out = tmp_path / "att"
+    result = CliRunner().invoke(cli, ["attention", "a big red circle", "--model", model, "--steps", "2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("attention.json", "attention.safetensors", "report.html", "regions.json", "view_time.png",
+                 "view_head.png", "view_layer.png", "overlay_02_red.png", "heatmap_03_circle.png"):
+        assert (out / name).exists(), name
+    bad = CliRunner().invoke(cli, ["attention", "a red circle", "--model", model, "--views", "space",
+                                   "--out", str(out)])
+    assert bad.exit_code == 2 and "views must be among" in bad.output

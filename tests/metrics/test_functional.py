@@ -94,3 +94,19 @@ def test_wasserstein_matches_scipy_and_similarities():
     assert pairwise_similarity(np.array([3.0, 4.0]), np.array([0.0, 0.0]), "neg_l2") == pytest.approx(-5.0)
     with pytest.raises(ValueError, match="similarity must be one of"):
         pairwise_similarity(u, v, "dot")
+
+
+def test_stability_aligns_a_variant_with_extra_words():
+    from diffexplain.metrics import align_words, stability
+    from diffexplain.types import Explanation
+
+    a = Explanation(method="x", features=("a", "red", "circle"), values=np.array([0.0, 2.0, 1.0]), base_value=0,
+                    full_value=1)
+    b = Explanation(method="x", features=("please", "a", "red,", "circle"), values=np.array([5.0, 0.0, 2.0, 1.0]),
+                    base_value=0, full_value=1)
+    assert align_words(a.features, b.features) == [(0, 1), (1, 2), (2, 3)]
+    assert stability(a, b) == 1.0  # 'please' is not shared; the shared words agree exactly
+    c = Explanation(method="x", features=("a", "red", "circle"), values=np.array([0.0, 1.0, 2.0]), base_value=0,
+                    full_value=1)
+    # normalised (0, 2/3, 1/3) vs (0, 1/3, 2/3): (0 + 1/3 + 1/3) / (0 + 2/3 + 2/3) = 0.5
+    assert stability(a, c) == pytest.approx(0.5)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._common import build_adapter, usage_errors
+
 
 @click.command("generate")
 @click.argument("prompt")
@@ -14,25 +16,14 @@ import click
 @click.option("--steps", type=int, default=None, help="denoising steps [shapes default: 20]")
 @click.option("--guidance", type=float, default=None, help="classifier-free guidance scale [shapes default: 4.0]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="output PNG")
+@usage_errors
 def command(prompt: str, model: str, seed: int, steps: int | None, guidance: float | None, out: Path) -> None:
     """Generate an image for PROMPT with a fixed seed."""
-    from ..models import shapes
-    from ..models.generate import generate_images
-    from ..models.loading import is_shapes_pipeline, load_pipeline
+    from PIL import Image
 
-    try:
-        pipe = load_pipeline(model)
-        if is_shapes_pipeline(pipe):
-            from ..world import check_vocabulary
-
-            check_vocabulary(prompt)
-        images = generate_images(
-            pipe, [prompt], seeds=[seed],
-            num_inference_steps=steps or shapes.DEFAULT_STEPS,
-            guidance_scale=guidance if guidance is not None else shapes.DEFAULT_GUIDANCE,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        raise click.UsageError(str(error)) from error
+    adapter = build_adapter(model, steps, guidance, batch_size=1)
+    adapter.words(prompt)  # validates: non-empty, known words, within the context length
+    image = Image.fromarray(adapter.generate([prompt], [seed])[0])
     out.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(out)
-    click.echo(f"wrote {out} ({images[0].width}x{images[0].height}, seed {seed})")
+    image.save(out)
+    click.echo(f"wrote {out} ({image.width}x{image.height}, seed {seed})")

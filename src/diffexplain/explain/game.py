@@ -52,6 +52,12 @@ class MemoGame:
     def n_evaluated(self) -> int:
         return len(self.memo)
 
+    def evaluated_masks(self) -> np.ndarray:
+        """Every coalition evaluated so far, in evaluation order: (n, d) bool."""
+        if not self.memo:
+            return np.zeros((0, self.n_players), bool)
+        return np.stack([np.frombuffer(key, dtype=bool) for key in self.memo])
+
     def new_count(self, masks: np.ndarray) -> int:
         """How many of these coalitions are not evaluated yet."""
         return len({m.tobytes() for m in np.asarray(masks, dtype=bool)} - self.memo.keys())

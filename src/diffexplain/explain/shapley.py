@@ -63,6 +63,7 @@ class ShapleyExplainer:
             method=self.name, features=feature_names(game, feature_names_), values=per_seed.mean(axis=1),
             base_value=float(table[0].mean()), full_value=float(table[-1].mean()), stderr=seed_stderr(per_seed),
             n_generations=used, n_cached=cached,
-            info=dict(n_coalitions=memo.n_evaluated, n_seeds=int(table.shape[1])),
+            info=dict(n_coalitions=memo.n_evaluated, n_seeds=int(table.shape[1]),
+                      evaluated=memo.evaluated_masks().astype(int).tolist()),
             settings=dict(method=self.name, max_players=self.max_players),
         )

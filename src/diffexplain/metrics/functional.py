@@ -164,3 +164,29 @@ def mean_over(prompts_scores: Sequence[tuple[np.ndarray, np.ndarray]], metric: C
     """Average a (scores, truth) metric over prompts, ignoring NaN results."""
     results = [metric(s, t) for s, t in prompts_scores]
     return float(np.nanmean(results)) if results else float("nan")
+
+
+def align_words(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int]]:
+    """Index pairs of the words two prompts share, in order (longest matching blocks; a comma
+    glued to a word counts as the same word)."""
+    import difflib
+
+    def clean(words):
+        return [w.strip(",.;:!?").lower() for w in words]
+
+    matcher = difflib.SequenceMatcher(a=clean(a), b=clean(b), autojunk=False)
+    return [(block.a + k, block.b + k) for block in matcher.get_matching_blocks() for k in range(block.size)]
+
+
+def stability(explanation_a, explanation_b) -> float:
+    """Ruzicka similarity between the attributions of a prompt and of a meaning-preserving
+    variant, over the words they share (aligned in order), each side L1-normalised first so
+    the score compares shapes, not scales."""
+    pairs = align_words(explanation_a.features, explanation_b.features)
+    if not pairs:
+        raise ValueError("the two explanations share no words")
+    a = np.abs(np.array([explanation_a.values[i] for i, _ in pairs], dtype=np.float64))
+    b = np.abs(np.array([explanation_b.values[j] for _, j in pairs], dtype=np.float64))
+    a = a / a.sum() if a.sum() else a
+    b = b / b.sum() if b.sum() else b
+    return ruzicka_similarity(a, b)

@@ -23,8 +23,10 @@ def model_fingerprint(pipe) -> str:
         config = getattr(component, "config", None)
         if config is not None:  # diffusers FrozenDict or transformers PretrainedConfig
             as_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-            as_dict.pop("_name_or_path", None)
-            digest.update(json.dumps(as_dict, sort_keys=True, default=str).encode())
+            # bookkeeping (paths, library versions, which defaults were used) is not content
+            content = {k: v for k, v in as_dict.items()
+                       if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+            digest.update(json.dumps(content, sort_keys=True, default=str).encode())
         if isinstance(component, torch.nn.Module):
             for key, tensor in component.state_dict().items():
                 flat = tensor.detach().reshape(-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -19,9 +20,11 @@ def load_pipeline(model: str):
     from diffusers import DiffusionPipeline
 
     path = Path(model)
-    if not path.exists() and "/" not in model:
+    looks_like_hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", model) is not None and not path.is_absolute()
+    if not path.exists() and not looks_like_hub_id:
         raise ValueError(
-            f"model must be 'shapes', one of {shapes.PIPELINES}, or a local pipeline directory; got {model!r}"
+            f"model must be 'shapes', one of {shapes.PIPELINES}, a local pipeline directory or a hub id already "
+            f"in the local cache; got {model!r} (no such directory)"
         )
     pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=torch.float32, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)

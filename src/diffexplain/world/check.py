@@ -2,7 +2,8 @@
 
 Rule-based on the world's known palette and geometry: every pixel goes to its nearest palette
 colour (object colours + backgrounds), connected components per object colour are the objects,
-the bounding box gives size (its extent) and position (its centre, nearest slot), and shape
+thin halo components (blurred edges between two colours) are dropped, the bounding box gives
+size (its extent) and position (its centre, nearest slot), and shape
 comes from how much of the bounding box the object fills and how wide its top and bottom rows are.
 """
 
@@ -85,6 +86,11 @@ def read_objects(image: np.ndarray, min_area: int = 30) -> tuple[list[FoundObjec
             component = components == k
             area = int(component.sum())
             if area * scale_x * scale_y < min_area:
+                continue
+            # Blurred edges between two palette colours pass through a third (yellow on black
+            # through orange): such halos are thin rings that a 1-pixel erosion wipes out.
+            core = ndimage.binary_erosion(component)
+            if core.sum() * scale_x * scale_y < min_area / 2:
                 continue
             rows = np.flatnonzero(component.any(axis=1))
             cols = np.flatnonzero(component.any(axis=0))

@@ -2,7 +2,8 @@
 
 Stages, each resumable from its checkpoint in ``--run-dir``::
 
-    python -m diffexplain.world.train vae    --run-dir runs/text2image --steps 1500
+    python -m diffexplain.world.train vae    --run-dir runs/text2image --steps 2000
+    python -m diffexplain.world.train vae-decoder --run-dir runs/text2image --steps 3000
     python -m diffexplain.world.train unet   --run-dir runs/text2image --steps 40000
     python -m diffexplain.world.train export --run-dir runs/text2image
     python -m diffexplain.world.train pack   --run-dir runs/text2image --dest training/text2image
@@ -11,7 +12,8 @@ Stages, each resumable from its checkpoint in ``--run-dir``::
 and their EMA in safetensors, the log and the commands); a later machine continues with
 ``unet --init-from training/text2image`` (the optimizer restarts with a fresh LR warm-up).
 
-``vae`` trains the AutoencoderKL on rendered training scenes; ``unet`` trains the CLIP text
+``vae`` trains the AutoencoderKL on rendered training scenes; ``vae-decoder`` fine-tunes its
+decoder alone (latents unchanged, so it may run alongside ``unet``); ``unet`` trains the CLIP text
 encoder and the UNet jointly (epsilon prediction, cosine schedule, min-SNR-5 weighting, 10% empty
 captions for classifier-free guidance, EMA weights, LR warm-up then cosine annealing over the
 last ``--anneal`` steps); ``export`` writes the EMA pipeline with ``save_pretrained`` into the
@@ -116,6 +118,63 @@ def train_vae(args) -> None:
     vae.save_pretrained(run_dir / "vae")
     rec = dict(stage="vae_done", step=step, latent_std=std, scaling_factor=1.0 / std, psnr_db=psnr,
                wall_s=round(time.time() - start, 1))
+    print(json.dumps(rec), flush=True)
+    _log(run_dir, rec)
+
+
+def finetune_decoder(args) -> None:
+    """Fine-tune only the VAE decoder (as SD's ft-MSE decoder): the encoder, hence every latent
+    the UNet is trained on, stays unchanged, so this can run after (or during) UNet training."""
+    from diffusers import AutoencoderKL
+
+    run_dir = Path(args.run_dir)
+    ckpt_path = run_dir / "decoder.ckpt"
+    vae = AutoencoderKL.from_pretrained(run_dir / "vae")
+    vae.requires_grad_(False)
+    trainable = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for parameter in trainable:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
+    step, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        vae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed"]
+    start = time.time() - elapsed
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, 6, step])
+        x = _images([sample_scene(rng) for _ in range(args.batch)])
+        lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.no_grad():
+            latents = vae.encode(x).latent_dist.mean
+        recon = vae.decode(latents).sample
+        l1 = (recon - x).abs().mean()
+        loss = l1 + (recon - x).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if step % 50 == 0 or step == args.steps:
+            rec = dict(stage="decoder", step=step, loss=loss.item(), l1=l1.item(), lr=lr,
+                       wall_s=round(time.time() - start, 1))
+            print(json.dumps(rec), flush=True)
+            _log(run_dir, rec)
+        if step % args.save_every == 0 or step == args.steps:
+            _atomic_save(dict(model=vae.state_dict(), optimizer=optimizer.state_dict(), step=step,
+                              elapsed=time.time() - start), ckpt_path)
+    vae.eval()
+    with torch.no_grad():
+        x = _images([sample_scene(np.random.default_rng([args.seed, 2])) for _ in range(args.calib)])
+        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    psnr = (10 * torch.log10(4.0 / (recon - x).pow(2).mean())).item()
+    tmp = run_dir / "vae.tmp"
+    vae.save_pretrained(tmp)
+    shutil.rmtree(run_dir / "vae")
+    os.replace(tmp, run_dir / "vae")
+    rec = dict(stage="decoder_done", step=step, psnr_db=psnr, wall_s=round(time.time() - start, 1))
     print(json.dumps(rec), flush=True)
     _log(run_dir, rec)
 
@@ -319,7 +378,7 @@ def export(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m diffexplain.world.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["vae", "unet", "export", "pack"])
+    parser.add_argument("stage", choices=["vae", "vae-decoder", "unet", "export", "pack"])
     parser.add_argument("--run-dir", default="runs/text2image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
@@ -340,7 +399,8 @@ def main(argv=None) -> None:
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--init-from", default=None, help="a packed directory to start the UNet stage from")
     args = parser.parse_args(argv)
-    defaults = dict(vae=(2000, 32, 1e-3), unet=(20000, 64, 5e-4), export=(0, 0, 0.0), pack=(0, 0, 0.0))[args.stage]
+    defaults = {"vae": (2000, 32, 1e-3), "vae-decoder": (3000, 32, 5e-4), "unet": (20000, 64, 5e-4),
+                "export": (0, 0, 0.0), "pack": (0, 0, 0.0)}[args.stage]
     args.steps = args.steps if args.steps is not None else defaults[0]
     args.batch = args.batch or defaults[1]
     args.lr = args.lr or defaults[2]
@@ -351,7 +411,8 @@ def main(argv=None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "commands.txt", "a") as handle:
         handle.write(shlex.join([sys.executable.split("/")[-1], "-m", "diffexplain.world.train", *(argv or sys.argv[1:])]) + "\n")
-    dict(vae=train_vae, unet=train_unet, export=export, pack=pack)[args.stage](args)
+    {"vae": train_vae, "vae-decoder": finetune_decoder, "unet": train_unet, "export": export,
+     "pack": pack}[args.stage](args)
 
 
 if __name__ == "__main__":

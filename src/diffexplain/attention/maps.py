@@ -1,0 +1,206 @@
+"""Per-word cross-attention heatmaps and their time / head / layer views."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+WordRef = Union[str, int]
+
+
+def word_token_spans(tokenizer, prompt: str) -> list[tuple[int, int]]:
+    """[start, end) token positions of each whitespace word of ``prompt`` (position 0 = BOS)."""
+    spans, position = [], 1
+    for word in prompt.split():
+        count = len(tokenizer(word, add_special_tokens=False).input_ids)
+        spans.append((position, position + count))
+        position += count
+    return spans
+
+
+def normalise(heatmap: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise to [0, 1] (all zeros if the map is constant)."""
+    low, high = heatmap.min(), heatmap.max()
+    return (heatmap - low) / (high - low) if high > low else torch.zeros_like(heatmap)
+
+
+def threshold(heatmap: torch.Tensor, tau: float = 0.4) -> torch.Tensor:
+    """Binary mask of a min-max-normalised map at ``tau`` (DAAM uses 0.4)."""
+    if not 0.0 <= float(tau) <= 1.0:
+        raise ValueError(f"tau must be in [0, 1], got {tau}")
+    return normalise(heatmap) >= tau
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionMaps:
+    """Cross-attention recorded during one generation call.
+
+    Attributes:
+        prompts: one prompt per batch row.
+        words: each prompt's whitespace words.
+        spans: each prompt's word -> [start, end) token positions.
+        layers: recorded layer names, in UNet order.
+        grids: layer name -> (h, w) of its query grid.
+        means: layer name -> float32 (B, G, heads, h*w, tokens): mean attention per time group.
+        counts: layer name -> (G,) number of steps in each time group.
+        image_size: (height, width) of the generated images.
+        timesteps: the timestep of every UNet call.
+    """
+
+    prompts: tuple[str, ...]
+    words: tuple[tuple[str, ...], ...]
+    spans: tuple[tuple[tuple[int, int], ...], ...]
+    layers: tuple[str, ...]
+    grids: dict
+    means: dict
+    counts: dict
+    image_size: tuple[int, int]
+    timesteps: tuple[int, ...] = ()
+
+    @classmethod
+    def from_recorder(cls, recorder, tokenizer, prompts: list[str], image_size) -> "AttentionMaps":
+        layers = tuple(name for name in recorder.layers if name in recorder.accumulators)
+        batch = recorder.accumulators[layers[0]].sums.shape[0]
+        if len(prompts) != batch:
+            raise ValueError(f"prompts must have one entry per recorded batch row ({batch}), got {len(prompts)}")
+        means, counts = {}, {}
+        for name in layers:
+            acc = recorder.accumulators[name]
+            means[name] = acc.sums / acc.counts.clamp(min=1).view(1, -1, 1, 1, 1)
+            counts[name] = acc.counts.clone()
+        return cls(
+            prompts=tuple(prompts), words=tuple(tuple(p.split()) for p in prompts),
+            spans=tuple(tuple(word_token_spans(tokenizer, p)) for p in prompts), layers=layers,
+            grids={n: tuple(recorder.accumulators[n].grid) for n in layers}, means=means, counts=counts,
+            image_size=(int(image_size[0]), int(image_size[1])), timesteps=tuple(recorder.timesteps),
+        )
+
+    # -- selection ------------------------------------------------------------------------------
+    def word_index(self, prompt_index: int, word: WordRef) -> int:
+        words = self.words[prompt_index]
+        if isinstance(word, int):
+            if not 0 <= word < len(words):
+                raise ValueError(f"word index must be in [0, {len(words)}), got {word}")
+            return word
+        hits = [i for i, w in enumerate(words) if w == word]
+        if not hits:
+            raise ValueError(f"word {word!r} is not in the prompt {self.prompts[prompt_index]!r}; words: {list(words)}")
+        if len(hits) > 1:
+            raise ValueError(f"word {word!r} occurs {len(hits)} times in the prompt; pass its index (one of {hits})")
+        return hits[0]
+
+    def _layer_names(self, layers) -> list[str]:
+        if layers is None:
+            return list(self.layers)
+        names = []
+        for layer in layers:
+            name = self.layers[layer] if isinstance(layer, int) else layer
+            if name not in self.means:
+                raise ValueError(f"layer {layer!r} was not recorded; layers: {list(self.layers)}")
+            names.append(name)
+        return names
+
+    def _layer_map(self, name: str, prompt_index: int, token_slice: slice, groups, heads, size) -> torch.Tensor:
+        means, counts = self.means[name][prompt_index], self.counts[name]  # (G, heads, hw, T), (G,)
+        group_ids = list(range(len(counts))) if groups is None else list(groups)
+        weights = counts[group_ids]
+        if weights.sum() == 0:
+            return torch.zeros(size)
+        per_group = means[group_ids]  # (g, heads, hw, T)
+        mean = (per_group * weights.view(-1, 1, 1, 1)).sum(0) / weights.sum()  # (heads, hw, T)
+        if heads is not None:
+            mean = mean[list(heads)]
+        column = mean[..., token_slice].sum(-1).mean(0)  # sub-tokens summed, heads averaged: (hw,)
+        h, w = self.grids[name]
+        grid = column.reshape(1, 1, h, w)
+        return F.interpolate(grid, size=size, mode="bicubic", align_corners=False)[0, 0].clamp(min=0)
+
+    # -- maps -----------------------------------------------------------------------------------
+    def word_heatmap(self, word: WordRef, *, prompt_index: int = 0, layers: Optional[Sequence] = None,
+                     time_groups: Optional[Sequence[int]] = None, heads: Optional[Sequence[int]] = None,
+                     reduce: str = "mean", size: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """A word's heatmap: its sub-tokens' attention columns on each layer's grid, upsampled
+        (bicubic) to ``size`` (default: the image size), clamped at 0, averaged over the selected
+        heads and time groups (weighted by steps) and reduced over layers.
+
+        Returns:
+            float32 (H, W).
+        """
+        if reduce not in ("mean", "sum"):
+            raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+        if not 0 <= prompt_index < len(self.prompts):
+            raise ValueError(f"prompt_index must be in [0, {len(self.prompts)}), got {prompt_index}")
+        index = self.word_index(prompt_index, word)
+        start, end = self.spans[prompt_index][index]
+        size = tuple(size or self.image_size)
+        stack = torch.stack([self._layer_map(n, prompt_index, slice(start, end), time_groups, heads, size)
+                             for n in self._layer_names(layers)])
+        return stack.mean(0) if reduce == "mean" else stack.sum(0)
+
+    def time_view(self, word: WordRef, **kwargs) -> torch.Tensor:
+        """(G, H, W): one heatmap per time group (group 0 = noisiest)."""
+        n_groups = len(next(iter(self.counts.values())))
+        return torch.stack([self.word_heatmap(word, time_groups=[g], **kwargs) for g in range(n_groups)])
+
+    def head_view(self, word: WordRef, layer, **kwargs) -> torch.Tensor:
+        """(heads, H, W): one heatmap per head of one layer."""
+        name = self._layer_names([layer])[0]
+        n_heads = self.means[name].shape[2]
+        return torch.stack([self.word_heatmap(word, layers=[name], heads=[h], **kwargs) for h in range(n_heads)])
+
+    def layer_view(self, word: WordRef, **kwargs) -> torch.Tensor:
+        """(L, H, W): one heatmap per layer."""
+        return torch.stack([self.word_heatmap(word, layers=[n], **kwargs) for n in self.layers])
+
+    def all_word_heatmaps(self, prompt_index: int = 0, **kwargs) -> torch.Tensor:
+        """(n_words, H, W) heatmaps of every word of a prompt."""
+        return torch.stack([self.word_heatmap(i, prompt_index=prompt_index, **kwargs)
+                            for i in range(len(self.words[prompt_index]))])
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``attention.json`` (structure) and ``attention.safetensors`` (per-layer means)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = dict(prompts=list(self.prompts), words=[list(w) for w in self.words],
+                    spans=[[list(s) for s in spans] for spans in self.spans], layers=list(self.layers),
+                    grids={k: list(v) for k, v in self.grids.items()}, image_size=list(self.image_size),
+                    timesteps=list(self.timesteps))
+        (directory / "attention.json").write_text(json.dumps(meta, indent=2) + "\n")
+        tensors = {f"means/{n}": self.means[n].contiguous() for n in self.layers}
+        tensors.update({f"counts/{n}": self.counts[n].contiguous() for n in self.layers})
+        save_file(tensors, str(directory / "attention.safetensors"))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "AttentionMaps":
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        meta = json.loads((directory / "attention.json").read_text())
+        tensors = load_file(str(directory / "attention.safetensors"))
+        layers = tuple(meta["layers"])
+        return cls(
+            prompts=tuple(meta["prompts"]), words=tuple(tuple(w) for w in meta["words"]),
+            spans=tuple(tuple(tuple(s) for s in spans) for spans in meta["spans"]), layers=layers,
+            grids={k: tuple(v) for k, v in meta["grids"].items()},
+            means={n: tensors[f"means/{n}"] for n in layers}, counts={n: tensors[f"counts/{n}"] for n in layers},
+            image_size=tuple(meta["image_size"]), timesteps=tuple(meta["timesteps"]),
+        )
+
+
+def overlay(image: np.ndarray, heatmap: torch.Tensor, alpha: float = 0.5) -> np.ndarray:
+    """Blend a normalised heatmap (jet colours) over a uint8 (H, W, 3) image of the same size."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["jet"](normalise(heatmap).numpy())[..., :3]
+    blended = (1 - alpha) * image.astype(np.float64) / 255.0 + alpha * colours
+    return (np.clip(blended, 0, 1) * 255).round().astype(np.uint8)

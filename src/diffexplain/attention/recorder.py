@@ -1,0 +1,196 @@
+"""Record cross-attention probabilities with standard PyTorch forward hooks.
+
+The recorder observes, it never replaces: a forward pre-hook on every cross-attention
+``Attention`` module recomputes softmax(Q K^T / sqrt(d)) from the module's own ``to_q`` /
+``to_k`` projections and its public ``get_attention_scores`` helper, while the installed
+attention processor (SDPA, xformers, ...) still produces the output. Images are therefore
+bit-identical with and without recording; the cost is one extra Q.K^T product per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import torch
+
+BATCH_LAYOUTS = ("auto", "cfg", "none", "pix2pix")
+
+
+def find_cross_attention(unet) -> dict[str, torch.nn.Module]:
+    """Cross-attention modules of a UNet, by public attributes (never by block indices)."""
+    from diffusers.models.attention_processor import Attention
+
+    found = {name: module for name, module in unet.named_modules()
+             if isinstance(module, Attention) and getattr(module, "is_cross_attention", False)}
+    return found
+
+
+@dataclasses.dataclass
+class _LayerAccumulator:
+    grid: tuple[int, int]
+    sums: torch.Tensor  # (B, G, heads, h*w, tokens), float32
+    counts: torch.Tensor  # (G,)
+    steps: list  # per-step (B, heads, h*w, tokens) tensors when keep_steps
+
+
+def layer_grid(n_pixels: int, height: int, width: int) -> tuple[int, int]:
+    """The (h, w) grid of a layer with ``n_pixels`` queries in a UNet fed (height, width) latents."""
+    factor = math.sqrt(height * width / n_pixels)
+    for rounding in (math.ceil, math.floor, round):
+        h, w = rounding(height / factor), rounding(width / factor)
+        if h * w == n_pixels:
+            return int(h), int(w)
+    raise RuntimeError(f"cannot place {n_pixels} queries on a grid for latents of {height}x{width}")
+
+
+class AttentionRecorder:
+    """Context manager recording cross-attention maps of a pipeline's (or a UNet's) layers.
+
+    Keeps running sums per (layer, time group, head) so memory does not grow with the number of
+    steps; ``keep_steps=True`` also keeps every step. Time groups split the training timesteps
+    [0, num_train_timesteps) into ``time_groups`` equal ranges, group 0 = the noisiest.
+
+    Args:
+        pipe_or_unet: a diffusers pipeline with a ``unet`` or a ``UNet2DConditionModel``.
+        time_groups: number of time groups (the I2AM paper uses 5 over 50 steps).
+        keep_steps: also keep each step's maps.
+        batch_layout: which rows of the UNet batch are conditional: "auto" (the pipeline's
+            ``do_classifier_free_guidance``: second half if true), "cfg" (second half), "none"
+            (all rows), "pix2pix" (first third, InstructPix2Pix's [text+image, image, none]).
+        num_train_timesteps: the scheduler's training range (default: read from the pipeline).
+
+    Example:
+        >>> with AttentionRecorder(pipe) as recorder:
+        ...     image = pipe(prompt, generator=generator).images[0]
+        >>> maps = recorder.maps(pipe.tokenizer, [prompt], image_size=(512, 512))
+    """
+
+    def __init__(self, pipe_or_unet, *, time_groups: int = 5, keep_steps: bool = False,
+                 batch_layout: str = "auto", num_train_timesteps: Optional[int] = None):
+        unet = getattr(pipe_or_unet, "unet", pipe_or_unet)
+        if not isinstance(unet, torch.nn.Module):
+            raise ValueError(f"pipe_or_unet must be a pipeline with a unet or a UNet module, got {type(pipe_or_unet).__name__}")
+        if time_groups < 1:
+            raise ValueError(f"time_groups must be >= 1, got {time_groups}")
+        if batch_layout not in BATCH_LAYOUTS:
+            raise ValueError(f"batch_layout must be one of {BATCH_LAYOUTS}, got {batch_layout!r}")
+        self.pipe = pipe_or_unet if pipe_or_unet is not unet else None
+        self.unet = unet
+        self.layers = find_cross_attention(unet)
+        if not self.layers:
+            raise ValueError(f"{type(unet).__name__} has no cross-attention layers to record")
+        if batch_layout == "auto" and self.pipe is None:
+            batch_layout = "none"
+        self.batch_layout = batch_layout
+        self.time_groups = time_groups
+        self.keep_steps = keep_steps
+        if num_train_timesteps is None:
+            scheduler = getattr(self.pipe, "scheduler", None)
+            num_train_timesteps = scheduler.config.num_train_timesteps if scheduler is not None else 1000
+        self.num_train_timesteps = int(num_train_timesteps)
+        self._handles: list = []
+        self._latent_hw: Optional[tuple[int, int]] = None
+        self._group = 0
+        self._timesteps: list[int] = []
+        self.accumulators: dict[str, _LayerAccumulator] = {}
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def _conditional_rows(self, batch: int) -> slice:
+        layout = self.batch_layout
+        if layout == "auto":
+            layout = "cfg" if getattr(self.pipe, "do_classifier_free_guidance", False) else "none"
+        if layout == "cfg":
+            if batch % 2:
+                raise RuntimeError(f"batch_layout 'cfg' needs an even UNet batch, got {batch}")
+            return slice(batch // 2, batch)
+        if layout == "pix2pix":
+            if batch % 3:
+                raise RuntimeError(f"batch_layout 'pix2pix' needs a UNet batch divisible by 3, got {batch}")
+            return slice(0, batch // 3)
+        return slice(0, batch)
+
+    def _unet_pre_hook(self, module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+        t = float(torch.as_tensor(timestep).reshape(-1)[0])
+        self._latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
+        fraction = (self.num_train_timesteps - 1 - t) / self.num_train_timesteps
+        self._group = min(self.time_groups - 1, max(0, int(fraction * self.time_groups)))
+        self._timesteps.append(int(round(t)))
+
+    @torch.no_grad()
+    def _attention_pre_hook(self, name: str, attn, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+        if context is None or hidden.ndim != 3:
+            return
+        if attn.norm_cross is not None:
+            context = attn.norm_encoder_hidden_states(context)
+        query = attn.to_q(hidden)
+        key = attn.to_k(context)
+        heads = attn.heads
+        if attn.norm_q is not None or attn.norm_k is not None:
+            query = query.unflatten(-1, (heads, -1))
+            key = key.unflatten(-1, (heads, -1))
+            query = attn.norm_q(query) if attn.norm_q is not None else query
+            key = attn.norm_k(key) if attn.norm_k is not None else key
+            query, key = query.flatten(-2), key.flatten(-2)
+        probs = attn.get_attention_scores(attn.head_to_batch_dim(query), attn.head_to_batch_dim(key), None)
+        batch = hidden.shape[0]
+        probs = probs.reshape(batch, heads, probs.shape[-2], probs.shape[-1])[self._conditional_rows(batch)]
+        probs = probs.float().cpu()
+        acc = self.accumulators.get(name)
+        if acc is None:
+            grid = layer_grid(probs.shape[2], *self._latent_hw)
+            acc = _LayerAccumulator(grid=grid, sums=torch.zeros(probs.shape[0], self.time_groups, *probs.shape[1:]),
+                                    counts=torch.zeros(self.time_groups), steps=[])
+            self.accumulators[name] = acc
+        if acc.sums.shape[0] != probs.shape[0] or acc.sums.shape[2:] != probs.shape[1:]:
+            raise RuntimeError(f"layer {name} changed shape between calls ({tuple(acc.sums.shape)} vs "
+                               f"{tuple(probs.shape)}); use one recorder per generation call")
+        acc.sums[:, self._group] += probs
+        acc.counts[self._group] += 1
+        if self.keep_steps:
+            acc.steps.append(probs.clone())
+
+    def __enter__(self) -> "AttentionRecorder":
+        self.accumulators = {}
+        self._timesteps = []
+        try:
+            self._handles.append(self.unet.register_forward_pre_hook(self._unet_pre_hook, with_kwargs=True))
+            for name, module in self.layers.items():
+                self._handles.append(module.register_forward_pre_hook(
+                    lambda m, a, k, _name=name: self._attention_pre_hook(_name, m, a, k), with_kwargs=True))
+        except BaseException:
+            self.remove_hooks()
+            raise
+        return self
+
+    def remove_hooks(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.remove_hooks()
+
+    # -- results --------------------------------------------------------------------------------
+    @property
+    def timesteps(self) -> list[int]:
+        """The timestep of every UNet call seen while recording."""
+        return list(self._timesteps)
+
+    def maps(self, tokenizer, prompts, *, image_size: tuple[int, int]):
+        """Package the recording as ``AttentionMaps`` for these prompts (one per batch row).
+
+        Args:
+            tokenizer: the pipeline's tokenizer (to locate each word's sub-tokens).
+            prompts: the prompts of the recorded batch, in order.
+            image_size: (height, width) of the generated images.
+        """
+        from .maps import AttentionMaps
+
+        if not self.accumulators:
+            raise RuntimeError("nothing was recorded: run the pipeline inside the `with` block")
+        return AttentionMaps.from_recorder(self, tokenizer, list(prompts), image_size)

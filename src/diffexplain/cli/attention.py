@@ -1,0 +1,63 @@
+"""``diffexplain attention``: where each word of a prompt lands in the image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ._common import build_adapter, usage_errors
+
+
+def record_prompt(adapter, prompt: str, seed: int):
+    """Generate ``prompt`` with ``seed`` while recording cross-attention; returns (image, maps)."""
+    from ..attention import AttentionRecorder
+
+    adapter.words(prompt)
+    with AttentionRecorder(adapter.pipe) as recorder:
+        image = adapter.generate([prompt], [seed])[0]
+    return image, recorder.maps(adapter.tokenizer, [prompt], image_size=(adapter.height, adapter.width))
+
+
+@click.command("attention")
+@click.argument("prompt")
+@click.option("--model", default="shapes", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=int, default=None)
+@click.option("--guidance", type=float, default=None)
+@click.option("--views", default="time,head,layer", show_default=True, help="comma-separated: time, head, layer")
+@click.option("--segmenter", type=click.Choice(["slic", "felzenszwalb", "kmeans_attention", "sam"]),
+              default="kmeans_attention", show_default=True)
+@click.option("--regions", "n_regions", type=int, default=4, show_default=True)
+@click.option("--sam-path", default=None, help="local SAM weights directory (for --segmenter sam)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@usage_errors
+def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, out) -> None:
+    """Record cross-attention while generating PROMPT; write heatmaps, overlays, views and a report."""
+    from PIL import Image
+
+    from ..explain.regions import match_regions, segment
+    from ..report.html import _STYLE
+    from ..attention.report import attention_section
+
+    view_list = [v.strip() for v in views.split(",") if v.strip()]
+    unknown = [v for v in view_list if v not in ("time", "head", "layer")]
+    if unknown:
+        raise ValueError(f"views must be among time, head, layer; got {unknown}")
+    adapter = build_adapter(model, steps, guidance, batch_size=1)
+    image, maps = record_prompt(adapter, prompt, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(out / "image.png")
+    maps.save(out)
+    heatmaps = maps.all_word_heatmaps().numpy()
+    labels = segment(image, segmenter, n_segments=n_regions, heatmaps=heatmaps, sam_path=sam_path, seed=seed)
+    regions = match_regions(labels, heatmaps, maps.words[0])
+    section = attention_section(maps, image, views=view_list, regions=regions, out_dir=out)
+    summary = dict(prompt=prompt, seed=seed, words=list(maps.words[0]), layers=list(maps.layers),
+                   region_best_word=[maps.words[0][w] for w in regions.best_word],
+                   word_best_region=regions.best_region.tolist())
+    (out / "regions.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>diffexplain attention"
+                                     f"</title><style>{_STYLE}</style></head><body><h1>{prompt}</h1>{section}</body></html>")
+    click.echo(f"wrote {out}/report.html, attention.json/.safetensors, {len(maps.words[0])} heatmaps and overlays")

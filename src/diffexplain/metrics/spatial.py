@@ -1,0 +1,67 @@
+"""Metrics of heatmaps and masks against true object masks (REFERENCE.md section 2)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+
+def _binary(mask, name: str) -> np.ndarray:
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (H, W), got shape {array.shape}")
+    if array.dtype != bool and not np.isin(array, (0, 1)).all():
+        raise ValueError(f"{name} must be binary")
+    return array.astype(bool)
+
+
+def _pair(predicted, target) -> tuple[np.ndarray, np.ndarray]:
+    predicted, target = _binary(predicted, "predicted"), _binary(target, "target")
+    if predicted.shape != target.shape:
+        raise ValueError(f"predicted and target must have the same shape, got {predicted.shape} and {target.shape}")
+    return predicted, target
+
+
+def iou(predicted, target) -> float:
+    """|A n B| / |A u B| (1 when both are empty)."""
+    predicted, target = _pair(predicted, target)
+    union = (predicted | target).sum()
+    return 1.0 if union == 0 else float((predicted & target).sum() / union)
+
+
+def ioa(predicted, target) -> float:
+    """Intersection over the predicted area |A n B| / |A| (0 when A is empty)."""
+    predicted, target = _pair(predicted, target)
+    area = predicted.sum()
+    return 0.0 if area == 0 else float((predicted & target).sum() / area)
+
+
+def pointing_game(heatmap, target) -> bool:
+    """True if the heatmap's maximum lies inside the target mask."""
+    heatmap = np.asarray(heatmap, dtype=np.float64)
+    target = _binary(target, "target")
+    if heatmap.shape != target.shape:
+        raise ValueError(f"heatmap and target must have the same shape, got {heatmap.shape} and {target.shape}")
+    return bool(target.flat[int(np.argmax(heatmap))])
+
+
+def mass_ratio(heatmap, target) -> float:
+    """Share of the (non-negative) heatmap's mass inside the mask divided by the mask's share of
+    the image: 1 = chance, > 1 = concentrated on the object."""
+    heatmap = np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
+    target = _binary(target, "target")
+    if heatmap.shape != target.shape:
+        raise ValueError(f"heatmap and target must have the same shape, got {heatmap.shape} and {target.shape}")
+    total, area = heatmap.sum(), target.mean()
+    if total == 0 or area == 0:
+        return float("nan")
+    return float(heatmap[target].sum() / total / area)
+
+
+def mean_iou(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """mIoU: the mean IoU over (predicted, target) pairs of a dataset."""
+    values = [iou(p, t) for p, t in pairs]
+    if not values:
+        raise ValueError("pairs must not be empty")
+    return float(np.mean(values))

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+
+from diffexplain.embed import EfficientNetEmbedder, LatentEmbedder, PixelEmbedder, make_embedder
+from diffexplain.world import Scene, ShapeObject
+
+
+def _images():
+    red = Scene(objects=(ShapeObject("red", "circle", "big", "left", 15.0, 32.0),)).render()
+    red_moved = Scene(objects=(ShapeObject("red", "circle", "big", "left", 17.0, 32.0),)).render()
+    blue = Scene(objects=(ShapeObject("blue", "square", "big", "right", 49.0, 32.0),)).render()
+    return np.stack([red, red_moved, blue])
+
+
+def _cos(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_pixel_embedder_is_area_averaged_pixels():
+    images = _images()
+    vectors = PixelEmbedder(4).embed(images)
+    assert vectors.shape == (3, 3 * 4 * 4) and vectors.dtype == np.float32
+    block = images[0, :16, :16].reshape(-1, 3).mean(axis=0) / 255
+    np.testing.assert_allclose(vectors[0].reshape(3, 4, 4)[:, 0, 0], block, atol=1e-6)
+
+
+def test_efficientnet_embedder_uses_real_imagenet_weights():
+    embedder = EfficientNetEmbedder()
+    vectors = embedder.embed(_images())
+    assert vectors.shape == (3, 1280)
+    # a slightly moved object is closer than a different object of another colour
+    assert _cos(vectors[0], vectors[1]) > _cos(vectors[0], vectors[2])
+    # real weights, not a random init: features are sparse (ReLU6) and reproducible
+    assert np.array_equal(vectors, EfficientNetEmbedder().embed(_images()))
+
+
+def test_latent_embedder_uses_the_pipeline_vae(tmp_path):
+    from tests.helpers import tiny_text2image
+
+    pipe, _, _ = tiny_text2image(tmp_path)
+    embedder = make_embedder("latent", pipe=pipe)
+    assert isinstance(embedder, LatentEmbedder)
+    images = _images()[:, ::4, ::4]  # 16x16 for the tiny VAE
+    vectors = embedder.embed(np.ascontiguousarray(images))
+    assert vectors.shape == (3, 4 * 8 * 8)
+
+
+def _tiny_clip(path):
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=16)
+    CLIPVisionModelWithProjection(config).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+
+
+def _tiny_dinov2(path):
+    from transformers import AutoImageProcessor, BitImageProcessor, Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                          image_size=32, patch_size=8)
+    Dinov2Model(config).save_pretrained(path)
+    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=True,
+                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(path)
+
+
+@pytest.mark.parametrize("kind,build,dim", [("clip", _tiny_clip, 16), ("dinov2", _tiny_dinov2, 32)])
+def test_transformers_embedders_load_from_a_local_directory(tmp_path, kind, build, dim):
+    build(tmp_path)
+    embedder = make_embedder(kind, path=str(tmp_path))
+    vectors = embedder.embed(_images())
+    assert vectors.shape == (3, dim) and np.isfinite(vectors).all()
+    x = torch.from_numpy(_images()).permute(0, 3, 1, 2).float().div(255).requires_grad_(True)
+    embedder.embed_tensor(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_embedder_errors():
+    with pytest.raises(ValueError, match="embedder must be one of"):
+        make_embedder("vgg")
+    with pytest.raises(ValueError, match="local model path"):
+        make_embedder("dinov2")
+    with pytest.raises(ValueError, match="local directory"):
+        make_embedder("clip", path="not-a-dir")
+    with pytest.raises(ValueError, match="uint8"):
+        PixelEmbedder().embed(np.zeros((1, 8, 8, 3), dtype=np.float32))
