@@ -73,18 +73,21 @@ class GenerationCache:
             self._local.connection = connection
         return connection
 
-    def get_images(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
-        """Images found for these keys, as uint8 (H, W, 3) arrays."""
+    def _select(self, query: str, keys: Iterable[str], *leading) -> list[tuple]:
+        """Rows of ``query`` (with ``{marks}`` for the key placeholders) for these keys, in chunks
+        below SQLite's variable limit."""
         keys = list(dict.fromkeys(keys))
-        found: dict[str, np.ndarray] = {}
         connection = self._connection()
+        rows: list[tuple] = []
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            rows = connection.execute(
-                f"SELECT key, png FROM images WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-            for key, png in rows:
-                found[key] = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-        return found
+            rows += connection.execute(query.format(marks=",".join("?" * len(chunk))), [*leading, *chunk]).fetchall()
+        return rows
+
+    def get_images(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """Images found for these keys, as uint8 (H, W, 3) arrays."""
+        rows = self._select("SELECT key, png FROM images WHERE key IN ({marks})", keys)
+        return {key: np.asarray(Image.open(io.BytesIO(png)).convert("RGB")) for key, png in rows}
 
     def put_images(self, rows: Iterable[tuple[str, str, str, int, Mapping[str, Any], np.ndarray]]) -> None:
         """Store (key, model, conditioning, seed, settings, image) rows in one transaction."""
@@ -94,17 +97,11 @@ class GenerationCache:
             connection.executemany("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?, ?, ?)", payload)
 
     def get_embeddings(self, keys: Iterable[str], embedder: str) -> dict[str, np.ndarray]:
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, np.ndarray] = {}
-        connection = self._connection()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            rows = connection.execute(
-                f"SELECT key, dtype, shape, data FROM embeddings WHERE embedder = ? AND key IN ({','.join('?' * len(chunk))})",
-                [embedder, *chunk]).fetchall()
-            for key, dtype, shape, data in rows:
-                found[key] = np.frombuffer(data, dtype=dtype).reshape(json.loads(shape)).copy()
-        return found
+        """Embeddings by ``embedder`` found for these image keys."""
+        rows = self._select("SELECT key, dtype, shape, data FROM embeddings WHERE embedder = ? AND key IN ({marks})",
+                            keys, embedder)
+        return {key: np.frombuffer(data, dtype=dtype).reshape(json.loads(shape)).copy()
+                for key, dtype, shape, data in rows}
 
     def put_embeddings(self, items: Mapping[str, np.ndarray], embedder: str) -> None:
         payload = [(key, embedder, str(v.dtype), json.dumps(list(v.shape)), np.ascontiguousarray(v).tobytes())

@@ -162,3 +162,18 @@ def test_bad_input_is_a_clear_error(tiny):
         threshold(maps.word_heatmap("red"), 1.5)
     with pytest.raises(RuntimeError, match="nothing was recorded"):
         AttentionRecorder(tiny).maps(tiny.tokenizer, ["a"], image_size=(16, 16))
+
+
+def test_keep_steps_keeps_every_step_and_streaming_memory_does_not_grow(tiny):
+    with AttentionRecorder(tiny, keep_steps=True) as recorder:
+        TextToImageAdapter(tiny, num_inference_steps=4, guidance_scale=2.0).generate(["a red circle"], [0])
+    for acc in recorder.accumulators.values():
+        assert len(acc.steps) == 4
+        torch.testing.assert_close(torch.stack(acc.steps).sum(0), acc.sums.sum(1))
+    sizes = {}
+    for steps in (2, 6):
+        with AttentionRecorder(tiny) as recorder:
+            TextToImageAdapter(tiny, num_inference_steps=steps, guidance_scale=2.0).generate(["a red circle"], [0])
+        sizes[steps] = sum(acc.sums.numel() for acc in recorder.accumulators.values())
+        assert all(not acc.steps for acc in recorder.accumulators.values())
+    assert sizes[2] == sizes[6]  # running sums per (layer, time group, head): flat in the step count

@@ -56,7 +56,7 @@ def _tiny_clip(path):
 
 
 def _tiny_dinov2(path):
-    from transformers import AutoImageProcessor, BitImageProcessor, Dinov2Config, Dinov2Model
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 
     config = Dinov2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                           image_size=32, patch_size=8)

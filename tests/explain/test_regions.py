@@ -68,8 +68,9 @@ def test_sam_segmenter_runs_from_a_local_tiny_random_model(tmp_path):
     decoder = SamMaskDecoderConfig(hidden_size=16, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16)
     model = SamModel(SamConfig(vision_config=vision.to_dict(), prompt_encoder_config=prompt.to_dict(),
                                mask_decoder_config=decoder.to_dict()))
-    processor = SamProcessor(SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
-                                               mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16}))
+    processor = SamProcessor(SamImageProcessor(
+        size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+        mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16}))
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     labels = segment(_scene().render(), "sam", sam_path=str(tmp_path))

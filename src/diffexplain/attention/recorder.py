@@ -71,7 +71,8 @@ class AttentionRecorder:
                  batch_layout: str = "auto", num_train_timesteps: Optional[int] = None):
         unet = getattr(pipe_or_unet, "unet", pipe_or_unet)
         if not isinstance(unet, torch.nn.Module):
-            raise ValueError(f"pipe_or_unet must be a pipeline with a unet or a UNet module, got {type(pipe_or_unet).__name__}")
+            raise ValueError("pipe_or_unet must be a pipeline with a unet or a UNet module, "
+                             f"got {type(pipe_or_unet).__name__}")
         if time_groups < 1:
             raise ValueError(f"time_groups must be >= 1, got {time_groups}")
         if batch_layout not in BATCH_LAYOUTS:

@@ -21,7 +21,8 @@ def view_grid(maps: AttentionMaps, view: str, words: Sequence[int], image: np.nd
     rows = []
     for word in words:
         if view == "time":
-            stack, titles = maps.time_view(word, prompt_index=prompt_index), [f"t-group {g}" for g in range(len(next(iter(maps.counts.values()))))]
+            stack = maps.time_view(word, prompt_index=prompt_index)
+            titles = [f"t-group {g}" for g in range(len(stack))]
         elif view == "layer":
             stack, titles = maps.layer_view(word, prompt_index=prompt_index), [_short(n) for n in maps.layers]
         elif view == "head":
@@ -67,7 +68,8 @@ def attention_section(maps: AttentionMaps, image: np.ndarray, *, views: Sequence
         blended = overlay(image, heatmap)
         if out_dir is not None:
             name = f"{index:02d}_{maps.words[prompt_index][index]}"
-            Image.fromarray((normalise(heatmap).numpy() * 255).round().astype(np.uint8)).save(out_dir / f"heatmap_{name}.png")
+            grey = (normalise(heatmap).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(grey).save(out_dir / f"heatmap_{name}.png")
             Image.fromarray(blended).save(out_dir / f"overlay_{name}.png")
         big = Image.fromarray(blended).resize((128, 128 * image.shape[0] // image.shape[1]), Image.NEAREST)
         tiles.append(f"<div class='tile'><img src='{png_data_uri(big)}' style='width:128px;height:auto'>"
@@ -87,6 +89,8 @@ def attention_section(maps: AttentionMaps, image: np.ndarray, *, views: Sequence
             Image.fromarray(colours).save(out_dir / "regions.png")
         rows = "".join(f"<tr><td>{r}</td><td style='text-align:left'>{html.escape(regions.words[w])}</td>"
                        f"<td>{regions.attention_scores[r, w]:.2f}</td></tr>" for r, w in enumerate(regions.best_word))
-        parts.append(f"<h3>Regions and their best word</h3><img src='{png_data_uri(labelled)}' style='width:128px'>"
-                     f"<table><tr><th>region</th><th>best word</th><th>attention score (1 = chance)</th></tr>{rows}</table>")
+        parts.append("<h3>Regions and their best word</h3>"
+                     f"<img src='{png_data_uri(labelled)}' style='width:128px'>"
+                     "<table><tr><th>region</th><th>best word</th><th>attention score (1 = chance)</th></tr>"
+                     f"{rows}</table>")
     return "".join(parts)

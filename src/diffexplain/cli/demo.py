@@ -39,8 +39,10 @@ def command(out: Path, seed: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     adapter = TextToImageAdapter(shapes.load("text2image"), num_inference_steps=shapes.DEFAULT_STEPS,
                                  guidance_scale=shapes.DEFAULT_GUIDANCE)
-    console.print(f"[bold]diffexplain demo[/] - built-in shapes model, {len(DEMO_CAPTIONS)} held-out captions, seed {seed}")
-    images = [Image.fromarray(a) for a in adapter.generate(list(DEMO_CAPTIONS), [seed] * len(DEMO_CAPTIONS))]
+    console.print(f"[bold]diffexplain demo[/] - built-in shapes model, {len(DEMO_CAPTIONS)} held-out captions, "
+                  f"seed {seed}")
+    arrays = adapter.generate(list(DEMO_CAPTIONS), [seed] * len(DEMO_CAPTIONS))
+    images = [Image.fromarray(a) for a in arrays]
     table = Table("caption", "colour", "count", "shape", "size", "position")
     rows = []
     for index, (caption, image) in enumerate(zip(DEMO_CAPTIONS, images)):

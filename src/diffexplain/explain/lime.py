@@ -42,32 +42,48 @@ def bootstrap_coefficients(z, y, w, kind, alpha, n_bootstrap, rng) -> np.ndarray
     return out
 
 
-class LimeExplainer:
+class SurrogateExplainer:
+    """Shared by LIME and SMILE: validated settings, and the sampled masks with their values."""
+
+    name = "surrogate"
+
+    def __init__(self, kernel_width: float = 0.25, surrogate: str = "ols", alpha: float = 1.0,
+                 n_bootstrap: int = 200):
+        if surrogate not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
+        if kernel_width <= 0:
+            raise ValueError(f"kernel_width must be > 0, got {kernel_width}")
+        if n_bootstrap < 1:
+            raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+        self.kernel_width, self.surrogate, self.alpha, self.n_bootstrap = kernel_width, surrogate, alpha, n_bootstrap
+
+    def _sample(self, game, budget: int, seed: int):
+        """(budget, rng, memo, masks (n, d), values (n, K)) for ``budget`` distinct masks."""
+        d = game.n_players
+        budget = check_budget(budget, min(d + 2, 2 ** d - 1), self.name, d)
+        rng = np.random.default_rng(seed)
+        memo = MemoGame(game, budget=budget)
+        masks = sample_masks(d, budget, rng)
+        return budget, rng, memo, masks, memo(masks)
+
+
+class LimeExplainer(SurrogateExplainer):
     """LIME: a weighted linear surrogate of the value over word masks.
 
     Weights are pi(z) = exp(-D(z)^2 / sigma^2) with D the cosine distance between z and the
     all-ones mask. Reports coefficients, intercept (as ``base_value``), weighted R^2 (``info``)
-    and bootstrap standard errors.
+    and bootstrap standard errors. The default surrogate is ridge (alpha 1), as LIME's.
     """
 
     name = "lime"
 
     def __init__(self, kernel_width: float = 0.25, surrogate: str = "ridge", alpha: float = 1.0,
                  n_bootstrap: int = 200):
-        if surrogate not in SURROGATES:
-            raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-        if kernel_width <= 0:
-            raise ValueError(f"kernel_width must be > 0, got {kernel_width}")
-        self.kernel_width, self.surrogate, self.alpha, self.n_bootstrap = kernel_width, surrogate, alpha, n_bootstrap
+        super().__init__(kernel_width, surrogate, alpha, n_bootstrap)
 
     def explain(self, game, *, budget: int = 64, seed: int = 0,
                 feature_names_: Optional[Sequence[str]] = None) -> Explanation:
-        d = game.n_players
-        budget = check_budget(budget, min(d + 2, 2 ** d - 1), "lime", d)
-        rng = np.random.default_rng(seed)
-        memo = MemoGame(game, budget=budget)
-        masks = sample_masks(d, budget, rng)
-        values = memo(masks)
+        budget, rng, memo, masks, values = self._sample(game, budget, seed)
         weights = np.exp(-mask_cosine_distance(masks) ** 2 / self.kernel_width ** 2)
         return _surrogate_explanation(self, game, feature_names_, masks, values, weights, memo, rng, seed,
                                       budget, pvalues=False)

@@ -165,7 +165,7 @@ def token_saliency(adapter, prompt: str, embedder, *, seed: int = 0, method: str
         embeds = embeds.detach().requires_grad_(True)
         value = _similarity(embedder.embed_tensor(denoise(pipe, embeds, empty, **kwargs)), goal, similarity).sum()
         value.backward()
-        return float(value), embeds.grad
+        return value.item(), embeds.grad
 
     try:
         delta = full - baseline
@@ -185,7 +185,8 @@ def token_saliency(adapter, prompt: str, embedder, *, seed: int = 0, method: str
         values = np.array([float(contribution[start:end].sum()) for start, end in spans])
         with torch.no_grad():
             f_prompt = float(_similarity(embedder.embed_tensor(denoise(pipe, full, empty, **kwargs)), goal, similarity))
-            f_base = float(_similarity(embedder.embed_tensor(denoise(pipe, baseline, empty, **kwargs)), goal, similarity))
+            base_image = denoise(pipe, baseline, empty, **kwargs)
+            f_base = float(_similarity(embedder.embed_tensor(base_image), goal, similarity))
     finally:
         for module, flags in zip(modules, requires):
             for parameter, flag in zip(module.parameters(), flags):

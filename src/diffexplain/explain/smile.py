@@ -8,13 +8,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..types import Explanation
-from ._common import check_budget
-from .game import MemoGame
-from .lime import _surrogate_explanation, mask_cosine_distance, sample_masks
-from .surrogate import SURROGATES
+from .lime import SurrogateExplainer, _surrogate_explanation, mask_cosine_distance
 
 
-class SmileExplainer:
+class SmileExplainer(SurrogateExplainer):
     """SMILE over prompt words.
 
     Procedure:
@@ -36,22 +33,11 @@ class SmileExplainer:
 
     def __init__(self, kernel_width: float = 0.25, surrogate: str = "ols", alpha: float = 1.0,
                  n_bootstrap: int = 1000):
-        if surrogate not in SURROGATES:
-            raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-        if kernel_width <= 0:
-            raise ValueError(f"kernel_width must be > 0, got {kernel_width}")
-        if n_bootstrap < 1:
-            raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-        self.kernel_width, self.surrogate, self.alpha, self.n_bootstrap = kernel_width, surrogate, alpha, n_bootstrap
+        super().__init__(kernel_width, surrogate, alpha, n_bootstrap)
 
     def explain(self, game, *, budget: int = 64, seed: int = 0,
                 feature_names_: Optional[Sequence[str]] = None) -> Explanation:
-        d = game.n_players
-        budget = check_budget(budget, min(d + 2, 2 ** d - 1), "smile", d)
-        rng = np.random.default_rng(seed)
-        memo = MemoGame(game, budget=budget)
-        masks = sample_masks(d, budget, rng)
-        values = memo(masks)
+        budget, rng, memo, masks, values = self._sample(game, budget, seed)
         text_distance = getattr(game, "text_distance", None)
         distance = text_distance(masks) if callable(text_distance) else mask_cosine_distance(masks)
         weights = np.sqrt(np.exp(-np.asarray(distance) ** 2 / self.kernel_width ** 2))

@@ -1,11 +1,13 @@
 """Metrics: pure functions over attributions (``functional``) and over maps and masks (``spatial``)."""
 
 from .functional import (
-    align_words, check_axioms, consistency, efficiency_gap, fidelity, find_null_players, find_symmetric_pairs, normalise,
-    precision_at_k, ranks, ranks_aligned, rmse_normalised, roc_auc, ruzicka_similarity, stability,
+    align_words, check_axioms, consistency, efficiency_gap, fidelity, find_null_players, find_symmetric_pairs,
+    normalise, precision_at_k, ranks, ranks_aligned, rmse_normalised, roc_auc, ruzicka_similarity, stability,
 )
 from .spatial import ioa, iou, mass_ratio, mean_iou, pointing_game
 
-__all__ = ["ioa", "iou", "mass_ratio", "mean_iou", "pointing_game", "align_words", "stability", "check_axioms", "consistency", "efficiency_gap", "fidelity", "find_null_players", "find_symmetric_pairs",
-           "normalise", "precision_at_k", "ranks", "ranks_aligned", "rmse_normalised", "roc_auc",
-           "ruzicka_similarity"]
+__all__ = [
+    "align_words", "check_axioms", "consistency", "efficiency_gap", "fidelity", "find_null_players",
+    "find_symmetric_pairs", "ioa", "iou", "mass_ratio", "mean_iou", "normalise", "pointing_game", "precision_at_k",
+    "ranks", "ranks_aligned", "rmse_normalised", "roc_auc", "ruzicka_similarity", "stability",
+]

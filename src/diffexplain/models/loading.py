@@ -26,7 +26,7 @@ def load_pipeline(model: str):
             f"model must be 'shapes', one of {shapes.PIPELINES}, a local pipeline directory or a hub id already "
             f"in the local cache; got {model!r} (no such directory)"
         )
-    pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=torch.float32, local_files_only=True)
+    pipe = DiffusionPipeline.from_pretrained(model, dtype=torch.float32, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -31,7 +31,8 @@ def vae_config() -> dict[str, Any]:
     return dict(
         in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, sample_size=64,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=4,  # 4 channels a group at full size, as in SD
+        # 4 channels a group at full size, as in SD: one channel a group erased absolute colour
+        block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=4,
         mid_block_add_attention=False,  # flat-colour scenes need no attention; it doubled the cost
     )
 
@@ -98,12 +99,12 @@ def weights_path(name: str) -> Path:
     return WEIGHTS_DIR / name
 
 
-def load(name: str = "text2image", *, torch_dtype=None):
+def load(name: str = "text2image", *, dtype=None):
     """Load a built-in shapes pipeline from the weights shipped in the package.
 
     Args:
         name: which pipeline; one of ``PIPELINES``.
-        torch_dtype: optional dtype for the weights (default float32).
+        dtype: torch dtype to load the weights in (default float32; they are stored in float16).
 
     Returns:
         A diffusers pipeline on the CPU (move it yourself).
@@ -118,7 +119,7 @@ def load(name: str = "text2image", *, torch_dtype=None):
             "train them with `python -m diffexplain.world.train`"
         )
     pipe = DiffusionPipeline.from_pretrained(
-        str(path), torch_dtype=torch_dtype or torch.float32, local_files_only=True
+        str(path), dtype=dtype or torch.float32, local_files_only=True
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -147,11 +147,13 @@ def explanation_report(explanation: Explanation, path: str | Path, *, coalition_
                         for cap, img in coalition_images)
         sections.append(f"<h2>Perturbed prompts and their images</h2><div class='tiles'>{tiles}</div>")
     if embeddings is not None and masks is not None and len(embeddings) > 2:
-        sections.append(f"<h2>Embedding map</h2><img src='{png_data_uri(embedding_figure(embeddings, masks, e.features))}'>")
+        figure = embedding_figure(embeddings, masks, e.features)
+        sections.append(f"<h2>Embedding map</h2><img src='{png_data_uri(figure)}'>")
     sections.extend(extra_sections)
     sections.append(f"<h2>Settings</h2><pre>{html.escape(_pretty(e.settings))}</pre>"
                     f"<pre>{html.escape(_pretty(e.metadata))}</pre>")
-    document = f"<!doctype html><html><head><meta charset='utf-8'><title>diffexplain: {html.escape(e.method)}</title>" \
+    title = f"diffexplain: {html.escape(e.method)}"
+    document = f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>" \
                f"<style>{_STYLE}</style></head><body>{''.join(sections)}</body></html>"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

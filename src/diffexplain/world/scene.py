@@ -49,8 +49,8 @@ PREFIXES: tuple[tuple[str, ...], ...] = ((), ("a", "picture", "of"), ("an", "ima
 JOINERS: tuple[str, ...] = ("and", "with")
 JITTER = 2.0
 
-ROLES = ("colour", "shape", "size", "position", "background", "filler")
-CONTENT_ROLES = frozenset({"colour", "shape", "size", "position", "background"})
+ROLES = ("colour", "shape", "size", "position", "background", "action", "filler")
+CONTENT_ROLES = frozenset({"colour", "shape", "size", "position", "background", "action"})
 
 
 def vocabulary() -> list[str]:

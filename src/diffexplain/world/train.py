@@ -53,6 +53,16 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _report_and_save(run_dir: Path, ckpt_path: Path, args, step: int, start: float, record: dict, state: dict) -> None:
+    """Log every 50 steps and checkpoint every ``--save-every`` steps (and at the last step)."""
+    if step % 50 == 0 or step == args.steps:
+        record = dict(record, step=step, wall_s=round(time.time() - start, 1))
+        print(json.dumps(record), flush=True)
+        _log(run_dir, record)
+    if step % args.save_every == 0 or step == args.steps:
+        _atomic_save(dict(state, step=step, elapsed=time.time() - start), ckpt_path)
+
+
 def _images(scenes) -> torch.Tensor:
     """Render scenes into a float tensor in [-1, 1], shape (n, 3, 64, 64)."""
     array = np.stack([s.render() for s in scenes]).astype(np.float32)
@@ -60,6 +70,11 @@ def _images(scenes) -> torch.Tensor:
 
 
 def _tokenizer(run_dir: Path):
+    """The run's tokenizer: built once, then always loaded, so token ids never drift."""
+    from transformers import CLIPTokenizer
+
+    if (run_dir / "tokenizer" / "vocab.json").exists():
+        return CLIPTokenizer.from_pretrained(str(run_dir / "tokenizer"), model_max_length=shapes_models.MAX_TOKENS)
     return shapes_models.build_tokenizer(run_dir / "tokenizer")
 
 
@@ -97,14 +112,9 @@ def train_vae(args) -> None:
         loss.backward()
         optimizer.step()
         step += 1
-        if step % 50 == 0 or step == args.steps:
-            rec = dict(stage="vae", step=step, loss=loss.item(), l1=l1.item(), kl=kl.item(), lr=lr,
-                       wall_s=round(time.time() - start, 1))
-            print(json.dumps(rec), flush=True)
-            _log(run_dir, rec)
-        if step % args.save_every == 0 or step == args.steps:
-            _atomic_save(dict(model=vae.state_dict(), optimizer=optimizer.state_dict(), step=step,
-                              elapsed=time.time() - start), ckpt_path)
+        _report_and_save(run_dir, ckpt_path, args, step, start,
+                         dict(stage="vae", loss=loss.item(), l1=l1.item(), kl=kl.item(), lr=lr),
+                         dict(model=vae.state_dict(), optimizer=optimizer.state_dict()))
     # Scale latents to unit variance, as Stable Diffusion's scaling_factor does.
     vae.eval()
     with torch.no_grad():
@@ -157,14 +167,9 @@ def finetune_decoder(args) -> None:
         loss.backward()
         optimizer.step()
         step += 1
-        if step % 50 == 0 or step == args.steps:
-            rec = dict(stage="decoder", step=step, loss=loss.item(), l1=l1.item(), lr=lr,
-                       wall_s=round(time.time() - start, 1))
-            print(json.dumps(rec), flush=True)
-            _log(run_dir, rec)
-        if step % args.save_every == 0 or step == args.steps:
-            _atomic_save(dict(model=vae.state_dict(), optimizer=optimizer.state_dict(), step=step,
-                              elapsed=time.time() - start), ckpt_path)
+        _report_and_save(run_dir, ckpt_path, args, step, start,
+                         dict(stage="decoder", loss=loss.item(), l1=l1.item(), lr=lr),
+                         dict(model=vae.state_dict(), optimizer=optimizer.state_dict()))
     vae.eval()
     with torch.no_grad():
         x = _images([sample_scene(np.random.default_rng([args.seed, 2])) for _ in range(args.calib)])
@@ -361,10 +366,12 @@ def export(args) -> None:
     commands = (run_dir / "commands.txt").read_text().splitlines() if (run_dir / "commands.txt").exists() else []
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     vae_done = [r for r in log if r["stage"] == "vae_done"]
+    decoder_done = [r for r in log if r["stage"] == "decoder_done"]
     unet_logs = [r for r in log if r["stage"] == "unet"]
     record = dict(
         pipeline="text2image", commands=commands, seed=args.seed, unet_steps=step,
         unet_wall_s=round(elapsed, 1), vae=vae_done[-1] if vae_done else None,
+        vae_decoder_finetune=decoder_done[-1] if decoder_done else None,
         final_loss=unet_logs[-1]["loss"] if unet_logs else None,
         loss_curve=[dict(step=r["step"], loss=round(r["loss"], 5)) for r in unet_logs[::20]],
         weights_dtype="float16" if args.fp16 else "float32",
@@ -410,7 +417,8 @@ def main(argv=None) -> None:
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "commands.txt", "a") as handle:
-        handle.write(shlex.join([sys.executable.split("/")[-1], "-m", "diffexplain.world.train", *(argv or sys.argv[1:])]) + "\n")
+        command = [sys.executable.split("/")[-1], "-m", "diffexplain.world.train", *(argv or sys.argv[1:])]
+        handle.write(shlex.join(command) + "\n")
     {"vae": train_vae, "vae-decoder": finetune_decoder, "unet": train_unet, "export": export,
      "pack": pack}[args.stage](args)
 
