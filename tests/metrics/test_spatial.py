@@ -39,3 +39,15 @@ def test_bad_shapes_and_non_binary_masks_are_errors():
         iou(a, np.zeros((3, 3), bool))
     with pytest.raises(ValueError, match="binary"):
         iou(a, np.full((4, 4), 0.5))
+
+
+def test_imacs_by_hand():
+    from diffexplain.metrics import imacs
+
+    attribution = np.array([[4.0, 2.0], [0.0, 0.0]])  # normalised: [[1, 0.5], [0, 0]]
+    mask = np.array([[1, 0], [0, 0]])
+    # S_in = 1, S_out = (0.5 + 0 + 0) / 3 = 1/6, IMACS = 1 - 3/6 = 0.5
+    assert imacs(attribution, mask) == pytest.approx(0.5)
+    assert imacs(attribution, mask, lam=0.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="inside and outside"):
+        imacs(attribution, np.ones((2, 2)))

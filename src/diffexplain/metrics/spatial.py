@@ -65,3 +65,25 @@ def mean_iou(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     if not values:
         raise ValueError("pairs must not be empty")
     return float(np.mean(values))
+
+
+def imacs(attribution, mask, lam: float = 3.0) -> float:
+    """Inpainting mask attention consistency score (I2AM): min-max normalise the map A, then
+    S_in = sum(A * M) / sum(M), S_out = sum(A * (1 - M)) / sum(1 - M), IMACS = S_in - lam * S_out.
+
+    Args:
+        attribution: (H, W) map.
+        mask: (H, W) binary mask (the inpainting mask, or the reference object's mask).
+        lam: weight of attention leaking outside the mask (3 in the paper).
+    """
+    attribution = np.asarray(attribution, dtype=np.float64)
+    mask = _binary(mask, "mask")
+    if attribution.shape != mask.shape:
+        raise ValueError(f"attribution and mask must have the same shape, got {attribution.shape} and {mask.shape}")
+    if mask.all() or not mask.any():
+        raise ValueError("mask must contain both inside and outside pixels")
+    low, high = attribution.min(), attribution.max()
+    normalised = (attribution - low) / (high - low) if high > low else np.zeros_like(attribution)
+    inside = normalised[mask].mean()
+    outside = normalised[~mask].mean()
+    return float(inside - lam * outside)

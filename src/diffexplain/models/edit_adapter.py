@@ -1,0 +1,173 @@
+"""Adapters for image-conditioned pipelines: InstructPix2Pix, img2img (also few-step turbo
+use), inpainting (text explained, source image and mask fixed) and Paint-by-Example (reference
+image, no text)."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .adapter import TextToImageAdapter, model_fingerprint
+
+ImageLike = Union[str, Path, np.ndarray, Image.Image]
+
+
+def load_image(image: ImageLike, argument: str = "image") -> np.ndarray:
+    """An RGB uint8 array (H, W, 3) from a path, a PIL image or an array; ValueError otherwise."""
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as handle:
+                return np.asarray(handle.convert("RGB"))
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{argument} could not be read as an image: {str(image)!r} ({error})") from error
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"{argument} must be an RGB uint8 array (H, W, 3), got {array.dtype} {array.shape}")
+    return array
+
+
+def load_mask(mask: ImageLike, size: tuple[int, int], argument: str = "mask", threshold: float = 0.5) -> np.ndarray:
+    """A boolean mask (H, W). Grey or colour masks are converted to grey in [0, 1] and thresholded
+    at ``threshold`` (documented, never silent: values strictly between 0 and 1 are counted in
+    the adapter's settings)."""
+    if isinstance(mask, (str, Path)):
+        try:
+            with Image.open(mask) as handle:
+                array = np.asarray(handle.convert("L"), dtype=np.float64) / 255.0
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{argument} could not be read as an image: {str(mask)!r} ({error})") from error
+    elif isinstance(mask, Image.Image):
+        array = np.asarray(mask.convert("L"), dtype=np.float64) / 255.0
+    else:
+        array = np.asarray(mask)
+        if array.ndim == 3:
+            array = array.mean(axis=2)
+        array = array.astype(np.float64) / (255.0 if array.max() > 1 else 1.0)
+    if array.shape != tuple(size):
+        raise ValueError(f"{argument} must have the source image's size {tuple(size)} (H, W), got {array.shape}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    return array >= threshold
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes() + str(array.shape).encode()).hexdigest()[:16]
+
+
+class EditAdapter(TextToImageAdapter):
+    """Explain the words of an edit instruction or caption while the source image (and mask)
+    stay fixed: InstructPix2Pix (``image_guidance_scale``), img2img (``strength``; 1-4 steps for
+    turbo-style models) and inpainting (``mask`` required).
+
+    Args:
+        pipe: a diffusers pipeline taking ``prompt`` and ``image`` (and ``mask_image``).
+        image: the source image.
+        mask: the region to repaint (inpainting pipelines; white = repaint).
+        strength, image_guidance_scale: passed to the pipeline when it takes them.
+        other arguments: as ``TextToImageAdapter``.
+    """
+
+    def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike] = None, strength: Optional[float] = None,
+                 image_guidance_scale: Optional[float] = None, mask_threshold: float = 0.5, **kwargs):
+        parameters = inspect.signature(pipe.__call__).parameters
+        if "image" not in parameters:
+            raise ValueError(f"pipe must take a source image; {type(pipe).__name__} does not")
+        source = load_image(image, "image")
+        extra: dict[str, Any] = {}
+        needs_mask = "mask_image" in parameters
+        if needs_mask and mask is None:
+            raise ValueError(f"{type(pipe).__name__} inpaints: a mask is required (mask=None given)")
+        if mask is not None and not needs_mask:
+            raise ValueError(f"{type(pipe).__name__} takes no mask; pass mask=None")
+        self.source = source
+        self.mask = load_mask(mask, source.shape[:2], threshold=mask_threshold) if needs_mask else None
+        if strength is not None:
+            if "strength" not in parameters:
+                raise ValueError(f"{type(pipe).__name__} takes no strength")
+            if not 0.0 < strength <= 1.0:
+                raise ValueError(f"strength must be in (0, 1], got {strength}")
+            extra["strength"] = float(strength)
+        if image_guidance_scale is not None:
+            if "image_guidance_scale" not in parameters:
+                raise ValueError(f"{type(pipe).__name__} takes no image_guidance_scale")
+            extra["image_guidance_scale"] = float(image_guidance_scale)
+        kwargs.setdefault("height", source.shape[0])
+        kwargs.setdefault("width", source.shape[1])
+        super().__init__(pipe, pipeline_kwargs=extra, **kwargs)
+        self._accepts_size = "height" in parameters
+
+    def settings(self) -> dict[str, Any]:
+        settings = super().settings()
+        settings["source_sha256"] = _digest(self.source)
+        if self.mask is not None:
+            settings["mask_sha256"] = _digest(self.mask)
+        return settings
+
+    def _run(self, seeds: Sequence[int], **inputs) -> np.ndarray:
+        n = len(seeds)
+        inputs["image"] = [Image.fromarray(self.source)] * n
+        if self.mask is not None:
+            inputs["mask_image"] = [Image.fromarray((self.mask * 255).astype(np.uint8))] * n
+        device = self._device()
+        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        size = dict(height=self.height, width=self.width) if self._accepts_size else {}
+        with torch.no_grad():
+            images = self.pipe(generator=generators, num_inference_steps=self.num_inference_steps,
+                               guidance_scale=self.guidance_scale, output_type="np", **size, **inputs,
+                               **self.pipeline_kwargs).images
+        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+
+
+class PaintByExampleAdapter:
+    """Generate from a Paint-by-Example pipeline: source image, mask and reference fixed, seeds vary."""
+
+    def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike], reference: Optional[ImageLike],
+                 num_inference_steps: int = 20, guidance_scale: float = 5.0, mask_threshold: float = 0.5):
+        if getattr(pipe, "image_encoder", None) is None or getattr(pipe, "unet", None) is None:
+            raise ValueError(f"pipe must be a Paint-by-Example pipeline with an image_encoder; got {type(pipe).__name__}")
+        if reference is None:
+            raise ValueError("Paint-by-Example needs a reference image (reference=None given)")
+        if mask is None:
+            raise ValueError("Paint-by-Example needs a mask of the region to fill (mask=None given)")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        self.pipe = pipe
+        self.source = load_image(image, "image")
+        self.mask = load_mask(mask, self.source.shape[:2], threshold=mask_threshold)
+        self.reference = load_image(reference, "reference")
+        self.num_inference_steps, self.guidance_scale = int(num_inference_steps), float(guidance_scale)
+        self.height, self.width = self.source.shape[:2]
+        self._fingerprint: Optional[str] = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.pipe)
+        return self._fingerprint
+
+    def settings(self) -> dict[str, Any]:
+        return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+                    source_sha256=_digest(self.source), mask_sha256=_digest(self.mask),
+                    reference_sha256=_digest(self.reference), scheduler=type(self.pipe.scheduler).__name__)
+
+    def generate(self, seeds: Sequence[int]) -> np.ndarray:
+        """uint8 (n, H, W, 3), one image per seed."""
+        n = len(seeds)
+        device = next(self.pipe.unet.parameters()).device
+        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        with torch.no_grad():
+            images = self.pipe(example_image=[Image.fromarray(self.reference)] * n,
+                               image=[Image.fromarray(self.source)] * n,
+                               mask_image=[Image.fromarray((self.mask * 255).astype(np.uint8))] * n,
+                               generator=generators, num_inference_steps=self.num_inference_steps,
+                               guidance_scale=self.guidance_scale, height=self.height, width=self.width,
+                               output_type="np").images
+        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
