@@ -177,3 +177,23 @@ def test_keep_steps_keeps_every_step_and_streaming_memory_does_not_grow(tiny):
         sizes[steps] = sum(acc.sums.numel() for acc in recorder.accumulators.values())
         assert all(not acc.steps for acc in recorder.accumulators.values())
     assert sizes[2] == sizes[6]  # running sums per (layer, time group, head): flat in the step count
+
+
+def test_single_token_contexts_are_normalised_over_positions(tmp_path):
+    from tests.helpers import tiny_paint_by_example
+
+    pipe = tiny_paint_by_example(tmp_path)
+    unet = pipe.unet
+    context = torch.randn(1, 1, unet.config.cross_attention_dim)
+    sample = torch.randn(1, 9, 8, 8)
+    with AttentionRecorder(unet) as auto:
+        unet(sample, torch.tensor([500]), encoder_hidden_states=context)
+    with AttentionRecorder(unet, normalise="keys") as keys:
+        unet(sample, torch.tensor([500]), encoder_hidden_states=context)
+    for name, acc in auto.accumulators.items():
+        group = acc.counts.argmax()
+        per_head = acc.sums[0, group]  # (heads, hw, 1)
+        torch.testing.assert_close(per_head.sum(dim=1), torch.ones(per_head.shape[0], 1))  # sums over positions
+        torch.testing.assert_close(keys.accumulators[name].sums[0, group], torch.ones_like(per_head))  # degenerate
+    with pytest.raises(ValueError, match="normalise must be one of"):
+        AttentionRecorder(unet, normalise="rows")

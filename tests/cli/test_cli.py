@@ -77,3 +77,28 @@ def test_attention_writes_heatmaps_views_and_regions(tmp_path):
     bad = CliRunner().invoke(cli, ["attention", "a red circle", "--model", model, "--views", "space",
                                    "--out", str(out)])
     assert bad.exit_code == 2 and "views must be among" in bad.output
+
+
+def test_edit_explains_an_instruction_with_the_source_fixed(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import tiny_image_pipeline
+
+    tiny_image_pipeline(tmp_path, "pix2pix")
+    source = tmp_path / "source.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(source)
+    out = tmp_path / "edit"
+    result = CliRunner().invoke(cli, ["edit", "make the circle blue", "--image", str(source), "--model",
+                                      str(tmp_path / "tiny-pix2pix"), "--method", "smile", "--budget", "8",
+                                      "--seeds", "1", "--steps", "2", "--image-guidance", "1.5",
+                                      "--reference", "source", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "explanation.json").read_text())
+    assert data["features"] == ["make", "the", "circle", "blue"] and data["settings"]["reference"] == "source"
+    assert "Source and edit" in (out / "report.html").read_text()
+    missing = CliRunner().invoke(cli, ["edit", "make it blue", "--image", str(tmp_path / "nope.png"), "--model",
+                                       str(tmp_path / "tiny-pix2pix"), "--out", str(out)])
+    assert missing.exit_code == 2 and "could not be read" in missing.output

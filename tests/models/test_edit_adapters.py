@@ -86,3 +86,20 @@ def test_non_binary_masks_are_thresholded_at_a_documented_level(tmp_path):
     assert mask[0, 0] and not mask[0, 1] and mask.sum() == 1
     Image.fromarray(grey).save(tmp_path / "m.png")
     assert np.array_equal(load_mask(tmp_path / "m.png", (4, 4), threshold=0.3), grey / 255 >= 0.3)
+
+
+def test_distances_can_be_measured_against_the_source_image(tmp_path):
+    pipe = tiny_image_pipeline(tmp_path, "pix2pix")
+    adapter = EditAdapter(pipe, image=_source(), image_guidance_scale=1.5, num_inference_steps=2,
+                          guidance_scale=2.0)
+    to_edit = explain_prompt(adapter, "make the circle blue", method="shapley", seeds=1)
+    to_source = explain_prompt(adapter, "make the circle blue", method="shapley", seeds=1, reference="source")
+    assert to_edit.full_value == pytest.approx(1.0)  # the unperturbed edit is its own reference
+    assert to_source.full_value < 1.0
+    assert to_source.settings["reference"] == "source"
+    from diffexplain.models.adapter import TextToImageAdapter
+    from tests.helpers import tiny_text2image
+
+    plain = TextToImageAdapter(tiny_text2image(tmp_path / "t2i")[0], num_inference_steps=2)
+    with pytest.raises(ValueError, match="needs an adapter with a source image"):
+        explain_prompt(plain, "a red circle", method="shapley", reference="source")

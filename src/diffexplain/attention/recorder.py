@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 
 BATCH_LAYOUTS = ("auto", "cfg", "none", "pix2pix")
+NORMALISATIONS = ("auto", "keys", "queries")
 
 
 def find_cross_attention(unet) -> dict[str, torch.nn.Module]:
@@ -60,6 +61,10 @@ class AttentionRecorder:
             ``do_classifier_free_guidance``: second half if true), "cfg" (second half), "none"
             (all rows), "pix2pix" (first third, InstructPix2Pix's [text+image, image, none]).
         num_train_timesteps: the scheduler's training range (default: read from the pipeline).
+        normalise: "keys" (softmax over the context tokens: the attention probabilities),
+            "queries" (softmax of the same logits over the spatial axis: with a single context
+            token, as Paint-by-Example's reference embedding, key-softmax is 1 everywhere, so
+            I2AM normalises over positions instead) or "auto" (queries for one-token contexts).
 
     Example:
         >>> with AttentionRecorder(pipe) as recorder:
@@ -68,7 +73,7 @@ class AttentionRecorder:
     """
 
     def __init__(self, pipe_or_unet, *, time_groups: int = 5, keep_steps: bool = False,
-                 batch_layout: str = "auto", num_train_timesteps: Optional[int] = None):
+                 batch_layout: str = "auto", num_train_timesteps: Optional[int] = None, normalise: str = "auto"):
         unet = getattr(pipe_or_unet, "unet", pipe_or_unet)
         if not isinstance(unet, torch.nn.Module):
             raise ValueError("pipe_or_unet must be a pipeline with a unet or a UNet module, "
@@ -77,6 +82,9 @@ class AttentionRecorder:
             raise ValueError(f"time_groups must be >= 1, got {time_groups}")
         if batch_layout not in BATCH_LAYOUTS:
             raise ValueError(f"batch_layout must be one of {BATCH_LAYOUTS}, got {batch_layout!r}")
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+        self.normalise = normalise
         self.pipe = pipe_or_unet if pipe_or_unet is not unet else None
         self.unet = unet
         self.layers = find_cross_attention(unet)
@@ -138,7 +146,13 @@ class AttentionRecorder:
             query = attn.norm_q(query) if attn.norm_q is not None else query
             key = attn.norm_k(key) if attn.norm_k is not None else key
             query, key = query.flatten(-2), key.flatten(-2)
-        probs = attn.get_attention_scores(attn.head_to_batch_dim(query), attn.head_to_batch_dim(key), None)
+        query, key = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key)
+        over_queries = self.normalise == "queries" or (self.normalise == "auto" and key.shape[1] == 1)
+        if over_queries:
+            logits = torch.bmm(query.float(), key.float().transpose(1, 2)) * attn.scale
+            probs = logits.softmax(dim=1)
+        else:
+            probs = attn.get_attention_scores(query, key, None)
         batch = hidden.shape[0]
         probs = probs.reshape(batch, heads, probs.shape[-2], probs.shape[-1])[self._conditional_rows(batch)]
         probs = probs.float().cpu()

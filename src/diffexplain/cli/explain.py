@@ -8,29 +8,36 @@ import click
 
 from ._common import build_adapter, progress_bar, usage_errors
 
+METHOD = click.option("--method", type=click.Choice(["shapley", "permutation", "kernelshap", "lime", "smile"]),
+                      default="kernelshap", show_default=True)
 
-@click.command("explain")
-@click.argument("prompt")
-@click.option("--method", type=click.Choice(["shapley", "permutation", "kernelshap", "lime", "smile"]),
-              default="kernelshap", show_default=True)
-@click.option("--model", default="shapes", show_default=True, help="'shapes' or a local diffusers pipeline directory")
-@click.option("--seeds", type=int, default=2, show_default=True, help="seeds per coalition (common random numbers)")
-@click.option("--budget", type=int, default=None, help="coalitions to evaluate [method default]")
-@click.option("--embedder", default="pixel", show_default=True, help="pixel | latent | efficientnet | clip | dinov2")
-@click.option("--embedder-path", default=None, help="local model directory for clip / dinov2")
-@click.option("--similarity", default=None, help="cosine | wasserstein | neg_l2 [smile: wasserstein, else cosine]")
-@click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop", show_default=True)
-@click.option("--steps", type=int, default=None, help="denoising steps [shapes: 20]")
-@click.option("--guidance", type=float, default=None, help="guidance scale [shapes: 4.0]")
-@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="SQLite generation cache [OUT/cache.sqlite]")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the explainer's own sampling")
-@click.option("--attention", is_flag=True, help="also record cross-attention on the full prompt and add its views")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@usage_errors
-def command(prompt, method, model, seeds, budget, embedder, embedder_path, similarity, perturbation, steps,
-            guidance, cache_path, seed, attention, out) -> None:
-    """Attribute the image of PROMPT to its words; writes explanation.json and report.html under OUT."""
+
+def explanation_options(function):
+    """Options shared by ``explain`` and ``edit``."""
+    options = [
+        click.option("--seeds", type=int, default=2, show_default=True, help="seeds per coalition (common random numbers)"),
+        click.option("--budget", type=int, default=None, help="coalitions to evaluate [method default]"),
+        click.option("--embedder", default="pixel", show_default=True, help="pixel | latent | efficientnet | clip | dinov2"),
+        click.option("--embedder-path", default=None, help="local model directory for clip / dinov2"),
+        click.option("--similarity", default=None, help="cosine | wasserstein | neg_l2 [smile: wasserstein, else cosine]"),
+        click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop", show_default=True),
+        click.option("--steps", type=int, default=None, help="denoising steps [shapes: 20]"),
+        click.option("--guidance", type=float, default=None, help="guidance scale [shapes: 4.0]"),
+        click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="SQLite generation cache [OUT/cache.sqlite]"),
+        click.option("--seed", type=int, default=0, show_default=True, help="seed of the explainer's own sampling"),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, embedder_path, similarity,
+                    perturbation, cache_path, seed, out: Path, reference: str = "full", sections=()):
+    """Explain, save ``explanation.json`` / ``.safetensors`` and write ``report.html`` (coalition
+    images read back from the cache: no new generations); print a summary."""
+    import numpy as np
     from rich.console import Console
 
     from ..cache import GenerationCache
@@ -39,41 +46,53 @@ def command(prompt, method, model, seeds, budget, embedder, embedder_path, simil
     from ..explain.prompt_game import PromptGame
     from ..report.html import explanation_report
 
-    console = Console()
-    adapter = build_adapter(model, steps, guidance)
     out.mkdir(parents=True, exist_ok=True)
     cache = GenerationCache(cache_path or out / "cache.sqlite")
     embedder_obj = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path)
     with progress_bar(f"generating ({method})") as update:
         explanation = explain_prompt(adapter, prompt, method=method, seeds=seeds, budget=budget, embedder=embedder_obj,
                                      similarity=similarity, perturbation=perturbation, cache=cache, seed=seed,
-                                     progress=update)
+                                     progress=update, reference=reference)
     explanation.save(out)
-    # The report reads the coalitions' images back from the cache: no new generations.
-    import numpy as np
-
     game = PromptGame(adapter, prompt, seeds=explanation.settings["seeds"], embedder=embedder_obj,
-                      similarity=explanation.settings["similarity"], perturbation=perturbation, cache=cache)
+                      similarity=explanation.settings["similarity"], perturbation=perturbation, cache=cache,
+                      reference=reference)
     masks = np.asarray(explanation.info.get("masks") or explanation.info.get("evaluated"), dtype=bool)
     shown = masks[np.random.default_rng(0).permutation(len(masks))[:24]] if len(masks) > 24 else masks
     images = game.images(shown)[:, 0]
-    embeddings = game.embeddings(masks)[:, 0]
-    sections = []
-    if attention:
+    explanation_report(explanation, out / "report.html",
+                       coalition_images=[(game.text(m), im) for m, im in zip(shown, images)],
+                       embeddings=game.embeddings(masks)[:, 0], masks=masks,
+                       extra_sections=[s(explanation) if callable(s) else s for s in sections])
+    console = Console()
+    console.print(f"[bold]{method}[/] on {prompt!r}: {explanation.n_generations} images "
+                  f"({explanation.n_cached} from the cache)")
+    for i in np.argsort(-explanation.values):
+        se = explanation.stderr[i] if explanation.stderr is not None else float("nan")
+        p = f"  p={explanation.pvalues[i]:.3f}" if explanation.pvalues is not None else ""
+        console.print(f"  {explanation.features[i]:>12s} {explanation.values[i]:+.4f} ± {se:.4f}{p}")
+    console.print(f"wrote {out}/explanation.json and {out}/report.html")
+    return explanation
+
+
+@click.command("explain")
+@click.argument("prompt")
+@METHOD
+@click.option("--model", default="shapes", show_default=True, help="'shapes' or a local diffusers pipeline directory")
+@click.option("--attention", is_flag=True, help="also record cross-attention on the full prompt and add its views")
+@explanation_options
+@usage_errors
+def command(prompt, method, model, attention, steps, guidance, out, **options) -> None:
+    """Attribute the image of PROMPT to its words; writes explanation.json and report.html under OUT."""
+    adapter = build_adapter(model, steps, guidance)
+
+    def attention_views(explanation):
         from ..attention.report import attention_section
         from .attention import record_prompt
 
         image, maps = record_prompt(adapter, prompt, explanation.settings["seeds"][0])
         maps.save(out)
-        sections.append(attention_section(maps, image, views=("time", "layer")))
-    explanation_report(explanation, out / "report.html",
-                       coalition_images=[(game.text(m), im) for m, im in zip(shown, images)],
-                       embeddings=embeddings, masks=masks, extra_sections=sections)
-    order = np.argsort(-explanation.values)
-    console.print(f"[bold]{method}[/] on {prompt!r}: {explanation.n_generations} images "
-                  f"({explanation.n_cached} from the cache)")
-    for i in order:
-        se = explanation.stderr[i] if explanation.stderr is not None else float("nan")
-        p = f"  p={explanation.pvalues[i]:.3f}" if explanation.pvalues is not None else ""
-        console.print(f"  {explanation.features[i]:>12s} {explanation.values[i]:+.4f} ± {se:.4f}{p}")
-    console.print(f"wrote {out}/explanation.json and {out}/report.html")
+        return attention_section(maps, image, views=("time", "layer"))
+
+    run_explanation(adapter, prompt, method=method, out=out, sections=[attention_views] if attention else [],
+                    **options)

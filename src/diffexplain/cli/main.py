@@ -18,9 +18,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import attention, demo, env, explain, generate
+    from . import attention, demo, edit, env, explain, generate
 
-    for module in (generate, explain, attention, env, demo):
+    for module in (generate, explain, edit, attention, env, demo):
         cli.add_command(module.command)
 
 

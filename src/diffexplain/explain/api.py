@@ -51,6 +51,7 @@ def explain_prompt(
     seed: int = 0,
     embedder_path: Optional[str] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    reference: str = "full",
     **explainer_options,
 ) -> Explanation:
     """Attribute the image of ``prompt`` to its words.
@@ -66,6 +67,7 @@ def explain_prompt(
         perturbation: "drop" or "empty_embedding" (see ``PromptGame``).
         cache: generation cache shared across explanations (default: a fresh in-memory one).
         seed: seeds the explainer's own sampling (permutations, masks, bootstrap).
+        reference: "full" (the unperturbed prompt's image) or "source" (an edit adapter's source).
         explainer_options: passed to the explainer class (e.g. ``kernel_width``, ``surrogate``).
     """
     if method not in METHODS:
@@ -80,7 +82,7 @@ def explain_prompt(
     if isinstance(embedder, str):
         embedder = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path)
     game = PromptGame(adapter, prompt, seeds=seed_list, embedder=embedder, similarity=similarity,
-                      perturbation=perturbation, cache=cache, progress=progress)
+                      perturbation=perturbation, cache=cache, progress=progress, reference=reference)
     explainer = METHODS[method](**explainer_options)
     if method == "shapley":
         if budget is not None:
@@ -89,7 +91,7 @@ def explain_prompt(
     else:
         explanation = explainer.explain(game, budget=budget or default_budget(method, game.n_players), seed=seed)
     settings = dict(explanation.settings, seeds=seed_list, embedder=embedder.name, similarity=similarity,
-                    perturbation=perturbation, **adapter.settings())
+                    perturbation=perturbation, reference=reference, **adapter.settings())
     meta = dict(prompt=prompt, model_fingerprint=adapter.fingerprint, versions=_versions())
     info = dict(explanation.info, coalition_texts=None)
     if "masks" in info:

@@ -55,17 +55,25 @@ class PromptGame:
             token positions replaced by the empty prompt's outputs at the same positions).
         cache: a ``GenerationCache`` shared across explanations (default: in memory).
         progress: optional callable(n_done, n_total) for progress bars.
+        reference: what similarities are measured against: "full" (the full prompt's image with
+            the same seed; default) or "source" (the adapter's fixed source image, as the SMILE
+            editing script does).
     """
 
     def __init__(self, adapter, prompt: str, *, seeds: Sequence[int], embedder, similarity: str = "cosine",
                  perturbation: str = "drop", cache: Optional[GenerationCache] = None,
-                 progress: Optional[Callable[[int, int], None]] = None):
+                 progress: Optional[Callable[[int, int], None]] = None, reference: str = "full"):
         if len(seeds) < 1:
             raise ValueError(f"seeds must contain at least one seed, got {list(seeds)!r}")
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
         if perturbation not in PERTURBATIONS:
             raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {perturbation!r}")
+        if reference not in ("full", "source"):
+            raise ValueError(f"reference must be 'full' or 'source', got {reference!r}")
+        if reference == "source" and getattr(adapter, "source", None) is None:
+            raise ValueError("reference='source' needs an adapter with a source image (an EditAdapter)")
+        self.reference_mode = reference
         self.adapter = adapter
         self.prompt = prompt
         self.words = adapter.words(prompt)
@@ -154,9 +162,13 @@ class PromptGame:
         return np.stack([[found[k] for k in row] for row in keys])
 
     def reference(self) -> np.ndarray:
-        """Embeddings of the full prompt's images: (K, E)."""
+        """Embeddings of the reference image per seed: (K, E)."""
         if self._reference is None:
-            self._reference = self.embeddings(np.ones((1, self.n_players), bool))[0]
+            if self.reference_mode == "source":
+                source = self.embedder.embed(self.adapter.source[None])[0]
+                self._reference = np.repeat(source[None], len(self.seeds), axis=0)
+            else:
+                self._reference = self.embeddings(np.ones((1, self.n_players), bool))[0]
         return self._reference
 
     # -- the game -------------------------------------------------------------------------------

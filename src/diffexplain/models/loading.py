@@ -64,3 +64,11 @@ def load_paint_by_example(path: str | Path):
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def is_shapes_pipeline(pipe) -> bool:
+    """True for the built-in shapes models (their tokenizer knows only the world's vocabulary)."""
+    from . import shapes
+
+    name_or_path = str(getattr(pipe, "name_or_path", "") or pipe.config.get("_name_or_path", ""))
+    return Path(name_or_path).resolve().parent == shapes.WEIGHTS_DIR.resolve()

@@ -1,0 +1,47 @@
+"""``diffexplain edit``: which words of an edit instruction drive the edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import usage_errors
+from .explain import METHOD, explanation_options, run_explanation
+
+
+@click.command("edit")
+@click.argument("instruction")
+@click.option("--image", "image_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="the source image")
+@click.option("--model", required=True, help="a local InstructPix2Pix, img2img or inpainting pipeline directory")
+@click.option("--mask", "mask_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="inpainting mask (white = repaint; grey levels thresholded at 0.5)")
+@click.option("--strength", type=float, default=None, help="img2img / inpainting strength")
+@click.option("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance scale")
+@click.option("--reference", type=click.Choice(["edit", "source"]), default="edit", show_default=True,
+              help="distances to the unperturbed edit, or to the source image (the SMILE script's choice)")
+@METHOD
+@explanation_options
+@usage_errors
+def command(instruction, image_path, model, mask_path, strength, image_guidance, reference, steps, guidance, out,
+            **options) -> None:
+    """Attribute an edit of the image at --image to the words of INSTRUCTION (source and mask fixed)."""
+    from ..models.edit_adapter import EditAdapter
+    from ..models.loading import load_pipeline
+    from ..report.html import png_data_uri
+
+    adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
+                          image_guidance_scale=image_guidance, num_inference_steps=steps or 20,
+                          guidance_scale=guidance if guidance is not None else 7.5)
+
+    def source_and_edit(explanation):
+        edit = adapter.generate([instruction], [explanation.settings["seeds"][0]])[0]
+        tiles = [("source", adapter.source), ("edit", edit)]
+        if adapter.mask is not None:
+            tiles.append(("mask", (adapter.mask[..., None].repeat(3, axis=2) * 255).astype("uint8")))
+        cells = "".join(f"<div class='tile'><img src='{png_data_uri(im)}'><br>{name}</div>" for name, im in tiles)
+        return f"<h2>Source and edit</h2><div class='tiles'>{cells}</div>"
+
+    run_explanation(adapter, instruction, out=out, reference="full" if reference == "edit" else "source",
+                    sections=[source_and_edit], **options)
