@@ -8,8 +8,8 @@ Stages, each resumable from its checkpoint in ``--run-dir``::
     python -m diffexplain.world.train export --run-dir runs/text2image
     python -m diffexplain.world.train pack   --run-dir runs/text2image --dest training/text2image
 
-``pack`` writes a committed, pickle-free resume state (VAE folder, UNet + text-encoder weights
-and their EMA in safetensors, the log and the commands); a later machine continues with
+``pack`` writes a committed, pickle-free resume state (VAE and tokenizer folders, UNet +
+text-encoder weights and their EMA in safetensors, the log and the commands); a later machine continues with
 ``unet --init-from training/text2image`` (the optimizer restarts with a fresh LR warm-up).
 
 ``vae`` trains the AutoencoderKL on rendered training scenes; ``vae-decoder`` fine-tunes its
@@ -233,9 +233,11 @@ def train_unet(args) -> None:
 
     run_dir = Path(args.run_dir)
     ckpt_path = run_dir / "unet.ckpt"
+    if args.init_from:  # the packed run's VAE and tokenizer, so token ids and latents match
+        for part in ("vae", "tokenizer"):
+            if not (run_dir / part).exists():
+                shutil.copytree(Path(args.init_from) / part, run_dir / part)
     tokenizer = _tokenizer(run_dir)
-    if not (run_dir / "vae").exists() and args.init_from:
-        shutil.copytree(Path(args.init_from) / "vae", run_dir / "vae")
     vae = AutoencoderKL.from_pretrained(run_dir / "vae").eval()
     torch.manual_seed(args.seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(**shapes_models.text_encoder_config(len(tokenizer))))
@@ -326,9 +328,10 @@ def pack(args) -> None:
     tensors.update({f"ema.{k}": v.contiguous() for k, v in state["ema"].items()})
     save_file(tensors, dest / "resume.safetensors",
               metadata=dict(step=str(state["step"]), elapsed=str(state["elapsed"])))
-    if (dest / "vae").exists():
-        shutil.rmtree(dest / "vae")
-    shutil.copytree(run_dir / "vae", dest / "vae")
+    for part in ("vae", "tokenizer"):
+        if (dest / part).exists():
+            shutil.rmtree(dest / part)
+        shutil.copytree(run_dir / part, dest / part)
     for name in ("log.jsonl", "commands.txt"):
         shutil.copy(run_dir / name, dest / name)
     print(f"packed step {state['step']} into {dest}", flush=True)
