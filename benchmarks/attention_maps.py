@@ -96,7 +96,8 @@ def main() -> None:
             for name in maps.layers:
                 by_layer[(word.role, name)].append(score(maps.word_heatmap(index, layers=[name]), mask))
             for group in range(len(TIMESTEPS)):
-                by_group[(word.role, TIMESTEPS[group])].append(score(maps.word_heatmap(index, time_groups=[group]), mask))
+                heatmap = maps.word_heatmap(index, time_groups=[group])
+                by_group[(word.role, TIMESTEPS[group])].append(score(heatmap, mask))
             region = labels == regions.best_region[index]
             region_hits[word.role].append(float((region & mask).sum() > 0.5 * region.sum()))
 
@@ -135,7 +136,8 @@ def main() -> None:
                    per_time=per_group, region_word_accuracy=regions_acc, recording_overhead=overhead,
                    plain_s=plain_t, recorded_s=recorded_t, peak_rss_increase_mib=memory, machine=machine())
     lines = [f"# Cross-attention localisation on {len(scenes)} held-out rendered scenes (t in {TIMESTEPS})", "",
-             "| word role | mIoU (tau 0.4) | pointing game | mass ratio | region->word accuracy |", "|---|---|---|---|---|"]
+             "| word role | mIoU (tau 0.4) | pointing game | mass ratio | region->word accuracy |",
+             "|---|---|---|---|---|"]
     lines += [f"| {role} | {v['iou']:.3f} | {v['pointing']:.3f} | {v['mass']:.2f} | {regions_acc[role]:.3f} |"
               for role, v in localisation.items()]
     lines += ["", "| layer | colour mIoU | colour pointing | shape mIoU | shape pointing |", "|---|---|---|---|---|"]

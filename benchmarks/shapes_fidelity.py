@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=shapes.DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=shapes.DEFAULT_GUIDANCE)
     parser.add_argument("--name", default="shapes_fidelity")
+    parser.add_argument("--no-speed", action="store_true", help="accuracy only (for sampler sweeps)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     pipe = shapes.load("text2image")
@@ -83,13 +84,15 @@ def main() -> None:
     adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
     acc, totals, per_count = accuracy(adapter, captions)
     accuracy_wall = time.perf_counter() - start
-    speed = {}
-    for batch, repeats in ((1, 8), (8, 3), (64, 1)):
-        speed[batch] = throughput(pipe, args.steps, args.guidance, batch, repeats)
-    reset_peak_rss()
-    base = peak_rss_mib()
-    adapter.generate(captions[:64], list(range(64)))
-    peak = peak_rss_mib()
+    speed = {1: float("nan"), 8: float("nan"), 64: float("nan")}
+    base = peak = float("nan")
+    if not args.no_speed:
+        for batch, repeats in ((1, 8), (8, 3), (64, 1)):
+            speed[batch] = throughput(pipe, args.steps, args.guidance, batch, repeats)
+        reset_peak_rss()
+        base = peak_rss_mib()
+        adapter.generate(captions[:64], list(range(64)))
+        peak = peak_rss_mib()
     payload = dict(
         n_captions=args.n, steps=args.steps, guidance=args.guidance, accuracy=acc, judged=totals,
         accuracy_by_object_count=per_count, images_per_second=speed,
@@ -97,7 +100,8 @@ def main() -> None:
         accuracy_wall_s=accuracy_wall, training=shapes.training_record("text2image"), machine=machine(),
     )
     payload["training"].pop("loss_curve", None)
-    lines = [f"# Shapes text2image fidelity ({args.n} held-out captions, {args.steps} DDIM steps, guidance {args.guidance})", "",
+    lines = [f"# Shapes text2image fidelity ({args.n} held-out captions, {args.steps} DDIM steps, "
+             f"guidance {args.guidance})", "",
              "| attribute | accuracy | judged |", "|---|---|---|"]
     lines += [f"| {a} | {acc[a]:.1%} | {totals[a]} |" for a in acc]
     lines += ["", "| objects | n | colour | count | shape | position | all |", "|---|---|---|---|---|---|---|"]
@@ -105,7 +109,8 @@ def main() -> None:
               f"{v.get('position', float('nan')):.1%} | {v.get('all_ok', 0):.1%} |" for k, v in per_count.items()]
     lines += ["", "| batch | images/s |", "|---|---|"]
     lines += [f"| {b} | {s:.2f} |" for b, s in speed.items()]
-    lines += ["", f"Batch 64 per-image throughput = {speed[64] / speed[1]:.2f}x batch 1; peak RSS while generating 64: {peak:.0f} MiB.",
+    lines += ["", f"Batch 64 per-image throughput = {speed[64] / speed[1]:.2f}x batch 1; "
+              f"peak RSS while generating 64: {peak:.0f} MiB.",
               f"UNet training steps: {payload['training']['unet_steps']}.", ""]
     write(args.name, payload, "\n".join(lines))
 

@@ -125,11 +125,13 @@ def main() -> None:
     explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder, cache=fresh)
     wall = time.perf_counter() - start
     overhead = 1 - adapter.generation_seconds / wall
-    rerun = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder, cache=fresh)
+    rerun = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder,
+                           cache=fresh)
 
     payload = dict(n_captions=len(scenes), seeds=args.seeds, embedder=embedder.name, accuracy=accuracy,
                    sampled_vs_exact_mae=sampled, compare_prompts=[s.caption for s in compare],
-                   overhead_share=overhead, overhead_wall_s=wall, rerun_new_generations=rerun.n_generations - rerun.n_cached,
+                   overhead_share=overhead, overhead_wall_s=wall,
+                   rerun_new_generations=rerun.n_generations - rerun.n_cached,
                    machine=machine())
     lines = [f"# Word attribution on {len(scenes)} held-out shapes captions (5-8 words, {args.seeds} seeds, "
              f"embedder {embedder.name})", "",

@@ -15,12 +15,16 @@ METHOD = click.option("--method", type=click.Choice(["shapley", "permutation", "
 def explanation_options(function):
     """Options shared by ``explain`` and ``edit``."""
     options = [
-        click.option("--seeds", type=int, default=2, show_default=True, help="seeds per coalition (common random numbers)"),
+        click.option("--seeds", type=int, default=2, show_default=True,
+                     help="seeds per coalition (common random numbers)"),
         click.option("--budget", type=int, default=None, help="coalitions to evaluate [method default]"),
-        click.option("--embedder", default="pixel", show_default=True, help="pixel | latent | efficientnet | clip | dinov2"),
+        click.option("--embedder", default="pixel", show_default=True,
+                     help="pixel | latent | efficientnet | clip | dinov2"),
         click.option("--embedder-path", default=None, help="local model directory for clip / dinov2"),
-        click.option("--similarity", default=None, help="cosine | wasserstein | neg_l2 [smile: wasserstein, else cosine]"),
-        click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop", show_default=True),
+        click.option("--similarity", default=None,
+                     help="cosine | wasserstein | neg_l2 [smile: wasserstein, else cosine]"),
+        click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop",
+                     show_default=True),
         click.option("--steps", type=int, default=None, help="denoising steps [shapes: 20]"),
         click.option("--guidance", type=float, default=None, help="guidance scale [shapes: 4.0]"),
         click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -8,6 +8,7 @@ from .spatial import imacs, ioa, iou, mass_ratio, mean_iou, pointing_game
 
 __all__ = [
     "align_words", "check_axioms", "consistency", "efficiency_gap", "fidelity", "find_null_players",
-    "find_symmetric_pairs", "imacs", "ioa", "iou", "mass_ratio", "mean_iou", "normalise", "pointing_game", "precision_at_k",
+    "find_symmetric_pairs", "imacs", "ioa", "iou", "mass_ratio", "mean_iou", "normalise", "pointing_game",
+    "precision_at_k",
     "ranks", "ranks_aligned", "rmse_normalised", "roc_auc", "ruzicka_similarity", "stability",
 ]

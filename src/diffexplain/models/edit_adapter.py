@@ -132,7 +132,8 @@ class PaintByExampleAdapter:
     def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike], reference: Optional[ImageLike],
                  num_inference_steps: int = 20, guidance_scale: float = 5.0, mask_threshold: float = 0.5):
         if getattr(pipe, "image_encoder", None) is None or getattr(pipe, "unet", None) is None:
-            raise ValueError(f"pipe must be a Paint-by-Example pipeline with an image_encoder; got {type(pipe).__name__}")
+            raise ValueError("pipe must be a Paint-by-Example pipeline with an image_encoder; "
+                             f"got {type(pipe).__name__}")
         if reference is None:
             raise ValueError("Paint-by-Example needs a reference image (reference=None given)")
         if mask is None:
