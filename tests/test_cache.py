@@ -99,3 +99,11 @@ def test_keys_depend_on_every_input_and_round_trip_images(tmp_path):
     cache.put_embeddings({base: vector}, "pixel-4")
     assert np.array_equal(cache.get_embeddings([base], "pixel-4")[base], vector)
     assert cache.get_embeddings([base], "other") == {}
+
+
+def test_has_reports_stored_keys_only(tmp_path):
+    cache = GenerationCache(tmp_path / "c.sqlite")
+    image = np.zeros((4, 4, 3), np.uint8)
+    cache.put_images([("k1", "m", "t", 0, {}, image)])
+    assert cache.has(["k1", "k2"]) == {"k1"}
+    assert cache.has([]) == set()

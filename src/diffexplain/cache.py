@@ -84,6 +84,10 @@ class GenerationCache:
             rows += connection.execute(query.format(marks=",".join("?" * len(chunk))), [*leading, *chunk]).fetchall()
         return rows
 
+    def has(self, keys: Iterable[str]) -> set[str]:
+        """The keys that have a stored image (no image is decoded)."""
+        return {row[0] for row in self._select("SELECT key FROM images WHERE key IN ({marks})", keys)}
+
     def get_images(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """Images found for these keys, as uint8 (H, W, 3) arrays."""
         rows = self._select("SELECT key, png FROM images WHERE key IN ({marks})", keys)

@@ -22,8 +22,8 @@ METHODS = {
 
 
 def default_budget(method: str, n_words: int) -> Optional[int]:
-    """Coalitions evaluated by default: all for exact Shapley, 4d for sampled Shapley (enough for
-    0.05 MAE on shapes prompts), 64 for LIME and SMILE (the SMILE code's N)."""
+    """Coalitions evaluated by default: all for exact Shapley, 4d for sampled Shapley (the
+    issue's target budget), 64 for LIME and SMILE (the SMILE code's N)."""
     return {"shapley": None, "permutation": 4 * n_words, "kernelshap": 4 * n_words}.get(method, 64)
 
 

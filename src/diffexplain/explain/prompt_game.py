@@ -121,7 +121,7 @@ class PromptGame:
         keys = [[self._key(m, s) for s in self.seeds] for m in masks]
         flat = [(k, m, s) for row, m in zip(keys, masks) for k, s in zip(row, self.seeds)]
         wanted = {k: (m, s) for k, m, s in flat if k not in self._requested}
-        have = set(self.cache.get_images(list(wanted))) if wanted else set()
+        have = self.cache.has(wanted) if wanted else set()
         self._cached |= have - self._requested
         self._requested |= set(wanted)
         missing = [(k, m, s) for k, (m, s) in wanted.items() if k not in have]
