@@ -64,7 +64,11 @@ class AttentionMaps:
     timesteps: tuple[int, ...] = ()
 
     @classmethod
-    def from_recorder(cls, recorder, tokenizer, prompts: list[str], image_size) -> "AttentionMaps":
+    def from_recorder(cls, recorder, tokenizer, prompts: list[str], image_size, *,
+                      words: Optional[Sequence[Sequence[str]]] = None,
+                      spans: Optional[Sequence[Sequence[tuple[int, int]]]] = None) -> "AttentionMaps":
+        """Package a recording. ``words`` / ``spans`` override the tokenizer's word split, for
+        contexts that are not text (e.g. one "reference" word spanning every image token)."""
         layers = tuple(name for name in recorder.layers if name in recorder.accumulators)
         batch = recorder.accumulators[layers[0]].sums.shape[0]
         if len(prompts) != batch:
@@ -74,9 +78,12 @@ class AttentionMaps:
             acc = recorder.accumulators[name]
             means[name] = acc.sums / acc.counts.clamp(min=1).view(1, -1, 1, 1, 1)
             counts[name] = acc.counts.clone()
+        if words is None:
+            words = [p.split() for p in prompts]
+            spans = [word_token_spans(tokenizer, p) for p in prompts]
         return cls(
-            prompts=tuple(prompts), words=tuple(tuple(p.split()) for p in prompts),
-            spans=tuple(tuple(word_token_spans(tokenizer, p)) for p in prompts), layers=layers,
+            prompts=tuple(prompts), words=tuple(tuple(w) for w in words),
+            spans=tuple(tuple(tuple(span) for span in row) for row in spans), layers=layers,
             grids={n: tuple(recorder.accumulators[n].grid) for n in layers}, means=means, counts=counts,
             image_size=(int(image_size[0]), int(image_size[1])), timesteps=tuple(recorder.timesteps),
         )

@@ -1,0 +1,117 @@
+"""I2AM (seeds 001, 003): bidirectional attribution maps for models conditioned on a reference
+image through cross-attention (Paint-by-Example, virtual try-on), and their IMACS scores.
+
+- Reference-to-generated (R2G): the attention every generated position pays to the reference
+  tokens, summed over them, aggregated over steps, heads and layers: a map over the generated
+  image. With a single reference token (Paint-by-Example) the key-softmax is 1 everywhere, so
+  the logits are normalised over positions instead, as the I2AM code does (the recorder's
+  ``normalise="auto"``). Time-, head- and layer-level views come from ``AttentionMaps``.
+- Generated-to-reference (G2R): for the generated positions in a region (all, the inpainting
+  mask, or one position: the specific-reference map, SRAM), their attention averaged over the
+  reference tokens, laid out on the reference's token grid: a map over the reference image.
+  It needs several reference tokens on a square grid (an optional leading class token is
+  dropped); for a single token there is no map over the reference and ``g2r`` says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..attention import AttentionMaps, AttentionRecorder
+from ..metrics import imacs
+
+REFERENCE = "reference"
+
+
+@dataclasses.dataclass(frozen=True)
+class I2AMResult:
+    """Maps of one generation.
+
+    Attributes:
+        image: the generated image, uint8 (H, W, 3).
+        maps: the recording; ``maps.word_heatmap("reference")`` is R2G, with ``time_view``,
+            ``head_view`` and ``layer_view``.
+        r2g: float32 (H, W) reference-to-generated map.
+        g2r: float32 (h_ref, w_ref) generated-to-reference map over the reference image, or None
+            for a single reference token.
+        imacs_r2g: IMACS of R2G against the inpainting mask (lambda 3).
+        imacs_g2r: IMACS of G2R against ``reference_mask`` when both exist, else None.
+    """
+
+    image: np.ndarray
+    maps: AttentionMaps
+    r2g: np.ndarray
+    g2r: Optional[np.ndarray]
+    imacs_r2g: float
+    imacs_g2r: Optional[float]
+
+
+def record_reference_attention(pipe, run, *, n_reference_tokens: int, image_size, time_groups: int = 5,
+                               batch_layout: str = "cfg") -> tuple[object, AttentionMaps]:
+    """Run ``run()`` (which generates one image) under an AttentionRecorder and package the maps
+    with one word, "reference", spanning all ``n_reference_tokens`` context tokens."""
+    with AttentionRecorder(pipe, time_groups=time_groups, batch_layout=batch_layout) as recorder:
+        output = run()
+    maps = AttentionMaps.from_recorder(recorder, None, [REFERENCE], image_size, words=[[REFERENCE]],
+                                       spans=[[(0, n_reference_tokens)]])
+    return output, maps
+
+
+def g2r(maps: AttentionMaps, *, region: Optional[np.ndarray] = None, reference_size: tuple[int, int],
+        layers=None, time_groups=None) -> Optional[np.ndarray]:
+    """Generated-to-reference map: attention of the generated positions in ``region`` (bool
+    (H, W) at image size; None = all) averaged over heads, steps and layers, per reference token,
+    on the reference's token grid, upsampled (bicubic) to ``reference_size``. None when the
+    reference is a single token."""
+    names = list(maps.layers) if layers is None else [maps.layers[i] if isinstance(i, int) else i for i in layers]
+    n_tokens = maps.spans[0][0][1] - maps.spans[0][0][0]
+    if n_tokens < 2:
+        return None
+    side = math.isqrt(n_tokens)
+    skip = 0 if side * side == n_tokens else 1  # a leading class token
+    side = math.isqrt(n_tokens - skip)
+    if side * side != n_tokens - skip:
+        raise ValueError(f"{n_tokens} reference tokens do not form a square grid (with or without a class token)")
+    total = torch.zeros(side * side)
+    for name in names:
+        means, counts = maps.means[name][0], maps.counts[name]  # (G, heads, hw, T), (G,)
+        groups = list(range(len(counts))) if time_groups is None else list(time_groups)
+        weights = counts[groups]
+        per_layer = (means[groups] * weights.view(-1, 1, 1, 1)).sum(0) / weights.sum().clamp(min=1)
+        per_layer = per_layer.mean(0)  # heads: (hw, T)
+        h, w = maps.grids[name]
+        if region is not None:
+            small = F.interpolate(torch.from_numpy(np.asarray(region, dtype=np.float32))[None, None], size=(h, w),
+                                  mode="area")[0, 0].reshape(-1)
+            if small.sum() == 0:
+                raise ValueError("region selects no generated position at this layer's resolution")
+            per_layer = (per_layer * small[:, None]).sum(0) / small.sum()
+        else:
+            per_layer = per_layer.mean(0)
+        total += per_layer[skip:skip + side * side]
+    grid = (total / len(names)).reshape(1, 1, side, side)
+    upsampled = F.interpolate(grid, size=tuple(reference_size), mode="bicubic", align_corners=False)
+    return upsampled[0, 0].clamp(min=0).numpy()
+
+
+def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, reference_mask: Optional[np.ndarray] = None,
+                          lam: float = 3.0) -> I2AMResult:
+    """I2AM for a ``PaintByExampleAdapter`` generation: R2G over the generated image scored by IMACS
+    against the inpainting mask, and G2R (None for Paint-by-Example's single token)."""
+    pipe = adapter.pipe
+    n_tokens = 1  # PaintByExampleImageEncoder returns one embedding
+    image, maps = record_reference_attention(pipe, lambda: adapter.generate([seed])[0], n_reference_tokens=n_tokens,
+                                             image_size=(adapter.height, adapter.width), time_groups=time_groups)
+    r2g = maps.word_heatmap(REFERENCE).numpy()
+    reverse = g2r(maps, region=adapter.mask, reference_size=adapter.reference.shape[:2])
+    imacs_g2r = None
+    if reverse is not None and reference_mask is not None:
+        imacs_g2r = imacs(reverse, reference_mask, lam)
+    return I2AMResult(image=image, maps=maps, r2g=r2g, g2r=reverse, imacs_r2g=imacs(r2g, adapter.mask, lam),
+                      imacs_g2r=imacs_g2r)
