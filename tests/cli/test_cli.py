@@ -102,3 +102,31 @@ def test_edit_explains_an_instruction_with_the_source_fixed(tmp_path):
     missing = CliRunner().invoke(cli, ["edit", "make it blue", "--image", str(tmp_path / "nope.png"), "--model",
                                        str(tmp_path / "tiny-pix2pix"), "--out", str(out)])
     assert missing.exit_code == 2 and "could not be read" in missing.output
+
+
+def test_i2am_writes_maps_imacs_and_a_report(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import tiny_paint_by_example
+
+    tiny_paint_by_example(tmp_path)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "ref.png")
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "i2am"
+    args = ["i2am", "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--reference",
+            str(tmp_path / "ref.png"), "--model", str(tmp_path / "tiny-pbe"), "--steps", "5", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "i2am.json").read_text())
+    assert np.isfinite(summary["imacs_r2g"]) and "single token" in summary["g2r"]
+    assert (out / "report.html").exists() and (out / "r2g_overlay.png").exists()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small-mask.png")
+    bad = CliRunner().invoke(cli, [*args[:3], "--mask", str(tmp_path / "small-mask.png"), *args[5:]])
+    assert bad.exit_code == 2 and "source image's size" in bad.output

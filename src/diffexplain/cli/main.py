@@ -18,9 +18,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import attention, demo, edit, env, explain, generate
+    from . import attention, demo, edit, env, explain, generate, i2am
 
-    for module in (generate, explain, edit, attention, env, demo):
+    for module in (generate, explain, edit, attention, i2am, env, demo):
         cli.add_command(module.command)
 
 
