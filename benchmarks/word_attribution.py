@@ -73,8 +73,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 captions, 2 comparison prompts (smoke run)")
     parser.add_argument("--name", default="word_attribution")
     args = parser.parse_args()
-    if args.quick:
-        args.captions, args.compare_prompts = 5, 2
+    max_compare_words = 10
+    if args.quick:  # a smoke run: 5 captions, 1 seed, 2 comparison prompts of at most 8 words
+        args.captions, args.compare_prompts, args.seeds, max_compare_words = 5, 2, 1, 8
     torch.set_flush_denormal(True)
     pipe = shapes.load("text2image")
     adapter = TimedAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE,
@@ -105,7 +106,7 @@ def main() -> None:
                 for m, r in per_method.items()}
 
     # 2. sampled vs exact on 6-10 word prompts
-    compare = captions(args.compare_prompts, 6, 10, seed=77)
+    compare = captions(args.compare_prompts, 6, max_compare_words, seed=77)
     errors = {m: {f: [] for f in (2, 4, 8)} for m in ("permutation", "kernelshap", "lime", "smile")}
     for scene in compare:
         exact = explain_prompt(adapter, scene.caption, method="shapley", **common).normalised()

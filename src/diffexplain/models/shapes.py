@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-PIPELINES = ("text2image",)
+PIPELINES = ("text2image", "instruct_pix2pix", "inpaint", "paint_by_example")
 MAX_TOKENS = 32  # shapes captions have at most ~28 words, each one token
 LATENT_CHANNELS = 8
 
@@ -64,8 +64,12 @@ def scheduler_config() -> dict[str, Any]:
     )
 
 
-def build_tokenizer(directory: str | os.PathLike):
-    """Write a CLIP BPE vocabulary in which every shapes-world word is one token, and load it.
+def build_tokenizer(directory: str | os.PathLike, words: Optional[list[str]] = None):
+    """Write a CLIP BPE vocabulary in which every word is one token, and load it.
+
+    Args:
+        directory: where vocab.json and merges.txt go.
+        words: the vocabulary (default: the shapes world's caption words).
 
     Returns:
         transformers.CLIPTokenizer with ``model_max_length = MAX_TOKENS``.
@@ -75,6 +79,8 @@ def build_tokenizer(directory: str | os.PathLike):
 
     from ..world.scene import vocabulary
 
+    words = list(words) if words is not None else vocabulary()
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
@@ -83,10 +89,10 @@ def build_tokenizer(directory: str | os.PathLike):
         vocab_size=10_000, min_frequency=1, end_of_word_suffix="</w>",
         special_tokens=["<|startoftext|>", "<|endoftext|>"], show_progress=False,
     )
-    bpe.train_from_iterator(vocabulary(), trainer)
+    bpe.train_from_iterator(words, trainer)
     bpe.model.save(str(directory))
     tokenizer = CLIPTokenizer.from_pretrained(str(directory), model_max_length=MAX_TOKENS)
-    for word in vocabulary():
+    for word in words:
         ids = tokenizer(word, add_special_tokens=False).input_ids
         if len(ids) != 1:  # the trainer's merges reproduce every training word; guard the invariant
             raise RuntimeError(f"word {word!r} is {len(ids)} tokens in the shapes vocabulary")
@@ -118,6 +124,10 @@ def load(name: str = "text2image", *, dtype=None):
             f"no trained weights for shapes pipeline {name!r} at {path}; "
             "train them with `python -m diffexplain.world.train`"
         )
+    if name == "paint_by_example":
+        from .loading import load_paint_by_example
+
+        return load_paint_by_example(path)
     pipe = DiffusionPipeline.from_pretrained(
         str(path), dtype=dtype or torch.float32, local_files_only=True
     )

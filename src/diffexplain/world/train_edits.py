@@ -1,0 +1,358 @@
+"""Train the shapes editing pipelines, starting from the trained text2image model.
+
+    python -m diffexplain.world.train_edits pix2pix          --run-dir runs/pix2pix --steps 6000
+    python -m diffexplain.world.train_edits inpaint          --run-dir runs/inpaint --steps 4000
+    python -m diffexplain.world.train_edits paint_by_example --run-dir runs/pbe     --steps 6000
+    python -m diffexplain.world.train_edits export           --run-dir runs/pix2pix --kind pix2pix --fp16
+
+Every model reuses the shapes VAE (frozen). The UNet starts from text2image's with ``conv_in``
+widened by zero-initialised input channels (as InstructPix2Pix does), so training starts from a
+working denoiser: pix2pix takes [noisy target, source latents] (16 channels), inpaint and
+paint_by_example take [noisy target, mask, masked-image latents] (17 channels), with the masks in
+each diffusers pipeline's own convention (inpaint: 1 = repaint; Paint-by-Example: 1 = keep). The
+text encoder of the instruction models extends text2image's to the edit vocabulary, copying the
+rows of shared words. Paint-by-Example conditions on a small CLIP vision encoder trained from
+scratch on reference crops. Conditioning dropout: pix2pix drops the instruction, the source image
+or both 5% of the time each (as InstructPix2Pix); the others drop their condition 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models import shapes as shapes_models
+from .edits import edit_vocabulary, sample_edit
+from .scene import Scene, sample_scene, vocabulary
+from .train import _atomic_save, _log
+
+KINDS = ("pix2pix", "inpaint", "paint_by_example")
+REFERENCE_SIZE = 64
+
+
+def widen_conv_in(unet, in_channels: int):
+    """A copy of ``unet`` taking ``in_channels`` inputs; the new input channels start at zero."""
+    from diffusers import UNet2DConditionModel
+
+    config = dict(unet.config)
+    old = config["in_channels"]
+    config["in_channels"] = in_channels
+    wide = UNet2DConditionModel.from_config(config)
+    state = unet.state_dict()
+    weight = torch.zeros(state["conv_in.weight"].shape[0], in_channels, *state["conv_in.weight"].shape[2:])
+    weight[:, :old] = state["conv_in.weight"]
+    state["conv_in.weight"] = weight
+    wide.load_state_dict(state)
+    return wide
+
+
+def extend_text_encoder(text_encoder, tokenizer, new_tokenizer):
+    """A copy of ``text_encoder`` for ``new_tokenizer``: rows of tokens both vocabularies share are
+    copied, new tokens start at the mean row."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(**{**text_encoder.config.to_dict(), "vocab_size": len(new_tokenizer)})
+    model = CLIPTextModel(config)
+    state = {k: v for k, v in text_encoder.state_dict().items() if "token_embedding" not in k}
+    model.load_state_dict(state, strict=False)
+    old_table = text_encoder.get_input_embeddings().weight.detach()
+    old_vocab = tokenizer.get_vocab()
+    table = old_table.mean(0, keepdim=True).repeat(len(new_tokenizer), 1)
+    for token, index in new_tokenizer.get_vocab().items():
+        if token in old_vocab:
+            table[index] = old_table[old_vocab[token]]
+    model.get_input_embeddings().weight.data.copy_(table)
+    return model
+
+
+def box_mask(scene: Scene, index: int, margin: int = 3) -> np.ndarray:
+    """The region an object may be repainted in: its bounding box plus ``margin`` pixels, (64, 64) bool."""
+    mask = scene.objects[index].mask()
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    out = np.zeros_like(mask)
+    out[max(0, rows[0] - margin):rows[-1] + margin + 1, max(0, cols[0] - margin):cols[-1] + margin + 1] = True
+    return out
+
+
+def reference_crop(scene: Scene, index: int) -> np.ndarray:
+    """The object alone on white, centred, uint8 (REFERENCE_SIZE, REFERENCE_SIZE, 3)."""
+    import dataclasses
+
+    obj = scene.objects[index]
+    centred = dataclasses.replace(obj, x=32.0, y=32.0, position="centre")
+    return Scene(objects=(centred,)).render(REFERENCE_SIZE, REFERENCE_SIZE)
+
+
+def _sample(kind: str, rng: np.random.Generator) -> dict:
+    """One training example as arrays: target, conditioning image(s), mask and text."""
+    if kind == "pix2pix":
+        edit = sample_edit(rng, split="train")
+        return dict(target=edit.target.render(), source=edit.source.render(), text=edit.instruction)
+    scene = sample_scene(rng, split="train")
+    index = int(rng.integers(len(scene.objects)))
+    mask = box_mask(scene, index)
+    example = dict(target=scene.render(), mask=mask, text=scene.caption)
+    if kind == "paint_by_example":
+        example["reference"] = reference_crop(scene, index)
+    return example
+
+
+class EditPool:
+    """Encoded training examples, refreshed a few per step (as text2image's latent pool)."""
+
+    def __init__(self, kind, vae, size, seed):
+        self.kind, self.vae, self.seed = kind, vae, seed
+        self.scale = vae.config.scaling_factor
+        self.items: list[dict] = [None] * size  # type: ignore[list-item]
+        for start in range(0, size, 128):
+            self._fill(range(start, min(size, start + 128)), np.random.default_rng([seed, 7, start]))
+
+    @torch.no_grad()
+    def _fill(self, indices, rng):
+        indices = list(indices)
+        examples = [_sample(self.kind, rng) for _ in indices]
+        targets = self.vae.encode(_images_from(e["target"] for e in examples)).latent_dist.mean * self.scale
+        if self.kind == "pix2pix":
+            conditions = self.vae.encode(_images_from(e["source"] for e in examples)).latent_dist.mean * self.scale
+        else:
+            keep = 1.0 if self.kind == "inpaint" else 0.0  # inpaint: 1 = repaint; Paint-by-Example: 1 = keep
+            masked = []
+            for e in examples:
+                image = torch.from_numpy(e["target"]).permute(2, 0, 1).float() / 127.5 - 1
+                masked.append(image * torch.from_numpy(~e["mask"]).float())
+            conditions = self.vae.encode(torch.stack(masked)).latent_dist.mean * self.scale
+        for i, e, target, condition in zip(indices, examples, targets, conditions):
+            item = dict(target=target, condition=condition, text=e["text"])
+            if self.kind != "pix2pix":
+                mask = torch.from_numpy(e["mask"]).float()[None, None]
+                small = torch.nn.functional.interpolate(mask, size=target.shape[-2:])[0]  # nearest, as the pipelines
+                item["mask"] = small if keep else 1 - small
+            if self.kind == "paint_by_example":
+                item["reference"] = e["reference"]
+            self.items[i] = item
+
+    def refresh(self, step, count):
+        rng = np.random.default_rng([self.seed, 8, step])
+        self._fill(rng.choice(len(self.items), size=count, replace=False), rng)
+
+    def batch(self, step, size):
+        rng = np.random.default_rng([self.seed, 9, step])
+        return [self.items[i] for i in rng.choice(len(self.items), size=size, replace=False)], rng
+
+
+def _images_from(arrays) -> torch.Tensor:
+    return torch.from_numpy(np.stack(list(arrays))).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def check_supported(kind: str, latent_channels: int) -> None:
+    """diffusers' StableDiffusionInpaintPipeline hard-codes 4-channel latents (a UNet of 9 or 4
+    input channels); the shapes VAE has 8, so an inpainting UNet on it could not be run by that
+    pipeline. Refuse up front rather than train a model nobody can sample."""
+    if kind == "inpaint" and latent_channels != 4:
+        raise ValueError(f"kind 'inpaint' needs a VAE with 4 latent channels (StableDiffusionInpaintPipeline accepts "
+                         f"only 9- or 4-channel UNets); this base VAE has {latent_channels}")
+
+
+def _base(base_dir: Path):
+    from diffusers import DiffusionPipeline
+
+    return DiffusionPipeline.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True)
+
+
+def _build(kind: str, base, run_dir: Path):
+    """Trainable modules for ``kind``, initialised from the text2image pipeline ``base``, and the
+    tokenizer (the edit vocabulary's is built once into ``run_dir/tokenizer``, then loaded)."""
+    from transformers import CLIPTokenizer
+
+    latent = base.vae.config.latent_channels
+    modules = {"unet": widen_conv_in(base.unet, 2 * latent + (0 if kind == "pix2pix" else 1))}
+    tokenizer = base.tokenizer
+    if kind == "pix2pix":
+        directory = run_dir / "tokenizer"
+        if (directory / "vocab.json").exists():
+            tokenizer = CLIPTokenizer.from_pretrained(str(directory), model_max_length=shapes_models.MAX_TOKENS)
+        else:
+            tokenizer = shapes_models.build_tokenizer(directory, vocabulary() + edit_vocabulary())
+        modules["text_encoder"] = extend_text_encoder(base.text_encoder, base.tokenizer, tokenizer)
+    elif kind == "inpaint":
+        modules["text_encoder"] = copy.deepcopy(base.text_encoder)
+    else:
+        from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
+        from transformers import CLIPVisionConfig
+
+        config = CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
+                                  image_size=REFERENCE_SIZE, patch_size=8, projection_dim=128)
+        modules["image_encoder"] = PaintByExampleImageEncoder(config, proj_size=base.unet.config.cross_attention_dim)
+    return torch.nn.ModuleDict(modules), tokenizer
+
+
+def _feature_extractor():
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": REFERENCE_SIZE},
+                              crop_size={"height": REFERENCE_SIZE, "width": REFERENCE_SIZE})
+
+
+def train(args) -> None:
+    from diffusers import DDIMScheduler
+
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base = _base(Path(args.base))
+    check_supported(args.kind, base.vae.config.latent_channels)
+    models, tokenizer = _build(args.kind, base, run_dir)
+    ema = copy.deepcopy(models).requires_grad_(False)
+    optimizer = torch.optim.AdamW(models.parameters(), lr=args.lr, weight_decay=0.01)
+    alphas = DDIMScheduler(**shapes_models.scheduler_config()).alphas_cumprod.float()
+    ckpt_path = run_dir / "model.ckpt"
+    step, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        models.load_state_dict(state["models"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed"]
+    vae = base.vae.eval().requires_grad_(False)
+    pool = EditPool(args.kind, vae, args.pool, args.seed)
+    features = _feature_extractor()
+    start = time.time() - elapsed
+    window: list[float] = []
+    while step < args.steps:
+        items, rng = pool.batch(step, args.batch)
+        target = torch.stack([i["target"] for i in items])
+        condition = torch.stack([i["condition"] for i in items])
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        noise = torch.randn(target.shape, generator=gen)
+        t = torch.randint(0, 1000, (len(items),), generator=gen)
+        abar = alphas[t].view(-1, 1, 1, 1)
+        noisy = abar.sqrt() * target + (1 - abar).sqrt() * noise
+        draw = rng.random(len(items))
+        if args.kind == "paint_by_example":
+            pixels = features(images=[i["reference"] for i in items], return_tensors="pt").pixel_values
+            context = models["image_encoder"](pixels)
+            uncond = models["image_encoder"].uncond_vector.expand(len(items), 1, -1)
+            context = torch.where(torch.from_numpy(draw < 0.1).view(-1, 1, 1), uncond, context)
+        else:
+            drop_text = (draw < 0.05) | (draw >= 0.10) & (draw < 0.15) if args.kind == "pix2pix" else draw < 0.1
+            texts = ["" if d else i["text"] for d, i in zip(drop_text, items)]
+            ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                            return_tensors="pt").input_ids
+            context = models["text_encoder"](ids).last_hidden_state
+        if args.kind == "pix2pix":
+            drop_image = (draw >= 0.05) & (draw < 0.15)
+            condition = condition * torch.from_numpy(~drop_image).float().view(-1, 1, 1, 1)
+            model_input = torch.cat([noisy, condition], dim=1)
+        elif args.kind == "inpaint":  # StableDiffusionInpaintPipeline: [latents, mask, masked-image latents]
+            model_input = torch.cat([noisy, torch.stack([i["mask"] for i in items]), condition], dim=1)
+        else:  # PaintByExamplePipeline: [latents, masked-image latents, mask]
+            model_input = torch.cat([noisy, condition, torch.stack([i["mask"] for i in items])], dim=1)
+        # a plain float: a numpy scalar in the optimizer state breaks weights_only checkpoint loading
+        lr = float(args.lr * min(1.0, (step + 1) / args.warmup) * (0.5 * (1 + np.cos(np.pi * step / args.steps))))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        pred = models["unet"](model_input, t, context).sample
+        snr = (abar / (1 - abar)).view(-1)
+        loss = (torch.clamp(snr, max=5.0) / snr * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
+        optimizer.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), models.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        pool.refresh(step, args.refresh)
+        step += 1
+        window.append(loss.item())
+        if step % 50 == 0 or step == args.steps:
+            record = dict(stage=args.kind, step=step, loss=float(np.mean(window)), lr=lr,
+                          wall_s=round(time.time() - start, 1))
+            window = []
+            print(json.dumps(record), flush=True)
+            _log(run_dir, record)
+        if step % args.save_every == 0 or step == args.steps:
+            _atomic_save(dict(models=models.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
+                              step=step, elapsed=time.time() - start), ckpt_path)
+
+
+def export(args) -> None:
+    """Write the EMA weights as a diffusers pipeline of the kind's class into the package."""
+    from diffusers import (
+        DDIMScheduler, PaintByExamplePipeline, StableDiffusionInpaintPipeline, StableDiffusionInstructPix2PixPipeline,
+    )
+    run_dir = Path(args.run_dir)
+    base = _base(Path(args.base))
+    models, tokenizer = _build(args.kind, base, run_dir)
+    state = torch.load(run_dir / "model.ckpt", weights_only=True)
+    models.load_state_dict(state["ema"])
+    common = dict(vae=base.vae, unet=models["unet"], scheduler=DDIMScheduler(**shapes_models.scheduler_config()),
+                  safety_checker=None, requires_safety_checker=False)
+    if args.kind == "paint_by_example":
+        pipe = PaintByExamplePipeline(image_encoder=models["image_encoder"], feature_extractor=_feature_extractor(),
+                                      **common)
+        name = "paint_by_example"
+    else:
+        cls = StableDiffusionInstructPix2PixPipeline if args.kind == "pix2pix" else StableDiffusionInpaintPipeline
+        pipe = cls(text_encoder=models["text_encoder"], tokenizer=tokenizer, feature_extractor=None, **common)
+        name = "instruct_pix2pix" if args.kind == "pix2pix" else "inpaint"
+    if args.fp16:
+        pipe.to(torch.float16)
+    dest = Path(args.dest) if args.dest else shapes_models.WEIGHTS_DIR / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    pipe.save_pretrained(dest, safe_serialization=True)
+    commands = (run_dir / "commands.txt").read_text().splitlines()
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    (dest / "training.json").write_text(json.dumps(dict(
+        pipeline=name, commands=commands, steps=state["step"], wall_s=round(state["elapsed"], 1),
+        final_loss=log[-1]["loss"] if log else None, base=str(args.base),
+        weights_dtype="float16" if args.fp16 else "float32"), indent=2) + "\n")
+    print(f"exported {name} at step {state['step']} to {dest}", flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m diffexplain.world.train_edits", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=[*KINDS, "export"])
+    parser.add_argument("--kind", choices=KINDS, help="for export: which model")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--base", default=str(shapes_models.WEIGHTS_DIR / "text2image"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=48)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--pool", type=int, default=8192)
+    parser.add_argument("--refresh", type=int, default=8)
+    parser.add_argument("--save-every", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dest", default=None)
+    parser.add_argument("--fp16", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_flush_denormal(True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.stage != "export":
+        args.kind = args.stage
+    elif args.kind is None:
+        parser.error("export needs --kind")
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "commands.txt", "a") as handle:
+        command = [sys.executable.split("/")[-1], "-m", "diffexplain.world.train_edits", *(argv or sys.argv[1:])]
+        handle.write(shlex.join(command) + "\n")
+    (train if args.stage != "export" else export)(args)
+
+
+if __name__ == "__main__":
+    main()
