@@ -38,7 +38,23 @@ def model_fingerprint(pipe) -> str:
     return digest.hexdigest()[:16]
 
 
-class TextToImageAdapter:
+class PipelineAdapter:
+    """What every adapter shares: the user's pipeline, its content fingerprint and its device."""
+
+    pipe = None
+    _fingerprint: Optional[str] = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.pipe)
+        return self._fingerprint
+
+    def _device(self) -> torch.device:
+        return next(self.pipe.unet.parameters()).device
+
+
+class TextToImageAdapter(PipelineAdapter):
     """Generate images from a text-to-image pipeline (Stable Diffusion 1.x/2.x family, shapes).
 
     Args:
@@ -71,7 +87,6 @@ class TextToImageAdapter:
         self.batch_size = int(batch_size)
         self.vocabulary_check = vocabulary_check
         self.pipeline_kwargs = dict(pipeline_kwargs or {})
-        self._fingerprint: Optional[str] = None
 
     # -- text ---------------------------------------------------------------------------------
     @property
@@ -123,20 +138,11 @@ class TextToImageAdapter:
                          for w in self.words(prompt)])
 
     # -- generation ---------------------------------------------------------------------------
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.pipe)
-        return self._fingerprint
-
     def settings(self) -> dict[str, Any]:
         """Every sampler setting that changes an image (part of the cache key)."""
         return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
                     height=self.height, width=self.width, scheduler=type(self.pipe.scheduler).__name__,
                     scheduler_config=dict(self.pipe.scheduler.config), **self.pipeline_kwargs)
-
-    def _device(self) -> torch.device:
-        return next(self.pipe.unet.parameters()).device
 
     def _run(self, seeds: Sequence[int], **inputs) -> np.ndarray:
         device = self._device()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .adapter import TextToImageAdapter, model_fingerprint
+from .adapter import PipelineAdapter, TextToImageAdapter
 
 ImageLike = Union[str, Path, np.ndarray, Image.Image]
 
@@ -126,7 +126,7 @@ class EditAdapter(TextToImageAdapter):
         return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
-class PaintByExampleAdapter:
+class PaintByExampleAdapter(PipelineAdapter):
     """Generate from a Paint-by-Example pipeline: source image, mask and reference fixed, seeds vary."""
 
     def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike], reference: Optional[ImageLike],
@@ -146,13 +146,6 @@ class PaintByExampleAdapter:
         self.reference = load_image(reference, "reference")
         self.num_inference_steps, self.guidance_scale = int(num_inference_steps), float(guidance_scale)
         self.height, self.width = self.source.shape[:2]
-        self._fingerprint: Optional[str] = None
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.pipe)
-        return self._fingerprint
 
     def settings(self) -> dict[str, Any]:
         return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
@@ -162,8 +155,7 @@ class PaintByExampleAdapter:
     def generate(self, seeds: Sequence[int]) -> np.ndarray:
         """uint8 (n, H, W, 3), one image per seed."""
         n = len(seeds)
-        device = next(self.pipe.unet.parameters()).device
-        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        generators = [torch.Generator(device=self._device()).manual_seed(int(s)) for s in seeds]
         with torch.no_grad():
             images = self.pipe(example_image=[Image.fromarray(self.reference)] * n,
                                image=[Image.fromarray(self.source)] * n,

@@ -63,6 +63,38 @@ def _report_and_save(run_dir: Path, ckpt_path: Path, args, step: int, start: flo
         _atomic_save(dict(state, step=step, elapsed=time.time() - start), ckpt_path)
 
 
+def min_snr_loss(pred: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Epsilon-prediction MSE weighted by min(SNR, gamma) / SNR per sample (min-SNR-gamma)."""
+    snr = (alpha_bar / (1 - alpha_bar)).view(-1)
+    return (torch.clamp(snr, max=gamma) / snr * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+
+
+def optimise(loss: torch.Tensor, optimizer, parameters=None, ema=None, models=None, ema_decay: float = 0.0,
+             step: int = 0) -> None:
+    """One optimizer step; clips gradients of ``parameters`` to norm 1 when given, then updates the
+    EMA copy ``ema`` of ``models`` with a warm-started decay."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if parameters is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    if ema is not None:
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), models.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+
+
+def log_window(run_dir: Path, stage: str, step: int, total: int, window: list, lr: float, start: float) -> list:
+    """Every 50 steps (and at the last), log the mean loss of the window; returns the window to keep."""
+    if step % 50 and step != total:
+        return window
+    record = dict(stage=stage, step=step, loss=float(np.mean(window)), lr=lr, wall_s=round(time.time() - start, 1))
+    print(json.dumps(record), flush=True)
+    _log(run_dir, record)
+    return []
+
+
 def _images(scenes) -> torch.Tensor:
     """Render scenes into a float tensor in [-1, 1], shape (n, 3, 64, 64)."""
     array = np.stack([s.render() for s in scenes]).astype(np.float32)
@@ -108,9 +140,7 @@ def train_vae(args) -> None:
         mse = (recon - x).pow(2).mean()
         kl = posterior.kl().mean() / x[0].numel()
         loss = l1 + mse + args.kl_weight * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimise(loss, optimizer)
         step += 1
         _report_and_save(run_dir, ckpt_path, args, step, start,
                          dict(stage="vae", loss=loss.item(), l1=l1.item(), kl=kl.item(), lr=lr),
@@ -163,9 +193,7 @@ def finetune_decoder(args) -> None:
         recon = vae.decode(latents).sample
         l1 = (recon - x).abs().mean()
         loss = l1 + (recon - x).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimise(loss, optimizer)
         step += 1
         _report_and_save(run_dir, ckpt_path, args, step, start,
                          dict(stage="decoder", loss=loss.item(), l1=l1.item(), lr=lr),
@@ -276,27 +304,11 @@ def train_unet(args) -> None:
         for group in optimizer.param_groups:
             group["lr"] = lr
         hidden = text_encoder(ids).last_hidden_state
-        pred = unet(noisy, t, hidden).sample
-        snr = (abar / (1 - abar)).view(-1)
-        weight = torch.clamp(snr, max=args.min_snr) / snr  # min-SNR-gamma for epsilon prediction
-        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
-        optimizer.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), models.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        loss = min_snr_loss(unet(noisy, t, hidden).sample, noise, abar, args.min_snr)
+        optimise(loss, optimizer, models.parameters(), ema, models, args.ema, step)
         pool.refresh(step, args.refresh)
         step += 1
-        window.append(loss.item())
-        if step % 50 == 0 or step == args.steps:
-            rec = dict(stage="unet", step=step, loss=float(np.mean(window)), lr=lr,
-                       wall_s=round(time.time() - start, 1))
-            window = []
-            print(json.dumps(rec), flush=True)
-            _log(run_dir, rec)
+        window = log_window(run_dir, "unet", step, args.steps, window + [loss.item()], lr, start)
         if step % args.save_every == 0 or step == args.steps:
             _atomic_save(dict(models=models.state_dict(), ema=ema.state_dict(),
                               optimizer=optimizer.state_dict(), step=step, warm_start=warm_start,

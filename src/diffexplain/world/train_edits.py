@@ -33,7 +33,7 @@ import torch
 from ..models import shapes as shapes_models
 from .edits import edit_vocabulary, sample_edit
 from .scene import Scene, sample_scene, vocabulary
-from .train import _atomic_save, _log
+from .train import _atomic_save, log_window, min_snr_loss, optimise
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
 REFERENCE_SIZE = 64
@@ -259,26 +259,11 @@ def train(args) -> None:
         lr = float(args.lr * min(1.0, (step + 1) / args.warmup) * (0.5 * (1 + np.cos(np.pi * step / args.steps))))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pred = models["unet"](model_input, t, context).sample
-        snr = (abar / (1 - abar)).view(-1)
-        loss = (torch.clamp(snr, max=5.0) / snr * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
-        optimizer.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), models.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        loss = min_snr_loss(models["unet"](model_input, t, context).sample, noise, abar, 5.0)
+        optimise(loss, optimizer, models.parameters(), ema, models, args.ema, step)
         pool.refresh(step, args.refresh)
         step += 1
-        window.append(loss.item())
-        if step % 50 == 0 or step == args.steps:
-            record = dict(stage=args.kind, step=step, loss=float(np.mean(window)), lr=lr,
-                          wall_s=round(time.time() - start, 1))
-            window = []
-            print(json.dumps(record), flush=True)
-            _log(run_dir, record)
+        window = log_window(run_dir, args.kind, step, args.steps, window + [loss.item()], lr, start)
         if step % args.save_every == 0 or step == args.steps:
             _atomic_save(dict(models=models.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
                               step=step, elapsed=time.time() - start), ckpt_path)
