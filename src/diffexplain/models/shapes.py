@@ -60,9 +60,16 @@ def unet_config() -> dict[str, Any]:
 
 
 def scheduler_config() -> dict[str, Any]:
+    """DDIM over the cosine schedule, "leading" timesteps (the first step at t = 951 for 20 steps).
+
+    Not "trailing": the cosine schedule's alpha_bar(999) is 2.4e-9, so a first step at t = 999
+    divides the epsilon error by sqrt(alpha_bar) = 4.9e-5 when predicting x0; measured on 32 held-out
+    captions at UNet step 2,600: leading 13/32 counts and 9/32 shapes right vs trailing 10/32 and 7/32,
+    and trailing images were textured noise.
+    """
     return dict(
         num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
-        clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing", steps_offset=1,
+        clip_sample=False, set_alpha_to_one=False, timestep_spacing="leading", steps_offset=1,
     )
 
 
