@@ -38,6 +38,7 @@ from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
 from diffexplain.world import sample_scene  # noqa: E402
 
 TIMESTEPS = (100, 300, 500, 700, 900)
+GROUP_TIMESTEP = sorted(TIMESTEPS, reverse=True)  # the recorder's time group 0 is the noisiest
 ROLES = ("colour", "shape")
 
 
@@ -54,7 +55,10 @@ def record_rendered(pipe, adapter, scene):
             noise = torch.randn(latents.shape, generator=generator)
             noisy = alphas[t].sqrt() * latents + (1 - alphas[t]).sqrt() * noise
             pipe.unet(noisy, torch.tensor([t]), encoder_hidden_states=context)
-    return recorder.maps(pipe.tokenizer, [scene.caption], image_size=(64, 64))
+    maps = recorder.maps(pipe.tokenizer, [scene.caption], image_size=(64, 64))
+    if any(list(c) != [1.0] * len(TIMESTEPS) for c in maps.counts.values()):
+        raise RuntimeError("each time group must hold exactly one of the recorded timesteps")
+    return maps
 
 
 def score(heatmap, mask):
@@ -97,7 +101,7 @@ def main() -> None:
                 by_layer[(word.role, name)].append(score(maps.word_heatmap(index, layers=[name]), mask))
             for group in range(len(TIMESTEPS)):
                 heatmap = maps.word_heatmap(index, time_groups=[group])
-                by_group[(word.role, TIMESTEPS[group])].append(score(heatmap, mask))
+                by_group[(word.role, GROUP_TIMESTEP[group])].append(score(heatmap, mask))
             region = labels == regions.best_region[index]
             region_hits[word.role].append(float((region & mask).sum() > 0.5 * region.sum()))
 
