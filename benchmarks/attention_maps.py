@@ -56,7 +56,7 @@ def record_rendered(pipe, adapter, scene):
             noisy = alphas[t].sqrt() * latents + (1 - alphas[t]).sqrt() * noise
             pipe.unet(noisy, torch.tensor([t]), encoder_hidden_states=context)
     maps = recorder.maps(pipe.tokenizer, [scene.caption], image_size=(64, 64))
-    if any(list(c) != [1.0] * len(TIMESTEPS) for c in maps.counts.values()):
+    if any(c.tolist() != [1.0] * len(TIMESTEPS) for c in maps.counts.values()):
         raise RuntimeError("each time group must hold exactly one of the recorded timesteps")
     return maps
 
