@@ -135,6 +135,9 @@ class AttentionRecorder:
         context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
         if context is None or hidden.ndim != 3:
             return
+        batch = hidden.shape[0]
+        rows = self._conditional_rows(batch)  # project only the rows kept: half the extra work under CFG
+        hidden, context = hidden[rows], context[rows]
         if attn.norm_cross is not None:
             context = attn.norm_encoder_hidden_states(context)
         query = attn.to_q(hidden)
@@ -153,9 +156,7 @@ class AttentionRecorder:
             probs = logits.softmax(dim=1)
         else:
             probs = attn.get_attention_scores(query, key, None)
-        batch = hidden.shape[0]
-        probs = probs.reshape(batch, heads, probs.shape[-2], probs.shape[-1])[self._conditional_rows(batch)]
-        probs = probs.float().cpu()
+        probs = probs.reshape(hidden.shape[0], heads, probs.shape[-2], probs.shape[-1]).float().cpu()
         acc = self.accumulators.get(name)
         if acc is None:
             grid = layer_grid(probs.shape[2], *self._latent_hw)
