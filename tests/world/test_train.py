@@ -18,6 +18,15 @@ def test_training_loop_smoke_resume_pack_and_export(tmp_path):
     train.main(["vae", *common, "--steps", "4", "--batch", "4", "--calib", "16"])
     assert (run / "vae" / "config.json").exists()
     assert json.loads((run / "vae" / "config.json").read_text())["scaling_factor"] > 0
+    encoder_before = {k: v.clone() for k, v in torch.load(run / "vae.ckpt", weights_only=True)["model"].items()
+                      if k.startswith("encoder.")}
+    train.main(["vae-decoder", *common, "--steps", "2", "--batch", "4", "--calib", "16"])
+    train.main(["vae-decoder", *common, "--steps", "3", "--batch", "4", "--calib", "16"])  # resumes at 2
+    assert [r["step"] for r in _log(run, "decoder_done")] == [2, 3]
+    from diffusers import AutoencoderKL
+
+    tuned = AutoencoderKL.from_pretrained(run / "vae").state_dict()
+    assert all(torch.equal(tuned[k], v) for k, v in encoder_before.items())  # the encoder never moves
     unet = ["unet", *common, "--batch", "4", "--pool", "64", "--warmup", "2", "--anneal", "2"]
     train.main([*unet, "--steps", "3"])
     train.main([*unet, "--steps", "6"])  # resumes at step 3 from unet.ckpt

@@ -95,6 +95,25 @@ def log_window(run_dir: Path, stage: str, step: int, total: int, window: list, l
     return []
 
 
+def _resume(ckpt_path: Path, model, optimizer) -> tuple[int, float]:
+    """Load a single-model checkpoint if there is one; returns (step, elapsed seconds)."""
+    if not ckpt_path.exists():
+        return 0, 0.0
+    state = torch.load(ckpt_path, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    print(f"resumed {ckpt_path.name} at step {state['step']}", flush=True)
+    return state["step"], state["elapsed"]
+
+
+def _cosine_lr(optimizer, base: float, step: int, total: int) -> float:
+    """Set and return the cosine-decayed learning rate of ``step`` out of ``total``."""
+    lr = base * 0.5 * (1 + math.cos(math.pi * step / total))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def _images(scenes) -> torch.Tensor:
     """Render scenes into a float tensor in [-1, 1], shape (n, 3, 64, 64)."""
     array = np.stack([s.render() for s in scenes]).astype(np.float32)
@@ -119,21 +138,13 @@ def train_vae(args) -> None:
     torch.manual_seed(args.seed)
     vae = AutoencoderKL(**shapes_models.vae_config())
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
-    step, elapsed = 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed"]
-        print(f"resumed VAE at step {step}", flush=True)
+    step, elapsed = _resume(ckpt_path, vae, optimizer)
     vae.train()
     start = time.time() - elapsed
     while step < args.steps:
         rng = np.random.default_rng([args.seed, 1, step])
         x = _images([sample_scene(rng) for _ in range(args.batch)])
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = _cosine_lr(optimizer, args.lr, step, args.steps)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         l1 = (recon - x).abs().mean()
@@ -175,19 +186,12 @@ def finetune_decoder(args) -> None:
     for parameter in trainable:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
-    step, elapsed = 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed"]
+    step, elapsed = _resume(ckpt_path, vae, optimizer)
     start = time.time() - elapsed
     while step < args.steps:
         rng = np.random.default_rng([args.seed, 6, step])
         x = _images([sample_scene(rng) for _ in range(args.batch)])
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = _cosine_lr(optimizer, args.lr, step, args.steps)
         with torch.no_grad():
             latents = vae.encode(x).latent_dist.mean
         recon = vae.decode(latents).sample
