@@ -27,9 +27,13 @@ def test_training_loop_smoke_resume_pack_and_export(tmp_path):
 
     tuned = AutoencoderKL.from_pretrained(run / "vae").state_dict()
     assert all(torch.equal(tuned[k], v) for k, v in encoder_before.items())  # the encoder never moves
+    train.main(["vae-center", "--run-dir", str(run), "--calib", "16"])
+    centred = _log(run, "vae_center")[-1]
+    assert centred["reconstruction_drift"] < 1e-3
+    assert max(abs(v) for v in centred["residual_mean"]) < 1e-4  # exact on the calibration scenes
     unet = ["unet", *common, "--batch", "4", "--pool", "64", "--warmup", "2", "--anneal", "2"]
     train.main([*unet, "--steps", "3"])
-    train.main([*unet, "--steps", "6"])  # resumes at step 3 from unet.ckpt
+    train.main([*unet, "--steps", "6", "--ground", "0.01"])  # resumes at step 3 from unet.ckpt
     steps = [r["step"] for r in _log(run, "unet")]
     assert steps == [3, 6]
     assert [r["step"] for r in _log(run, "unet_done")] == [3, 6]

@@ -25,6 +25,7 @@ so a resumed run sees exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -37,8 +38,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..models import shapes as shapes_models
+from .grounding import AttentionTaps, token_objects
 from .scene import sample_scene
 
 
@@ -216,6 +219,46 @@ def finetune_decoder(args) -> None:
     _log(run_dir, rec)
 
 
+# ---------------------------------------------------------------- latent centring
+@torch.no_grad()
+def center_vae(args) -> None:
+    """Re-parameterise the run's VAE so its latents have zero mean per channel (in place).
+
+    The shapes latents had per-channel means of up to 1.6 scaled standard deviations (white
+    backgrounds). At the first sampling step (t = 951, sqrt(alpha_bar) = 0.076) the noisy training
+    latents carry 0.076 * mean, and pure N(0, I) starting noise does not: sampled from pure noise, the
+    step-7,400 UNet drew textured noise on training captions too, while the same DDIM loop started
+    from noise + 0.076 * mean drew clean scenes. Centring removes the mismatch for every sampler and
+    for a plain ``pipe(prompt)``. The change is exact: the encoder's ``quant_conv`` bias loses the
+    mean and the decoder's ``post_quant_conv`` bias gains ``W @ mean``, so decode(encode(x)) is
+    unchanged; the scaling factor is kept so the UNet's input scale stays what it learned.
+    """
+    from diffusers import AutoencoderKL
+
+    run_dir = Path(args.run_dir)
+    vae = AutoencoderKL.from_pretrained(run_dir / "vae").eval()
+    channels = vae.config.latent_channels
+    x = _images([sample_scene(np.random.default_rng([args.seed, 6, i])) for i in range(args.calib)])
+    before = vae.decode(vae.encode(x[:64]).latent_dist.mean).sample
+    mean = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in x.split(128)]).mean(dim=(0, 2, 3))
+    vae.quant_conv.bias[:channels] -= mean
+    weight = vae.post_quant_conv.weight[:, :, 0, 0]  # (C_out, C_in)
+    vae.post_quant_conv.bias += weight @ mean
+    after = vae.decode(vae.encode(x[:64]).latent_dist.mean).sample
+    drift = (after - before).abs().max().item()
+    if drift > 1e-3:
+        raise RuntimeError(f"centring changed the reconstruction by {drift}")
+    residual = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in x[:512].split(128)]).mean(dim=(0, 2, 3))
+    tmp = run_dir / "vae.tmp"
+    vae.save_pretrained(tmp)
+    shutil.rmtree(run_dir / "vae")
+    os.replace(tmp, run_dir / "vae")
+    rec = dict(stage="vae_center", removed_mean=[round(v, 4) for v in mean.tolist()],
+               residual_mean=[round(v, 4) for v in residual.tolist()], reconstruction_drift=drift)
+    print(json.dumps(rec), flush=True)
+    _log(run_dir, rec)
+
+
 # ---------------------------------------------------------------- UNet + text encoder
 class _LatentPool:
     """A pool of encoded training scenes, refreshed a few scenes per step, so the UNet sees new
@@ -225,6 +268,9 @@ class _LatentPool:
         self.vae, self.tokenizer, self.seed, self.scaling = vae, tokenizer, seed, scaling
         self.latents = torch.empty(size, shapes_models.LATENT_CHANNELS, 16, 16)
         self.captions: list[str] = [""] * size
+        # for the grounding loss: visible object masks at latent resolution, object per token
+        self.masks = torch.zeros(size, 3, 16, 16, dtype=torch.float16)
+        self.token_object = torch.full((size, tokenizer.model_max_length), -1, dtype=torch.int8)
         for start in range(0, size, 256):
             self._fill(range(start, min(size, start + 256)), np.random.default_rng([seed, 3, start]))
 
@@ -235,6 +281,10 @@ class _LatentPool:
         self.latents[indices] = self.vae.encode(_images(scenes)).latent_dist.mean * self.scaling
         for i, scene in zip(indices, scenes):
             self.captions[i] = scene.caption
+            masks = torch.from_numpy(scene.masks()).float()[:, None]
+            self.masks[i] = 0
+            self.masks[i, :len(scene.objects)] = F.avg_pool2d(masks, 4)[:, 0].half()
+            self.token_object[i] = torch.from_numpy(token_objects(scene, self.tokenizer, self.token_object.shape[1]))
 
     def refresh(self, step: int, count: int) -> None:
         rng = np.random.default_rng([self.seed, 4, step])
@@ -246,7 +296,9 @@ class _LatentPool:
         captions = ["" if rng.random() < p_uncond else self.captions[i] for i in idx]
         ids = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
-        return self.latents[idx], ids
+        token_object = self.token_object[idx].long()
+        token_object[torch.tensor([c == "" for c in captions])] = -1
+        return self.latents[idx], ids, self.masks[idx].float(), token_object
 
 
 def _lr_at(step: int, args, warm_start: int = 0) -> float:
@@ -297,8 +349,10 @@ def train_unet(args) -> None:
     models.train()
     start = time.time() - elapsed
     window: list[float] = []
+    ground_window: list[float] = []
+    taps = AttentionTaps(unet) if args.ground > 0 else contextlib.nullcontext()
     while step < args.steps:
-        latents, ids = pool.batch(step, args.batch, args.p_uncond)
+        latents, ids, masks, token_object = pool.batch(step, args.batch, args.p_uncond)
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
@@ -308,10 +362,19 @@ def train_unet(args) -> None:
         for group in optimizer.param_groups:
             group["lr"] = lr
         hidden = text_encoder(ids).last_hidden_state
-        loss = min_snr_loss(unet(noisy, t, hidden).sample, noise, abar, args.min_snr)
-        optimise(loss, optimizer, models.parameters(), ema, models, args.ema, step)
+        with taps:
+            loss = min_snr_loss(unet(noisy, t, hidden).sample, noise, abar, args.min_snr)
+        ground = taps.loss(masks, token_object) if args.ground > 0 else loss.new_zeros(())
+        optimise(loss + args.ground * ground, optimizer, models.parameters(), ema, models, args.ema, step)
+        if args.ground > 0:
+            taps.inputs = {}  # release the graph references
         pool.refresh(step, args.refresh)
         step += 1
+        ground_window.append(ground.item())
+        if step % 50 == 0 and args.ground > 0:
+            _log(run_dir, dict(stage="unet_ground", step=step, ground_loss=float(np.mean(ground_window)),
+                               weight=args.ground))
+            ground_window = []
         window = log_window(run_dir, "unet", step, args.steps, window + [loss.item()], lr, start)
         if step % args.save_every == 0 or step == args.steps:
             _atomic_save(dict(models=models.state_dict(), ema=ema.state_dict(),
@@ -404,7 +467,7 @@ def export(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m diffexplain.world.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["vae", "vae-decoder", "unet", "export", "pack"])
+    parser.add_argument("stage", choices=["vae", "vae-decoder", "vae-center", "unet", "export", "pack"])
     parser.add_argument("--run-dir", default="runs/text2image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
@@ -417,6 +480,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--min-snr", type=float, default=5.0)
     parser.add_argument("--p-uncond", type=float, default=0.1)
+    parser.add_argument("--ground", type=float, default=0.0,
+                        help="weight of the token grounding loss on cross-attention (world/grounding.py)")
     parser.add_argument("--pool", type=int, default=16384)
     parser.add_argument("--refresh", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
@@ -425,7 +490,8 @@ def main(argv=None) -> None:
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--init-from", default=None, help="a packed directory to start the UNet stage from")
     args = parser.parse_args(argv)
-    defaults = {"vae": (2000, 32, 1e-3), "vae-decoder": (3000, 32, 5e-4), "unet": (20000, 64, 5e-4),
+    defaults = {"vae": (2000, 32, 1e-3), "vae-decoder": (3000, 32, 5e-4), "vae-center": (0, 0, 0.0),
+                "unet": (20000, 64, 5e-4),
                 "export": (0, 0, 0.0), "pack": (0, 0, 0.0)}[args.stage]
     args.steps = args.steps if args.steps is not None else defaults[0]
     args.batch = args.batch or defaults[1]
@@ -438,7 +504,7 @@ def main(argv=None) -> None:
     with open(run_dir / "commands.txt", "a") as handle:
         command = [sys.executable.split("/")[-1], "-m", "diffexplain.world.train", *(argv or sys.argv[1:])]
         handle.write(shlex.join(command) + "\n")
-    {"vae": train_vae, "vae-decoder": finetune_decoder, "unet": train_unet, "export": export,
+    {"vae": train_vae, "vae-decoder": finetune_decoder, "vae-center": center_vae, "unet": train_unet, "export": export,
      "pack": pack}[args.stage](args)
 
 
