@@ -34,6 +34,7 @@ from diffexplain.attention import AttentionRecorder, threshold  # noqa: E402
 from diffexplain.explain.regions import match_regions, segment  # noqa: E402
 from diffexplain.metrics import iou, mass_ratio, pointing_game  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
+from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
 from diffexplain.world import sample_scene  # noqa: E402
 
@@ -71,12 +72,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--captions", type=int, default=50)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="attention_maps")
     args = parser.parse_args()
     if args.quick:
         args.captions = 5
     torch.set_flush_denormal(True)
-    pipe = shapes.load("text2image")
+    pipe = load_pipeline(args.model)
     adapter = TextToImageAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE)
     rng = np.random.default_rng(4242)
     scenes = [sample_scene(rng, split="heldout") for _ in range(args.captions)]

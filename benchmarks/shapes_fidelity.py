@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(__file__))
@@ -23,6 +25,7 @@ import torch  # noqa: E402
 
 from _common import machine, peak_rss_mib, reset_peak_rss, write  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
+from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
 from diffexplain.world import check, sample_scene  # noqa: E402
 
@@ -69,16 +72,24 @@ def throughput(pipe, steps, guidance, batch, repeats):
     return batch * repeats / (time.perf_counter() - start)
 
 
+def _training(model: str) -> dict:
+    record = Path(model) / "training.json"
+    if model == "shapes":
+        return shapes.training_record("text2image")
+    return json.loads(record.read_text()) if record.is_file() else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--steps", type=int, default=shapes.DEFAULT_STEPS)
     parser.add_argument("--guidance", type=float, default=shapes.DEFAULT_GUIDANCE)
+    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="shapes_fidelity")
     parser.add_argument("--no-speed", action="store_true", help="accuracy only (for sampler sweeps)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
-    pipe = shapes.load("text2image")
+    pipe = load_pipeline(args.model)
     captions = heldout_captions(args.n)
     start = time.perf_counter()
     adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
@@ -97,7 +108,7 @@ def main() -> None:
         n_captions=args.n, steps=args.steps, guidance=args.guidance, accuracy=acc, judged=totals,
         accuracy_by_object_count=per_count, images_per_second=speed,
         batch64_speedup_per_image=speed[64] / speed[1], peak_rss_mib_batch64=peak, rss_before_mib=base,
-        accuracy_wall_s=accuracy_wall, training=shapes.training_record("text2image"), machine=machine(),
+        accuracy_wall_s=accuracy_wall, training=_training(args.model), machine=machine(),
     )
     payload["training"].pop("loss_curve", None)
     lines = [f"# Shapes text2image fidelity ({args.n} held-out captions, {args.steps} DDIM steps, "

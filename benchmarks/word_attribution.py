@@ -34,6 +34,7 @@ from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import explain_prompt  # noqa: E402
 from diffexplain.metrics import precision_at_k, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
+from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
 from diffexplain.world import check_vocabulary, sample_scene  # noqa: E402
 
@@ -71,13 +72,14 @@ def main() -> None:
     parser.add_argument("--similarity", default=None)
     parser.add_argument("--compare-prompts", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="5 captions, 2 comparison prompts (smoke run)")
+    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="word_attribution")
     args = parser.parse_args()
     max_compare_words = 10
     if args.quick:  # a smoke run: 5 captions, 1 seed, 2 comparison prompts of at most 8 words
         args.captions, args.compare_prompts, args.seeds, max_compare_words = 5, 2, 1, 8
     torch.set_flush_denormal(True)
-    pipe = shapes.load("text2image")
+    pipe = load_pipeline(args.model)
     adapter = TimedAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE,
                            batch_size=64, vocabulary_check=check_vocabulary)
     embedder = make_embedder(args.embedder, pipe=pipe)
