@@ -32,9 +32,9 @@ from diffexplain.world import check, sample_scene  # noqa: E402
 ATTRIBUTES = ("colour", "count", "shape", "size", "position", "background_ok")
 
 
-def heldout_captions(n: int, seed: int = 1234) -> list[str]:
+def heldout_captions(n: int, seed: int = 1234, split: str = "heldout") -> list[str]:
     rng = np.random.default_rng(seed)
-    return [sample_scene(rng, split="heldout").caption for _ in range(n)]
+    return [sample_scene(rng, split=split).caption for _ in range(n)]
 
 
 def accuracy(adapter, captions):
@@ -86,11 +86,13 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=shapes.DEFAULT_GUIDANCE)
     parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="shapes_fidelity")
+    parser.add_argument("--split", default="heldout", choices=["heldout", "train"],
+                        help="held-out captions (the target) or training-split captions (fit, for contrast)")
     parser.add_argument("--no-speed", action="store_true", help="accuracy only (for sampler sweeps)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
-    captions = heldout_captions(args.n)
+    captions = heldout_captions(args.n, split=args.split)
     start = time.perf_counter()
     adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
     acc, totals, per_count = accuracy(adapter, captions)
@@ -105,13 +107,13 @@ def main() -> None:
         adapter.generate(captions[:64], list(range(64)))
         peak = peak_rss_mib()
     payload = dict(
-        n_captions=args.n, steps=args.steps, guidance=args.guidance, accuracy=acc, judged=totals,
+        n_captions=args.n, split=args.split, steps=args.steps, guidance=args.guidance, accuracy=acc, judged=totals,
         accuracy_by_object_count=per_count, images_per_second=speed,
         batch64_speedup_per_image=speed[64] / speed[1], peak_rss_mib_batch64=peak, rss_before_mib=base,
         accuracy_wall_s=accuracy_wall, training=_training(args.model), machine=machine(),
     )
     payload["training"].pop("loss_curve", None)
-    lines = [f"# Shapes text2image fidelity ({args.n} held-out captions, {args.steps} DDIM steps, "
+    lines = [f"# Shapes text2image fidelity ({args.n} {args.split} captions, {args.steps} DDIM steps, "
              f"guidance {args.guidance})", "",
              "| attribute | accuracy | judged |", "|---|---|---|"]
     lines += [f"| {a} | {acc[a]:.1%} | {totals[a]} |" for a in acc]
@@ -122,7 +124,7 @@ def main() -> None:
     lines += [f"| {b} | {s:.2f} |" for b, s in speed.items()]
     lines += ["", f"Batch 64 per-image throughput = {speed[64] / speed[1]:.2f}x batch 1; "
               f"peak RSS while generating 64: {peak:.0f} MiB.",
-              f"UNet training steps: {payload['training']['unet_steps']}.", ""]
+              f"UNet training steps: {payload['training'].get('unet_steps', 'unknown')}.", ""]
     write(args.name, payload, "\n".join(lines))
 
 

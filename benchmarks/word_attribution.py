@@ -71,11 +71,12 @@ def main() -> None:
     parser.add_argument("--embedder", default="pixel")
     parser.add_argument("--similarity", default=None)
     parser.add_argument("--compare-prompts", type=int, default=8)
+    parser.add_argument("--max-compare-words", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="5 captions, 2 comparison prompts (smoke run)")
     parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="word_attribution")
     args = parser.parse_args()
-    max_compare_words = 10
+    max_compare_words = args.max_compare_words
     if args.quick:  # a smoke run: 5 captions, 1 seed, 2 comparison prompts of at most 8 words
         args.captions, args.compare_prompts, args.seeds, max_compare_words = 5, 2, 1, 8
     torch.set_flush_denormal(True)
