@@ -28,6 +28,33 @@ def find_cross_attention(unet) -> dict[str, torch.nn.Module]:
     return found
 
 
+def attention_probs(attn, hidden: torch.Tensor, context: torch.Tensor, *, over_queries: bool = False) -> torch.Tensor:
+    """Recompute a cross-attention layer's probabilities from its own projections (keeps the graph).
+
+    Args:
+        attn: a diffusers ``Attention`` module.
+        hidden: (B, N, C) query-side input, as the layer receives it.
+        context: (B, T, C_ctx) encoder hidden states.
+        over_queries: softmax over the N positions instead of the T keys (I2AM, one-token contexts).
+
+    Returns: (B, heads, N, T) probabilities.
+    """
+    if attn.norm_cross is not None:
+        context = attn.norm_encoder_hidden_states(context)
+    query, key, heads = attn.to_q(hidden), attn.to_k(context), attn.heads
+    if attn.norm_q is not None or attn.norm_k is not None:
+        query, key = query.unflatten(-1, (heads, -1)), key.unflatten(-1, (heads, -1))
+        query = attn.norm_q(query) if attn.norm_q is not None else query
+        key = attn.norm_k(key) if attn.norm_k is not None else key
+        query, key = query.flatten(-2), key.flatten(-2)
+    query, key = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key)
+    if over_queries:
+        probs = (torch.bmm(query.float(), key.float().transpose(1, 2)) * attn.scale).softmax(dim=1)
+    else:
+        probs = attn.get_attention_scores(query, key, None)
+    return probs.reshape(hidden.shape[0], heads, probs.shape[-2], probs.shape[-1])
+
+
 @dataclasses.dataclass
 class _LayerAccumulator:
     grid: tuple[int, int]
@@ -138,25 +165,8 @@ class AttentionRecorder:
         batch = hidden.shape[0]
         rows = self._conditional_rows(batch)  # project only the rows kept: half the extra work under CFG
         hidden, context = hidden[rows], context[rows]
-        if attn.norm_cross is not None:
-            context = attn.norm_encoder_hidden_states(context)
-        query = attn.to_q(hidden)
-        key = attn.to_k(context)
-        heads = attn.heads
-        if attn.norm_q is not None or attn.norm_k is not None:
-            query = query.unflatten(-1, (heads, -1))
-            key = key.unflatten(-1, (heads, -1))
-            query = attn.norm_q(query) if attn.norm_q is not None else query
-            key = attn.norm_k(key) if attn.norm_k is not None else key
-            query, key = query.flatten(-2), key.flatten(-2)
-        query, key = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key)
-        over_queries = self.normalise == "queries" or (self.normalise == "auto" and key.shape[1] == 1)
-        if over_queries:
-            logits = torch.bmm(query.float(), key.float().transpose(1, 2)) * attn.scale
-            probs = logits.softmax(dim=1)
-        else:
-            probs = attn.get_attention_scores(query, key, None)
-        probs = probs.reshape(hidden.shape[0], heads, probs.shape[-2], probs.shape[-1]).float().cpu()
+        over_queries = self.normalise == "queries" or (self.normalise == "auto" and context.shape[1] == 1)
+        probs = attention_probs(attn, hidden, context, over_queries=over_queries).float().cpu()
         acc = self.accumulators.get(name)
         if acc is None:
             grid = layer_grid(probs.shape[2], *self._latent_hw)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..attention.recorder import find_cross_attention
+from ..attention.recorder import attention_probs, find_cross_attention
 
 GROUNDED_ROLES = ("colour", "shape", "size")
 
@@ -90,10 +90,7 @@ class AttentionTaps:
             -1, -1, *masks.shape[-2:]))  # (B, T, H, W)
         losses = []
         for attn, hidden, context in self.inputs.values():
-            query = attn.head_to_batch_dim(attn.to_q(hidden))
-            key = attn.head_to_batch_dim(attn.to_k(context))
-            probs = attn.get_attention_scores(query, key, None)  # (B*heads, HW, T)
-            probs = probs.view(batch, attn.heads, probs.shape[1], probs.shape[2]).mean(1)  # (B, HW, T)
+            probs = attention_probs(attn, hidden, context).mean(1)  # heads averaged: (B, HW, T)
             side = int(round(probs.shape[1] ** 0.5))
             target = F.adaptive_avg_pool2d(gathered, (side, side)).flatten(2).transpose(1, 2)  # (B, HW, T)
             ratio = (probs * target).sum(1) / probs.sum(1).clamp(min=1e-8)  # (B, T)
