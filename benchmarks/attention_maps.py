@@ -95,12 +95,12 @@ def main() -> None:
         heatmaps = maps.all_word_heatmaps().numpy()
         labels = segment(scene.render(), "kmeans_attention", n_segments=len(scene.objects) + 1, heatmaps=heatmaps)
         regions = match_regions(labels, heatmaps, maps.words[0])
+        fine_layers = [n for n in maps.layers if min(maps.grids[n]) >= 8]
         for index, word in enumerate(scene.words):
             if word.role not in ROLES:
                 continue
             mask = masks[word.object_index]
             overall[word.role].append(score(maps.word_heatmap(index), mask))
-            fine_layers = [n for n in maps.layers if min(maps.grids[n]) >= 8]
             fine[word.role].append(score(maps.word_heatmap(index, layers=fine_layers), mask))
             for name in maps.layers:
                 by_layer[(word.role, name)].append(score(maps.word_heatmap(index, layers=[name]), mask))
@@ -125,11 +125,11 @@ def main() -> None:
     adapter.generate(prompts[:1], [0])
     for repeat in range(3):
         start = time.perf_counter()
-        adapter.generate(prompts, list(range(8)))
+        adapter.generate(prompts, list(range(len(prompts))))
         plain_t.append(time.perf_counter() - start)
         start = time.perf_counter()
         with AttentionRecorder(pipe):
-            adapter.generate(prompts, list(range(8)))
+            adapter.generate(prompts, list(range(len(prompts))))
         recorded_t.append(time.perf_counter() - start)
     overhead = float(np.median(recorded_t) / np.median(plain_t) - 1)
     memory = {}
@@ -138,7 +138,7 @@ def main() -> None:
         reset_peak_rss()
         base = peak_rss_mib()
         with AttentionRecorder(pipe) as recorder:
-            stepped.generate(prompts, list(range(8)))
+            stepped.generate(prompts, list(range(len(prompts))))
         recorder.maps(pipe.tokenizer, prompts, image_size=(64, 64))
         memory[steps] = peak_rss_mib() - base
 
@@ -165,7 +165,8 @@ def main() -> None:
         c, s = per_group.get(f"colour|t={t}", {}), per_group.get(f"shape|t={t}", {})
         lines.append(f"| {t} | {c.get('iou', float('nan')):.3f} | {c.get('pointing', float('nan')):.3f} | "
                      f"{s.get('iou', float('nan')):.3f} | {s.get('pointing', float('nan')):.3f} |")
-    lines += ["", f"Recording overhead: {overhead:+.1%} (median of 3 interleaved runs, 8 prompts, 20 steps). "
+    lines += ["", f"Recording overhead: {overhead:+.1%} (median of 3 interleaved runs, {len(prompts)} prompts, "
+              "20 steps). "
               f"Peak RSS increase while recording: 10 steps {memory[10]:.1f} MiB, 50 steps {memory[50]:.1f} MiB.", ""]
     write(args.name, payload, "\n".join(lines))
 

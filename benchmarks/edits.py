@@ -39,7 +39,6 @@ from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.world import check, sample_scene  # noqa: E402
-from diffexplain.world.check import read_objects  # noqa: E402
 from diffexplain.world.edits import sample_edit  # noqa: E402
 from diffexplain.world.scene import COLOURS  # noqa: E402
 from diffexplain.world.train_edits import box_mask, reference_crop  # noqa: E402
@@ -107,10 +106,9 @@ def insertion_part(model: str, n: int) -> dict:
         adapter = PaintByExampleAdapter(pipe, image=scene.render(), mask=box, reference=reference_crop(scene, index),
                                         num_inference_steps=shapes.DEFAULT_STEPS)
         result = i2am_paint_by_example(adapter, seed=i)
-        found, _ = read_objects(result.image)
-        rows.append(dict(success=succeeded(check(result.image, scene.caption)),
-                         iou=inserted_iou(result.image, scene, index, box), imacs=result.imacs_r2g,
-                         n_found=len(found)))
+        verdict = check(result.image, scene.caption)
+        rows.append(dict(success=succeeded(verdict), iou=inserted_iou(result.image, scene, index, box),
+                         imacs=result.imacs_r2g, n_found=len(verdict.objects)))
     success = np.array([r["success"] for r in rows], dtype=int)
     imacs_values = np.array([r["imacs"] for r in rows])
     ious = np.array([r["iou"] for r in rows])

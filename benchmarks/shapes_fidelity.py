@@ -32,7 +32,7 @@ from diffexplain.world import check, sample_scene  # noqa: E402
 ATTRIBUTES = ("colour", "count", "shape", "size", "position", "background_ok")
 
 
-def heldout_captions(n: int, seed: int = 1234, split: str = "heldout") -> list[str]:
+def scene_captions(n: int, seed: int = 1234, split: str = "heldout") -> list[str]:
     rng = np.random.default_rng(seed)
     return [sample_scene(rng, split=split).caption for _ in range(n)]
 
@@ -64,7 +64,7 @@ def accuracy(adapter, captions):
 
 def throughput(pipe, steps, guidance, batch, repeats):
     adapter = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=guidance, batch_size=batch)
-    captions = heldout_captions(batch, seed=99)
+    captions = scene_captions(batch, seed=99)
     adapter.generate(captions[:1], [0])  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):
@@ -73,9 +73,9 @@ def throughput(pipe, steps, guidance, batch, repeats):
 
 
 def _training(model: str) -> dict:
-    record = Path(model) / "training.json"
     if model == "shapes":
         return shapes.training_record("text2image")
+    record = Path(model) / "training.json"
     return json.loads(record.read_text()) if record.is_file() else {}
 
 
@@ -92,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
-    captions = heldout_captions(args.n, split=args.split)
+    captions = scene_captions(args.n, split=args.split)
     start = time.perf_counter()
     adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
     acc, totals, per_count = accuracy(adapter, captions)
