@@ -3,14 +3,17 @@
 Usage: python benchmarks/attention_maps.py [--captions 50] [--quick]
 
 Writes benchmarks/results/attention_maps.{json,md}:
-- localisation: rendered held-out scenes (exact masks) are encoded, noised to t in
+- localisation: rendered scenes (exact masks) are encoded, noised to t in
   {100, 300, 500, 700, 900} and passed through the UNet with their caption inside an
   AttentionRecorder (a protocol independent of sample quality). Each colour and shape word's
   heatmap is scored against the mask of the object it names: mIoU (min-max normalised map
-  thresholded at 0.4, as DAAM), pointing game and mass ratio; overall, per layer and per time
-  group.
-- regions: k-means over the words' heatmaps segments each scene; a colour / shape word is matched
-  right if its best region lies mostly inside its object.
+  thresholded at tau), pointing game and mass ratio. Which layers to average (a minimum query
+  grid) and tau are chosen on --select training-split scenes; the shipped constants
+  (shapes.ATTENTION_MIN_GRID / ATTENTION_TAU) are then scored on the held-out scenes, next to
+  DAAM's settings (every layer, tau 0.4), per layer and per time group.
+- regions: each scene is segmented (k-means over the words' heatmaps, or Felzenszwalb superpixels
+  of the image); a colour / shape word is matched right if its best region lies mostly inside its
+  object.
 - cost: sampling time with / without recording (same seeds, interleaved) and peak RSS while
   recording 10 vs 50 steps.
 """
@@ -41,6 +44,8 @@ from diffexplain.world import sample_scene  # noqa: E402
 TIMESTEPS = (100, 300, 500, 700, 900)
 GROUP_TIMESTEP = sorted(TIMESTEPS, reverse=True)  # the recorder's time group 0 is the noisiest
 ROLES = ("colour", "shape")
+MIN_GRIDS = (1, 8, 16)
+TAUS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
 
 @torch.no_grad()
@@ -62,28 +67,46 @@ def record_rendered(pipe, adapter, scene):
     return maps
 
 
-def score(heatmap, mask):
+def score(heatmap, mask, tau=0.4):
     heatmap = heatmap.numpy()
-    return dict(iou=iou(threshold(torch.from_numpy(heatmap), 0.4).numpy(), mask),
+    return dict(iou=iou(threshold(torch.from_numpy(heatmap), tau).numpy(), mask),
                 pointing=float(pointing_game(heatmap, mask)), mass=mass_ratio(heatmap, mask))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--captions", type=int, default=50)
+    parser.add_argument("--select", type=int, default=40, help="training-split scenes that choose layers and tau")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="attention_maps")
     args = parser.parse_args()
     if args.quick:
-        args.captions = 5
+        args.captions, args.select = 5, 5
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
     adapter = TextToImageAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE)
+    # Settings are chosen on training-split scenes, then measured on held-out ones.
+    selection_scenes = [sample_scene(np.random.default_rng([777, i]), split="train") for i in range(args.select)]
+    selection = collections.defaultdict(list)
+    for scene in selection_scenes:
+        maps = record_rendered(pipe, adapter, scene)
+        masks = scene.masks()
+        for min_grid in MIN_GRIDS:
+            layers = maps.layers_at_least(min_grid)
+            for index, word in enumerate(scene.words):
+                if word.role in ROLES:
+                    heatmap = maps.word_heatmap(index, layers=layers)
+                    for tau in TAUS:
+                        selection[(min_grid, tau)].append(
+                            iou(threshold(heatmap, tau).numpy(), masks[word.object_index]))
+    selected = max(selection, key=lambda k: np.mean(selection[k]))
+    selection_table = {f"min_grid={g}|tau={t}": float(np.mean(v)) for (g, t), v in selection.items()}
+
     rng = np.random.default_rng(4242)
     scenes = [sample_scene(rng, split="heldout") for _ in range(args.captions)]
     overall = collections.defaultdict(list)
-    fine = collections.defaultdict(list)  # only layers with a query grid of at least 8x8
+    fine = collections.defaultdict(list)  # the shapes settings: layers >= ATTENTION_MIN_GRID, tau ATTENTION_TAU
     by_layer = collections.defaultdict(list)
     by_group = collections.defaultdict(list)
     region_hits = collections.defaultdict(list)
@@ -92,23 +115,30 @@ def main() -> None:
         maps = record_rendered(pipe, adapter, scene)
         layers = maps.layers
         masks = scene.masks()
-        heatmaps = maps.all_word_heatmaps().numpy()
-        labels = segment(scene.render(), "kmeans_attention", n_segments=len(scene.objects) + 1, heatmaps=heatmaps)
-        regions = match_regions(labels, heatmaps, maps.words[0])
-        fine_layers = [n for n in maps.layers if min(maps.grids[n]) >= 8]
+        fine_layers = maps.layers_at_least(shapes.ATTENTION_MIN_GRID)
+        heatmaps = {"all layers": maps.all_word_heatmaps().numpy(),
+                    "fine layers": maps.all_word_heatmaps(layers=fine_layers).numpy()}
+        segmentations = {
+            ("kmeans_attention", key): segment(scene.render(), "kmeans_attention", n_segments=len(scene.objects) + 1,
+                                               heatmaps=h)
+            for key, h in heatmaps.items()}
+        segmentations[("felzenszwalb", "fine layers")] = segment(scene.render(), "felzenszwalb")
+        matches = {key: match_regions(labels, heatmaps[key[1]], maps.words[0])
+                   for key, labels in segmentations.items()}
         for index, word in enumerate(scene.words):
             if word.role not in ROLES:
                 continue
             mask = masks[word.object_index]
             overall[word.role].append(score(maps.word_heatmap(index), mask))
-            fine[word.role].append(score(maps.word_heatmap(index, layers=fine_layers), mask))
+            fine[word.role].append(score(maps.word_heatmap(index, layers=fine_layers), mask, shapes.ATTENTION_TAU))
             for name in maps.layers:
                 by_layer[(word.role, name)].append(score(maps.word_heatmap(index, layers=[name]), mask))
             for group in range(len(TIMESTEPS)):
                 heatmap = maps.word_heatmap(index, time_groups=[group])
                 by_group[(word.role, GROUP_TIMESTEP[group])].append(score(heatmap, mask))
-            region = labels == regions.best_region[index]
-            region_hits[word.role].append(float((region & mask).sum() > 0.5 * region.sum()))
+            for key, match in matches.items():
+                region = match.labels == match.best_region[index]
+                region_hits[(word.role, key)].append(float((region & mask).sum() > 0.5 * region.sum()))
 
     def summary(rows):
         return {k: float(np.nanmean([r[k] for r in rows])) for k in ("iou", "pointing", "mass")}
@@ -117,7 +147,7 @@ def main() -> None:
     localisation_fine = {role: summary(rows) for role, rows in fine.items()}
     per_layer = {f"{role}|{name}": summary(rows) for (role, name), rows in by_layer.items()}
     per_group = {f"{role}|t={t}": summary(rows) for (role, t), rows in by_group.items()}
-    regions_acc = {role: float(np.mean(v)) for role, v in region_hits.items()}
+    regions_acc = {f"{role}|{seg}|{maps_key}": float(np.mean(v)) for (role, (seg, maps_key)), v in region_hits.items()}
 
     # cost: recording overhead (interleaved, same seeds) and memory vs steps
     prompts = [s.caption for s in scenes[:8]]
@@ -142,19 +172,33 @@ def main() -> None:
         recorder.maps(pipe.tokenizer, prompts, image_size=(64, 64))
         memory[steps] = peak_rss_mib() - base
 
-    payload = dict(n_captions=len(scenes), timesteps=TIMESTEPS, localisation=localisation,
-                   localisation_layers_8x8_and_finer=localisation_fine, per_layer=per_layer,
+    payload = dict(n_captions=len(scenes), n_selection=len(selection_scenes), timesteps=TIMESTEPS,
+                   localisation_daam=localisation, localisation_shapes_settings=localisation_fine,
+                   shapes_settings=dict(min_grid=shapes.ATTENTION_MIN_GRID, tau=shapes.ATTENTION_TAU),
+                   selected_on_training_split=dict(min_grid=selected[0], tau=selected[1]),
+                   selection_miou=selection_table, per_layer=per_layer,
                    per_time=per_group, region_word_accuracy=regions_acc, recording_overhead=overhead,
                    plain_s=plain_t, recorded_s=recorded_t, peak_rss_increase_mib=memory, machine=machine())
+    grid = shapes.ATTENTION_MIN_GRID
+    settings = f"layers with a grid >= {grid}x{grid}, tau {shapes.ATTENTION_TAU}"
     lines = [f"# Cross-attention localisation on {len(scenes)} held-out rendered scenes (t in {TIMESTEPS})", "",
-             "| word role | mIoU (tau 0.4) | pointing game | mass ratio | region->word accuracy |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {role} | {v['iou']:.3f} | {v['pointing']:.3f} | {v['mass']:.2f} | {regions_acc[role]:.3f} |"
-              for role, v in localisation.items()]
-    lines += ["", "Layers with a query grid of at least 8x8 only (the 4x4 and middle layers do not localise):", "",
-              "| word role | mIoU (tau 0.4) | pointing game | mass ratio |", "|---|---|---|---|"]
+             f"Shapes settings ({settings}; `shapes.ATTENTION_MIN_GRID`, `shapes.ATTENTION_TAU`). "
+             f"Best on {len(selection_scenes)} training-split scenes: min grid {selected[0]}, tau {selected[1]} "
+             f"(mIoU {np.mean(selection[selected]):.3f})"
+             + (" - the same." if selected == (shapes.ATTENTION_MIN_GRID, shapes.ATTENTION_TAU)
+                else " - DIFFERENT from the shipped constants.") + "", "",
+             "| word role | mIoU | pointing game | mass ratio |", "|---|---|---|---|"]
     lines += [f"| {role} | {v['iou']:.3f} | {v['pointing']:.3f} | {v['mass']:.2f} |"
               for role, v in localisation_fine.items()]
+    lines += ["", "DAAM's settings (every layer, tau 0.4):", "",
+              "| word role | mIoU | pointing game | mass ratio |", "|---|---|---|---|"]
+    lines += [f"| {role} | {v['iou']:.3f} | {v['pointing']:.3f} | {v['mass']:.2f} |"
+              for role, v in localisation.items()]
+    lines += ["", "Region -> word: a word's best region (highest attention mass per area) lies mostly inside its "
+              "object.", "", "| segmenter | heatmaps | colour | shape |", "|---|---|---|---|"]
+    for seg, maps_key in sorted({tuple(k.split("|")[1:]) for k in regions_acc}):
+        lines.append(f"| {seg} | {maps_key} | {regions_acc[f'colour|{seg}|{maps_key}']:.3f} | "
+                     f"{regions_acc[f'shape|{seg}|{maps_key}']:.3f} |")
     lines += ["", "| layer | colour mIoU | colour pointing | shape mIoU | shape pointing |", "|---|---|---|---|---|"]
     for name in layers or ():
         c, s = per_layer.get(f"colour|{name}", {}), per_layer.get(f"shape|{name}", {})

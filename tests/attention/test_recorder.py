@@ -197,3 +197,20 @@ def test_single_token_contexts_are_normalised_over_positions(tmp_path):
         torch.testing.assert_close(keys.accumulators[name].sums[0, group], torch.ones_like(per_head))  # degenerate
     with pytest.raises(ValueError, match="normalise must be one of"):
         AttentionRecorder(unet, normalise="rows")
+
+
+def test_layers_at_least_keeps_only_fine_grids_and_changes_the_map(tiny):
+    with AttentionRecorder(tiny) as recorder:
+        _generate(tiny, ["a big red circle"], [3])
+    maps = recorder.maps(tiny.tokenizer, ["a big red circle"], image_size=(16, 16))
+    sides = sorted({min(g) for g in maps.grids.values()})
+    assert len(sides) > 1, maps.grids
+    fine = maps.layers_at_least(sides[-1])
+    assert fine and all(min(maps.grids[n]) == sides[-1] for n in fine)
+    assert set(fine) < set(maps.layers)
+    assert maps.layers_at_least(1) == list(maps.layers)
+    assert not torch.allclose(maps.word_heatmap("red", layers=fine), maps.word_heatmap("red"))
+    with pytest.raises(ValueError, match="min_side"):
+        maps.layers_at_least(0)
+    with pytest.raises(ValueError, match="leaves no layer"):
+        maps.layers_at_least(sides[-1] + 1)

@@ -74,6 +74,15 @@ def test_attention_writes_heatmaps_views_and_regions(tmp_path):
     for name in ("attention.json", "attention.safetensors", "report.html", "regions.json", "view_time.png",
                  "view_head.png", "view_layer.png", "overlay_02_red.png", "heatmap_03_circle.png"):
         assert (out / name).exists(), name
+    import json
+
+    every_layer = json.loads((out / "regions.json").read_text())["layers"]
+    assert every_layer == json.loads((out / "attention.json").read_text())["layers"]  # not a shapes model
+    fine = tmp_path / "fine"
+    result = CliRunner().invoke(cli, ["attention", "a big red circle", "--model", model, "--steps", "2",
+                                      "--views", "time", "--min-grid", "8", "--out", str(fine)])
+    assert result.exit_code == 0, result.output
+    assert 0 < len(json.loads((fine / "regions.json").read_text())["layers"]) < len(every_layer)
     bad = CliRunner().invoke(cli, ["attention", "a red circle", "--model", model, "--views", "space",
                                    "--out", str(out)])
     assert bad.exit_code == 2 and "views must be among" in bad.output

@@ -102,6 +102,20 @@ class AttentionMaps:
             raise ValueError(f"word {word!r} occurs {len(hits)} times in the prompt; pass its index (one of {hits})")
         return hits[0]
 
+    def layers_at_least(self, min_side: int) -> list[str]:
+        """Recorded layers whose query grid is at least ``min_side`` on its shorter side.
+
+        Coarse layers (the shapes model's 4x4 and middle blocks, SD's 8x8) attend almost uniformly
+        and blur a word's map when averaged in; pass the result as ``layers=``.
+        """
+        if isinstance(min_side, bool) or not isinstance(min_side, int) or min_side < 1:
+            raise ValueError(f"min_side must be a positive int, got {min_side!r}")
+        names = [n for n in self.layers if min(self.grids[n]) >= min_side]
+        if not names:
+            raise ValueError(f"min_side={min_side} leaves no layer; grids: "
+                             f"{sorted({tuple(g) for g in self.grids.values()})}")
+        return names
+
     def _layer_names(self, layers) -> list[str]:
         if layers is None:
             return list(self.layers)

@@ -54,9 +54,10 @@ def _short(name: str) -> str:
 
 
 def attention_section(maps: AttentionMaps, image: np.ndarray, *, views: Sequence[str] = ("time", "head", "layer"),
-                      regions=None, prompt_index: int = 0, out_dir: Optional[Path] = None) -> str:
-    """HTML for the word heatmaps, the requested views and the region labels; PNGs also go to
-    ``out_dir`` when given."""
+                      regions=None, prompt_index: int = 0, out_dir: Optional[Path] = None,
+                      layers: Optional[Sequence[str]] = None) -> str:
+    """HTML for the word heatmaps (averaged over ``layers``, default every recorded layer), the
+    requested views and the region labels; PNGs also go to ``out_dir`` when given."""
     from PIL import Image
 
     from ..report.html import png_data_uri
@@ -64,7 +65,7 @@ def attention_section(maps: AttentionMaps, image: np.ndarray, *, views: Sequence
     words = list(range(len(maps.words[prompt_index])))
     tiles = []
     for index in words:
-        heatmap = maps.word_heatmap(index, prompt_index=prompt_index)
+        heatmap = maps.word_heatmap(index, prompt_index=prompt_index, layers=layers)
         blended = overlay(image, heatmap)
         if out_dir is not None:
             name = f"{index:02d}_{maps.words[prompt_index][index]}"

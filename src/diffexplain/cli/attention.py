@@ -31,13 +31,18 @@ def record_prompt(adapter, prompt: str, seed: int):
               default="kmeans_attention", show_default=True)
 @click.option("--regions", "n_regions", type=int, default=4, show_default=True)
 @click.option("--sam-path", default=None, help="local SAM weights directory (for --segmenter sam)")
+@click.option("--min-grid", type=int, default=None,
+              help="average only layers whose query grid is at least N x N [default: 8 for shapes models "
+                   "(shapes.ATTENTION_MIN_GRID), every layer otherwise]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @usage_errors
-def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, out) -> None:
+def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, min_grid, out) -> None:
     """Record cross-attention while generating PROMPT; write heatmaps, overlays, views and a report."""
     from PIL import Image
 
     from ..explain.regions import match_regions, segment
+    from ..models import shapes
+    from ..models.loading import is_shapes_pipeline
     from ..report.html import _STYLE
     from ..attention.report import attention_section
 
@@ -50,11 +55,14 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out / "image.png")
     maps.save(out)
-    heatmaps = maps.all_word_heatmaps().numpy()
+    if min_grid is None:
+        min_grid = shapes.ATTENTION_MIN_GRID if is_shapes_pipeline(adapter.pipe) else 1
+    layers = maps.layers_at_least(min_grid)
+    heatmaps = maps.all_word_heatmaps(layers=layers).numpy()
     labels = segment(image, segmenter, n_segments=n_regions, heatmaps=heatmaps, sam_path=sam_path, seed=seed)
     regions = match_regions(labels, heatmaps, maps.words[0])
-    section = attention_section(maps, image, views=view_list, regions=regions, out_dir=out)
-    summary = dict(prompt=prompt, seed=seed, words=list(maps.words[0]), layers=list(maps.layers),
+    section = attention_section(maps, image, views=view_list, regions=regions, out_dir=out, layers=layers)
+    summary = dict(prompt=prompt, seed=seed, words=list(maps.words[0]), layers=layers,
                    region_best_word=[maps.words[0][w] for w in regions.best_word],
                    word_best_region=regions.best_region.tolist())
     (out / "regions.json").write_text(json.dumps(summary, indent=2) + "\n")
