@@ -116,13 +116,14 @@ def main() -> None:
         layers = maps.layers
         masks = scene.masks()
         fine_layers = maps.layers_at_least(shapes.ATTENTION_MIN_GRID)
+        rendered = scene.render()
         heatmaps = {"all layers": maps.all_word_heatmaps().numpy(),
                     "fine layers": maps.all_word_heatmaps(layers=fine_layers).numpy()}
         segmentations = {
-            ("kmeans_attention", key): segment(scene.render(), "kmeans_attention", n_segments=len(scene.objects) + 1,
+            ("kmeans_attention", key): segment(rendered, "kmeans_attention", n_segments=len(scene.objects) + 1,
                                                heatmaps=h)
             for key, h in heatmaps.items()}
-        segmentations[("felzenszwalb", "fine layers")] = segment(scene.render(), "felzenszwalb")
+        segmentations[("felzenszwalb", "fine layers")] = segment(rendered, "felzenszwalb")
         matches = {key: match_regions(labels, heatmaps[key[1]], maps.words[0])
                    for key, labels in segmentations.items()}
         for index, word in enumerate(scene.words):
@@ -186,7 +187,7 @@ def main() -> None:
              f"Best on {len(selection_scenes)} training-split scenes: min grid {selected[0]}, tau {selected[1]} "
              f"(mIoU {np.mean(selection[selected]):.3f})"
              + (" - the same." if selected == (shapes.ATTENTION_MIN_GRID, shapes.ATTENTION_TAU)
-                else " - DIFFERENT from the shipped constants.") + "", "",
+                else " - DIFFERENT from the shipped constants."), "",
              "| word role | mIoU | pointing game | mass ratio |", "|---|---|---|---|"]
     lines += [f"| {role} | {v['iou']:.3f} | {v['pointing']:.3f} | {v['mass']:.2f} |"
               for role, v in localisation_fine.items()]

@@ -20,10 +20,11 @@ LATENT_CHANNELS = 8
 # Sampler defaults the shipped models were evaluated with.
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 4.0
-# Cross-attention settings for the shapes model, chosen on 40 training-split scenes and then
-# measured on 50 held-out ones (benchmarks/attention_maps.py): averaging only the 16x16 and 8x8
-# layers and thresholding the min-max-normalised map at 0.1 (not DAAM's 0.4: these maps peak at
-# object centres and fall off inside the object, so 0.4 keeps only its core).
+# Cross-attention settings for the shapes model: average only the 16x16 and 8x8 layers and
+# threshold the min-max-normalised map at 0.1 (not DAAM's 0.4: these maps peak at object centres
+# and fall off inside the object, so 0.4 keeps only its core). Chosen on 40 training-split scenes
+# with the protocol of benchmarks/attention_maps.py (rendered scenes, t in 100..900); on its 50
+# held-out scenes, step-15,000 weights: mIoU 0.52 (colour), 0.52 (shape) vs 0.32 / 0.39 at 0.4.
 ATTENTION_MIN_GRID = 8
 ATTENTION_TAU = 0.1
 
