@@ -104,6 +104,23 @@ def test_sampled_estimators_are_exact_on_additive_games_at_a_small_budget():
         np.testing.assert_allclose(explanation.values, weights, atol=1e-8)
 
 
+@pytest.mark.parametrize("d", [6, 7, 8])
+def test_sampled_estimators_are_exact_on_pairwise_games_from_budget_2d_plus_2(d):
+    # v(S) = sum a_i + sum_{i<j} b_ij: Shapley = a_i + sum_j b_ij / 2. Antithetic permutations and
+    # KernelSHAP with sizes 1 and d-1 enumerated and paired samples (middle size included) are
+    # exact on every such game; shap's enumeration rule or an unpaired middle size is not.
+    rng = np.random.default_rng(d)
+    a, b = rng.normal(size=d), np.triu(rng.normal(size=(d, d)), 1)
+    game = FunctionGame(d, lambda m: float(a @ m + m @ b @ m))
+    exact = a + (b + b.T).sum(axis=1) / 2
+    for explainer in (PermutationExplainer(), KernelShapExplainer()):
+        for budget in (2 * d + 2, 3 * d, 4 * d):
+            for seed in range(3):
+                explanation = explainer.explain(game, budget=budget, seed=seed)
+                np.testing.assert_allclose(explanation.values, exact, atol=1e-8,
+                                           err_msg=f"{explainer.name} budget={budget} seed={seed}")
+
+
 def test_same_seed_same_estimate():
     game, _ = _random_game(6, 4)
     for explainer in (PermutationExplainer(), KernelShapExplainer(), LimeExplainer(), SmileExplainer(n_bootstrap=50)):

@@ -2,8 +2,13 @@
 
 Coalition sizes are visited from the heaviest Shapley-kernel mass inward; a size pair (s, d-s)
 is enumerated completely when the budget allows, the rest of the budget is spent on paired
-samples (a subset and its complement) drawn in proportion to the remaining kernel mass, as in
-shap's KernelExplainer. With every coalition enumerated the fit is exactly the Shapley value.
+samples (a subset and its complement, at every size) drawn in proportion to the remaining kernel
+mass, as in shap's KernelExplainer. Two departures from shap: sizes 1 and d-1 are enumerated
+whenever they fit (budget >= 2d + 2), and the middle size's samples are paired too. Together they
+make the fit exact for every game of order <= 2 (phi_i = (v(i) - v(0) + v(N) - v(N - i)) / 2 plus
+paired rows that add no bias), at any such budget; shap's rule and unpaired middle-size samples
+leave errors of the size of the values themselves on such games. With every coalition
+enumerated the fit is exactly the Shapley value.
 """
 
 from __future__ import annotations
@@ -75,7 +80,9 @@ class KernelShapExplainer:
         full_sizes = 0
         for index, size in enumerate(range(1, n_sizes + 1)):
             count = math.comb(d, size) * (2 if index < n_paired else 1)
-            if remaining * left[index] / count < 1 - 1e-8:
+            # shap enumerates a size only when its expected draws cover it; sizes 1 and d-1 are
+            # enumerated whenever they fit, which makes the fit exact on games of order <= 2
+            if remaining * left[index] / count < 1 - 1e-8 and not (index == 0 and remaining >= count):
                 break
             per_subset = mass[index] / count
             for subset in itertools.combinations(range(d), size):
@@ -103,7 +110,7 @@ class KernelShapExplainer:
                 size = int(rng.choice(sizes, p=probs))
                 mask = np.zeros(d, bool)
                 mask[rng.choice(d, size=size, replace=False)] = True
-                pair = [mask, ~mask] if size != d - size else [mask]
+                pair = [mask, ~mask]  # at the middle size too: unpaired rows bias order-2 games
                 new = [m for m in pair if m.tobytes() not in sampled]
                 if len(new) > remaining:
                     break
