@@ -4,11 +4,11 @@ Coalition sizes are visited from the heaviest Shapley-kernel mass inward; a size
 is enumerated completely when the budget allows, the rest of the budget is spent on paired
 samples (a subset and its complement, at every size) drawn in proportion to the remaining kernel
 mass, as in shap's KernelExplainer. Two departures from shap: sizes 1 and d-1 are enumerated
-whenever they fit (budget >= 2d + 2), and the middle size's samples are paired too. Together they
-make the fit exact for every game of order <= 2 (phi_i = (v(i) - v(0) + v(N) - v(N - i)) / 2 plus
-paired rows that add no bias), at any such budget; shap's rule and unpaired middle-size samples
-leave errors of the size of the values themselves on such games. With every coalition
-enumerated the fit is exactly the Shapley value.
+whenever they fit (budget >= 2d + 2), and the middle size's samples are paired too. Sizes 1 and
+d-1 alone give phi_i = (v(i) - v(0) + v(N) - v(N - i)) / 2, exact for every game of order <= 2,
+and paired rows keep it exact; shap's rule and unpaired middle-size samples leave errors of the
+size of the values themselves on such games. With every coalition enumerated the fit is exactly
+the Shapley value.
 """
 
 from __future__ import annotations
