@@ -14,9 +14,9 @@ text-encoder weights and their EMA in safetensors, the log and the commands); a 
 ``unet --init-from training/text2image`` (the optimizer restarts with a fresh LR warm-up).
 
 ``vae`` trains the AutoencoderKL on rendered training scenes; ``vae-colour`` fine-tunes one so that
-three latent channels carry 4x4-pooled RGB (the palette's distances survive in the latent); ``vae-decoder`` fine-tunes its
-decoder alone (latents unchanged, so it may run alongside ``unet``); ``unet`` trains the CLIP text
-encoder and the UNet jointly (epsilon prediction, cosine schedule, min-SNR-5 weighting, 10% empty
+three latent channels carry 4x4-pooled RGB (the palette's distances survive in the latent);
+``vae-decoder`` fine-tunes its decoder alone (latents unchanged, so it may run alongside ``unet``);
+``unet`` trains the CLIP text encoder and the UNet jointly (epsilon prediction, cosine schedule, min-SNR-5 weighting, 10% empty
 captions for classifier-free guidance, EMA weights, LR warm-up then cosine annealing over the
 last ``--anneal`` steps); ``export`` writes the EMA pipeline with ``save_pretrained`` into the
 package. Every stage appends JSON lines to ``log.jsonl`` and the exact commands to
@@ -564,8 +564,8 @@ def main(argv=None) -> None:
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--init-from", default=None, help="a packed directory to start the UNet stage from")
     args = parser.parse_args(argv)
-    defaults = {"vae": (2000, 32, 1e-3), "vae-colour": (1500, 32, 3e-4), "vae-decoder": (3000, 32, 5e-4), "vae-center": (0, 0, 0.0),
-                "unet": (20000, 64, 5e-4),
+    defaults = {"vae": (2000, 32, 1e-3), "vae-colour": (1500, 32, 3e-4), "vae-decoder": (3000, 32, 5e-4),
+                "vae-center": (0, 0, 0.0), "unet": (20000, 64, 5e-4),
                 "export": (0, 0, 0.0), "pack": (0, 0, 0.0)}[args.stage]
     args.steps = args.steps if args.steps is not None else defaults[0]
     args.batch = args.batch or defaults[1]
@@ -578,7 +578,8 @@ def main(argv=None) -> None:
     with open(run_dir / "commands.txt", "a") as handle:
         command = [sys.executable.split("/")[-1], "-m", "diffexplain.world.train", *(argv or sys.argv[1:])]
         handle.write(shlex.join(command) + "\n")
-    {"vae": train_vae, "vae-colour": train_vae_colour, "vae-decoder": finetune_decoder, "vae-center": center_vae, "unet": train_unet, "export": export,
+    {"vae": train_vae, "vae-colour": train_vae_colour,
+     "vae-decoder": finetune_decoder, "vae-center": center_vae, "unet": train_unet, "export": export,
      "pack": pack}[args.stage](args)
 
 
