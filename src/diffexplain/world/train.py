@@ -17,8 +17,9 @@ text-encoder weights and their EMA in safetensors, the log and the commands); a 
 three latent channels carry 4x4-pooled RGB (the palette's distances survive in the latent);
 ``vae-decoder`` fine-tunes its decoder alone (latents unchanged, so it may run alongside ``unet``);
 ``unet`` trains the CLIP text encoder and the UNet jointly (epsilon prediction, cosine schedule,
-min-SNR-5 weighting, 10% empty captions for classifier-free guidance, EMA weights, LR warm-up then cosine annealing over the
-last ``--anneal`` steps); ``export`` writes the EMA pipeline with ``save_pretrained`` into the
+min-SNR-5 weighting, 10% empty captions for classifier-free guidance, EMA weights, LR warm-up then
+cosine annealing over the last ``--anneal`` steps); ``export`` writes the EMA pipeline with
+``save_pretrained`` into the
 package. Every stage appends JSON lines to ``log.jsonl`` and the exact commands to
 ``commands.txt`` in the run directory. Data come from ``numpy.random.default_rng([seed, step])``,
 so a resumed run sees exactly the batches an uninterrupted run would.
