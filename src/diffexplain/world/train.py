@@ -135,6 +135,45 @@ def _tokenizer(run_dir: Path):
     return shapes_models.build_tokenizer(run_dir / "tokenizer")
 
 
+def _vae_losses(vae, x: torch.Tensor, kl_weight: float):
+    """VAE training loss on images ``x`` (n, 3, 64, 64): L1 + MSE reconstruction + weighted KL.
+
+    Returns (loss, l1, kl, posterior)."""
+    posterior = vae.encode(x).latent_dist
+    recon = vae.decode(posterior.sample()).sample
+    l1 = (recon - x).abs().mean()
+    kl = posterior.kl().mean() / x[0].numel()
+    return l1 + (recon - x).pow(2).mean() + kl_weight * kl, l1, kl, posterior
+
+
+def _fit_vae(vae, args, ckpt_path: Path, stage: str, tag: int, colour_tie: bool) -> tuple[int, float]:
+    """Train ``vae`` to ``args.steps`` (resuming from ``ckpt_path``) on batches drawn with rng
+    ``[seed, tag, step]`` (posterior noise seeded per step too); with ``colour_tie``, add the colour-channel tie of ``vae-colour``.
+
+    Returns (final step, start time for wall-clock records)."""
+    run_dir = Path(args.run_dir)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    step, elapsed = _resume(ckpt_path, vae, optimizer)
+    vae.train()
+    start = time.time() - elapsed
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, tag, step])
+        x = _images([sample_scene(rng) for _ in range(args.batch)])
+        torch.manual_seed(args.seed * 1_000_003 + step)  # the posterior sample: resumes replay it exactly
+        lr = _cosine_lr(optimizer, args.lr, step, args.steps)
+        loss, l1, kl, posterior = _vae_losses(vae, x, args.kl_weight)
+        record = dict(stage=stage, l1=l1.item(), kl=kl.item(), lr=lr)
+        if colour_tie:
+            tie = (posterior.mean[:, :3] - args.colour_gain * F.avg_pool2d(x, 4)).pow(2).mean()
+            loss = loss + args.colour_weight * tie
+            record["tie"] = tie.item()
+        optimise(loss, optimizer)
+        step += 1
+        _report_and_save(run_dir, ckpt_path, args, step, start, dict(record, loss=loss.item()),
+                         dict(model=vae.state_dict(), optimizer=optimizer.state_dict()))
+    return step, start
+
+
 # ---------------------------------------------------------------- VAE
 def train_vae(args) -> None:
     from diffusers import AutoencoderKL
@@ -143,25 +182,7 @@ def train_vae(args) -> None:
     ckpt_path = run_dir / "vae.ckpt"
     torch.manual_seed(args.seed)
     vae = AutoencoderKL(**shapes_models.vae_config())
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
-    step, elapsed = _resume(ckpt_path, vae, optimizer)
-    vae.train()
-    start = time.time() - elapsed
-    while step < args.steps:
-        rng = np.random.default_rng([args.seed, 1, step])
-        x = _images([sample_scene(rng) for _ in range(args.batch)])
-        lr = _cosine_lr(optimizer, args.lr, step, args.steps)
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample()).sample
-        l1 = (recon - x).abs().mean()
-        mse = (recon - x).pow(2).mean()
-        kl = posterior.kl().mean() / x[0].numel()
-        loss = l1 + mse + args.kl_weight * kl
-        optimise(loss, optimizer)
-        step += 1
-        _report_and_save(run_dir, ckpt_path, args, step, start,
-                         dict(stage="vae", loss=loss.item(), l1=l1.item(), kl=kl.item(), lr=lr),
-                         dict(model=vae.state_dict(), optimizer=optimizer.state_dict()))
+    step, start = _fit_vae(vae, args, ckpt_path, "vae", tag=1, colour_tie=False)
     # Scale latents to unit variance, as Stable Diffusion's scaling_factor does.
     vae.eval()
     with torch.no_grad():
@@ -258,26 +279,7 @@ def train_vae_colour(args) -> None:
     run_dir = Path(args.run_dir)
     ckpt_path = run_dir / "vae_colour.ckpt"
     vae = AutoencoderKL.from_pretrained(args.init_vae)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
-    step, elapsed = _resume(ckpt_path, vae, optimizer)
-    vae.train()
-    start = time.time() - elapsed
-    while step < args.steps:
-        rng = np.random.default_rng([args.seed, 10, step])
-        x = _images([sample_scene(rng) for _ in range(args.batch)])
-        lr = _cosine_lr(optimizer, args.lr, step, args.steps)
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample()).sample
-        l1 = (recon - x).abs().mean()
-        mse = (recon - x).pow(2).mean()
-        kl = posterior.kl().mean() / x[0].numel()
-        tie = (posterior.mean[:, :3] - args.colour_gain * F.avg_pool2d(x, 4)).pow(2).mean()
-        loss = l1 + mse + args.kl_weight * kl + args.colour_weight * tie
-        optimise(loss, optimizer)
-        step += 1
-        _report_and_save(run_dir, ckpt_path, args, step, start,
-                         dict(stage="vae_colour", loss=loss.item(), l1=l1.item(), tie=tie.item(), kl=kl.item(), lr=lr),
-                         dict(model=vae.state_dict(), optimizer=optimizer.state_dict()))
+    step, start = _fit_vae(vae, args, ckpt_path, "vae_colour", tag=10, colour_tie=True)
     vae.eval()
     with torch.no_grad():
         x = _images([sample_scene(np.random.default_rng([args.seed, 2])) for _ in range(args.calib)])
