@@ -147,8 +147,9 @@ def _vae_losses(vae, x: torch.Tensor, kl_weight: float):
 
 
 def _fit_vae(vae, args, ckpt_path: Path, stage: str, tag: int, colour_tie: bool) -> tuple[int, float]:
-    """Train ``vae`` to ``args.steps`` (resuming from ``ckpt_path``) on batches drawn with rng
-    ``[seed, tag, step]`` (posterior noise seeded per step too); with ``colour_tie``, add the colour-channel tie of ``vae-colour``.
+    """Train ``vae`` to ``args.steps`` (resuming from ``ckpt_path``) on batches drawn with rng ``[seed,
+    tag, step]`` (posterior noise seeded per step too); with ``colour_tie``, add the colour-
+    channel tie of ``vae-colour``.
 
     Returns (final step, start time for wall-clock records)."""
     run_dir = Path(args.run_dir)
