@@ -76,3 +76,27 @@ def test_vae_colour_stage_ties_channels_to_pooled_rgb_and_resumes(tmp_path):
     pairs = done[-1]["colour_pairs"]
     assert set(pairs) == {"latent", "pixel"} and pairs["pixel"]["red/orange"] > 0
     assert json.loads((run / "vae" / "config.json").read_text())["scaling_factor"] > 0
+
+
+def test_reconstruction_stats_draw_distinct_scenes(monkeypatch):
+    """Calibration (scaling factor, PSNR) is measured on args.calib different scenes, not one repeated."""
+    import argparse
+
+    from diffusers import AutoencoderKL
+
+    from diffexplain.models import shapes
+
+    seen = []
+    images = train._images
+    monkeypatch.setattr(train, "_images", lambda scenes: seen.extend(s.caption for s in scenes) or images(scenes))
+    std, psnr = train._reconstruction_stats(AutoencoderKL(**shapes.vae_config()), argparse.Namespace(seed=0, calib=16))
+    assert len(seen) == 16 and len(set(seen)) > 8
+    assert std > 0 and psnr == psnr
+
+
+def test_vae_colour_needs_init_vae(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        train.main(["vae-colour", "--run-dir", str(tmp_path)])
+    assert "--init-vae" in capsys.readouterr().err

@@ -19,9 +19,8 @@ three latent channels carry 4x4-pooled RGB (the palette's distances survive in t
 ``unet`` trains the CLIP text encoder and the UNet jointly (epsilon prediction, cosine schedule,
 min-SNR-5 weighting, 10% empty captions for classifier-free guidance, EMA weights, LR warm-up then
 cosine annealing over the last ``--anneal`` steps); ``export`` writes the EMA pipeline with
-``save_pretrained`` into the
-package. Every stage appends JSON lines to ``log.jsonl`` and the exact commands to
-``commands.txt`` in the run directory. Data come from ``numpy.random.default_rng([seed, step])``,
+``save_pretrained`` into the package. Every stage appends JSON lines to ``log.jsonl`` and the exact
+commands to ``commands.txt`` in the run directory. Data come from ``numpy.random.default_rng([seed, step])``,
 so a resumed run sees exactly the batches an uninterrupted run would.
 """
 
@@ -175,6 +174,18 @@ def _fit_vae(vae, args, ckpt_path: Path, stage: str, tag: int, colour_tie: bool)
     return step, start
 
 
+@torch.no_grad()
+def _reconstruction_stats(vae, args) -> tuple[float, float]:
+    """Latent std (raw units) and reconstruction PSNR (dB) over ``args.calib`` distinct training
+    scenes drawn from one rng ``[seed, 2]``, encoded in chunks of 128. Returns (std, psnr)."""
+    vae.eval()
+    rng = np.random.default_rng([args.seed, 2])
+    x = _images([sample_scene(rng) for _ in range(args.calib)])
+    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in x.split(128)])
+    recon = torch.cat([vae.decode(chunk).sample for chunk in latents.split(128)]).clamp(-1, 1)
+    return latents.std().item(), (10 * torch.log10(4.0 / (recon - x).pow(2).mean())).item()
+
+
 # ---------------------------------------------------------------- VAE
 def train_vae(args) -> None:
     from diffusers import AutoencoderKL
@@ -185,14 +196,7 @@ def train_vae(args) -> None:
     vae = AutoencoderKL(**shapes_models.vae_config())
     step, start = _fit_vae(vae, args, ckpt_path, "vae", tag=1, colour_tie=False)
     # Scale latents to unit variance, as Stable Diffusion's scaling_factor does.
-    vae.eval()
-    with torch.no_grad():
-        rng = np.random.default_rng([args.seed, 2])
-        x = _images([sample_scene(rng) for _ in range(args.calib)])
-        latents = vae.encode(x).latent_dist.mean
-        recon = vae.decode(latents).sample.clamp(-1, 1)
-    std = latents.std().item()
-    psnr = (10 * torch.log10(4.0 / (recon - x).pow(2).mean())).item()
+    std, psnr = _reconstruction_stats(vae, args)
     vae.register_to_config(scaling_factor=1.0 / std)
     vae.save_pretrained(run_dir / "vae")
     rec = dict(stage="vae_done", step=step, latent_std=std, scaling_factor=1.0 / std, psnr_db=psnr,
@@ -230,11 +234,7 @@ def finetune_decoder(args) -> None:
         _report_and_save(run_dir, ckpt_path, args, step, start,
                          dict(stage="decoder", loss=loss.item(), l1=l1.item(), lr=lr),
                          dict(model=vae.state_dict(), optimizer=optimizer.state_dict()))
-    vae.eval()
-    with torch.no_grad():
-        x = _images([sample_scene(np.random.default_rng([args.seed, 2])) for _ in range(args.calib)])
-        recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
-    psnr = (10 * torch.log10(4.0 / (recon - x).pow(2).mean())).item()
+    _, psnr = _reconstruction_stats(vae, args)
     tmp = run_dir / "vae.tmp"
     vae.save_pretrained(tmp)
     shutil.rmtree(run_dir / "vae")
@@ -281,13 +281,7 @@ def train_vae_colour(args) -> None:
     ckpt_path = run_dir / "vae_colour.ckpt"
     vae = AutoencoderKL.from_pretrained(args.init_vae)
     step, start = _fit_vae(vae, args, ckpt_path, "vae_colour", tag=10, colour_tie=True)
-    vae.eval()
-    with torch.no_grad():
-        x = _images([sample_scene(np.random.default_rng([args.seed, 2])) for _ in range(args.calib)])
-        latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in x.split(128)])
-        recon = torch.cat([vae.decode(chunk).sample for chunk in latents.split(128)]).clamp(-1, 1)
-    std = latents.std().item()
-    psnr = (10 * torch.log10(4.0 / (recon - x).pow(2).mean())).item()
+    std, psnr = _reconstruction_stats(vae, args)
     vae.register_to_config(scaling_factor=1.0 / std)
     vae.save_pretrained(run_dir / "vae")
     rec = dict(stage="vae_colour_done", step=step, latent_std=std, scaling_factor=1.0 / std, psnr_db=psnr,
@@ -568,6 +562,8 @@ def main(argv=None) -> None:
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--init-from", default=None, help="a packed directory to start the UNet stage from")
     args = parser.parse_args(argv)
+    if args.stage == "vae-colour" and not args.init_vae:
+        parser.error("vae-colour needs --init-vae, the VAE folder to fine-tune")
     defaults = {"vae": (2000, 32, 1e-3), "vae-colour": (1500, 32, 3e-4), "vae-decoder": (3000, 32, 5e-4),
                 "vae-center": (0, 0, 0.0), "unet": (20000, 64, 5e-4),
                 "export": (0, 0, 0.0), "pack": (0, 0, 0.0)}[args.stage]
