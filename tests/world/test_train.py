@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from diffexplain.models.adapter import TextToImageAdapter
@@ -41,14 +42,19 @@ def test_training_loop_smoke_resume_pack_and_export(tmp_path):
     packed = tmp_path / "packed"
     train.main(["pack", "--run-dir", str(run), "--dest", str(packed)])
     fresh = tmp_path / "fresh"
-    train.main(["unet", "--run-dir", str(fresh), "--init-from", str(packed), "--save-every", "2",
-                "--batch", "4", "--pool", "64", "--warmup", "2", "--anneal", "2", "--steps", "10"])
+    fresh_args = ["unet", "--run-dir", str(fresh), "--init-from", str(packed), "--save-every", "2",
+                  "--batch", "4", "--pool", "64", "--warmup", "2", "--anneal", "2"]
+    train.main([*fresh_args, "--steps", "10", "--prediction", "v_prediction"])  # epsilon -> v fine-tune
     assert [r["step"] for r in _log(fresh, "unet_done")] == [10]
+    with pytest.raises(ValueError, match="v_prediction"):  # resuming must not switch the target
+        train.main([*fresh_args, "--steps", "12"])
 
     dest = tmp_path / "weights"
     train.main(["export", "--run-dir", str(fresh), "--dest", str(dest)])
     record = json.loads((dest / "training.json").read_text())
     assert record["unet_steps"] == 10 and record["commands"]
+    scheduler = json.loads((dest / "scheduler" / "scheduler_config.json").read_text())
+    assert (scheduler["prediction_type"], scheduler["timestep_spacing"]) == ("v_prediction", "trailing")
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(dest, local_files_only=True)
@@ -100,3 +106,24 @@ def test_vae_colour_needs_init_vae(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(["vae-colour", "--run-dir", str(tmp_path)])
     assert "--init-vae" in capsys.readouterr().err
+
+
+def test_v_loss_is_an_x0_loss_with_weight_floored_at_one():
+    """v-MSE weighted by min(SNR+1, g)/(SNR+1) equals min(SNR+1, g) times the x0 error."""
+    gen = torch.Generator().manual_seed(0)
+    x0, noise, pred = (torch.randn(3, 2, 4, 4, generator=gen) for _ in range(3))
+    abar = torch.tensor([0.006, 0.5, 0.99]).view(-1, 1, 1, 1)  # SNR 0.006, 1, 99
+    noisy = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    x0_hat = abar.sqrt() * noisy - (1 - abar).sqrt() * pred  # how diffusers reads a v prediction
+    weight = torch.tensor([1.006, 2.0, 5.0])  # min(SNR + 1, 5)
+    expected = (weight * (x0_hat - x0).pow(2).mean(dim=(1, 2, 3))).mean()
+    assert torch.allclose(train.v_loss(pred, x0, noise, abar, 5.0), expected, rtol=1e-4)
+    target = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    assert train.v_loss(target, x0, noise, abar, 5.0).item() < 1e-12
+
+
+def test_scheduler_config_rejects_unknown_prediction_type():
+    from diffexplain.models import shapes
+
+    with pytest.raises(ValueError, match="sample"):
+        shapes.scheduler_config("sample")

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,8 @@ def test_edit_training_smoke_and_export(tmp_path, kind):
     from diffexplain.models.loading import load_pipeline
 
     pipe = load_pipeline(str(dest))
+    base = json.loads((shapes.weights_path("text2image") / "scheduler" / "scheduler_config.json").read_text())
+    assert pipe.scheduler.config.prediction_type == base["prediction_type"]  # trained on the base's target
     rng = np.random.default_rng(0)
     source = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     mask = np.zeros((64, 64), bool)

@@ -114,8 +114,8 @@ def denoise(pipe, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, *,
     for index, t in enumerate(steps):
         with torch.set_grad_enabled(index >= len(steps) - last_k):
             model_input = scheduler.scale_model_input(torch.cat([latents] * 2), t)
-            noise = unet(model_input, t, encoder_hidden_states=context).sample
-            uncond, cond = noise.chunk(2)
+            output = unet(model_input, t, encoder_hidden_states=context).sample  # epsilon or v: step() knows
+            uncond, cond = output.chunk(2)
             latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
     decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
     return (decoded / 2 + 0.5).clamp(0, 1)

@@ -67,18 +67,25 @@ def unet_config() -> dict[str, Any]:
     )
 
 
-def scheduler_config() -> dict[str, Any]:
-    """DDIM over the cosine schedule, "leading" timesteps (the first step at t = 951 for 20 steps).
+def scheduler_config(prediction_type: str = "epsilon") -> dict[str, Any]:
+    """DDIM over the cosine schedule.
 
-    Not "trailing": the cosine schedule's alpha_bar(999) is 2.4e-9, so a first step at t = 999
-    divides the epsilon error by sqrt(alpha_bar) = 4.9e-5 when predicting x0. On 32 held-out captions
-    (checker: counts / shapes right): leading 13/32, 9/32 and trailing with x0 clipped to +-3 8/32,
-    8/32 at UNet step 2,600; plain trailing 10/32, 7/32 at step 2,500, its images textured noise.
-    Small samples of an early model: the visible difference decided it.
+    Epsilon models use "leading" timesteps (the first step at t = 951 for 20 steps), not "trailing":
+    the cosine schedule's alpha_bar(999) is 2.4e-9, so a first step at t = 999 divides the epsilon
+    error by sqrt(alpha_bar) = 4.9e-5 when predicting x0. On 32 held-out captions (checker: counts /
+    shapes right): leading 13/32, 9/32 and trailing with x0 clipped to +-3 8/32, 8/32 at UNet step
+    2,600; plain trailing 10/32, 7/32 at step 2,500, its images textured noise.
+
+    v-prediction models ("v_prediction") predict x0 directly at high noise, so they start at
+    t = 999 ("trailing"), from pure noise as in training (Lin et al., 2024).
     """
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
     return dict(
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
-        clip_sample=False, set_alpha_to_one=False, timestep_spacing="leading", steps_offset=1,
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
+        clip_sample=False, set_alpha_to_one=False,
+        timestep_spacing="leading" if prediction_type == "epsilon" else "trailing",
+        steps_offset=1,  # used by "leading" only; 1 keeps diffusers' deprecation check quiet
     )
 
 

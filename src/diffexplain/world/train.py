@@ -16,12 +16,13 @@ text-encoder weights and their EMA in safetensors, the log and the commands); a 
 ``vae`` trains the AutoencoderKL on rendered training scenes; ``vae-colour`` fine-tunes one so that
 three latent channels carry 4x4-pooled RGB (the palette's distances survive in the latent);
 ``vae-decoder`` fine-tunes its decoder alone (latents unchanged, so it may run alongside ``unet``);
-``unet`` trains the CLIP text encoder and the UNet jointly (epsilon prediction, cosine schedule,
-min-SNR-5 weighting, 10% empty captions for classifier-free guidance, EMA weights, LR warm-up then
-cosine annealing over the last ``--anneal`` steps); ``export`` writes the EMA pipeline with
-``save_pretrained`` into the package. Every stage appends JSON lines to ``log.jsonl`` and the exact
-commands to ``commands.txt`` in the run directory. Data come from ``numpy.random.default_rng([seed, step])``,
-so a resumed run sees exactly the batches an uninterrupted run would.
+``unet`` trains the CLIP text encoder and the UNet jointly (``--prediction epsilon`` with min-SNR-5
+weighting, or ``v_prediction`` with the x0 weight floored at 1; cosine schedule, 10% empty captions
+for classifier-free guidance, EMA weights, LR warm-up then cosine annealing over the last ``--anneal``
+steps); ``export`` writes the EMA pipeline with ``save_pretrained`` into the package. Every stage
+appends JSON lines to ``log.jsonl`` and the exact commands to ``commands.txt`` in the run directory.
+Data come from ``numpy.random.default_rng([seed, step])``, so a resumed run sees exactly the batches
+an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -72,6 +73,18 @@ def min_snr_loss(pred: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tenso
     """Epsilon-prediction MSE weighted by min(SNR, gamma) / SNR per sample (min-SNR-gamma)."""
     snr = (alpha_bar / (1 - alpha_bar)).view(-1)
     return (torch.clamp(snr, max=gamma) / snr * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+
+
+def v_loss(pred: torch.Tensor, latents: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
+           gamma: float) -> torch.Tensor:
+    """v-prediction MSE weighted by min(SNR + 1, gamma) / (SNR + 1) per sample.
+
+    In x0 terms the weight is min(SNR + 1, gamma): at least 1 at high noise, where min-SNR-gamma's
+    weight (SNR, 0.006 at t = 951) gives the text almost no say over the image's colours.
+    """
+    target = alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * latents
+    snr1 = (alpha_bar / (1 - alpha_bar)).view(-1) + 1
+    return (torch.clamp(snr1, max=gamma) / snr1 * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
 def optimise(loss: torch.Tensor, optimizer, parameters=None, ema=None, models=None, ema_decay: float = 0.0,
@@ -400,11 +413,14 @@ def train_unet(args) -> None:
     models = torch.nn.ModuleDict(dict(unet=unet, text_encoder=text_encoder))
     ema = copy.deepcopy(models).requires_grad_(False)
     optimizer = torch.optim.AdamW(models.parameters(), lr=args.lr, weight_decay=0.01)
-    scheduler = DDIMScheduler(**shapes_models.scheduler_config())
+    scheduler = DDIMScheduler(**shapes_models.scheduler_config(args.prediction))
     alphas_cumprod = scheduler.alphas_cumprod.float()
     step, elapsed, warm_start = 0, 0.0, 0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True)
+        if state.get("prediction", "epsilon") != args.prediction:
+            raise ValueError(f"--prediction {args.prediction} does not match the checkpoint's "
+                             f"{state.get('prediction', 'epsilon')!r} in {ckpt_path}")
         models.load_state_dict(state["models"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -434,7 +450,11 @@ def train_unet(args) -> None:
             group["lr"] = lr
         hidden = text_encoder(ids).last_hidden_state
         with taps:
-            loss = min_snr_loss(unet(noisy, t, hidden).sample, noise, abar, args.min_snr)
+            pred = unet(noisy, t, hidden).sample
+            if args.prediction == "v_prediction":
+                loss = v_loss(pred, latents, noise, abar, args.min_snr)
+            else:
+                loss = min_snr_loss(pred, noise, abar, args.min_snr)
         ground = taps.loss(masks, token_object) if args.ground > 0 else loss.new_zeros(())
         optimise(loss + args.ground * ground, optimizer, models.parameters(), ema, models, args.ema, step)
         pool.refresh(step, args.refresh)
@@ -448,7 +468,7 @@ def train_unet(args) -> None:
         if step % args.save_every == 0 or step == args.steps:
             _atomic_save(dict(models=models.state_dict(), ema=ema.state_dict(),
                               optimizer=optimizer.state_dict(), step=step, warm_start=warm_start,
-                              elapsed=time.time() - start), ckpt_path)
+                              elapsed=time.time() - start, prediction=args.prediction), ckpt_path)
     _log(run_dir, dict(stage="unet_done", step=step, wall_s=round(time.time() - start, 1)))
 
 
@@ -475,7 +495,8 @@ def pack(args) -> None:
     tensors = {f"models.{k}": v.contiguous() for k, v in state["models"].items()}
     tensors.update({f"ema.{k}": v.contiguous() for k, v in state["ema"].items()})
     save_file(tensors, dest / "resume.safetensors",
-              metadata=dict(step=str(state["step"]), elapsed=str(state["elapsed"])))
+              metadata=dict(step=str(state["step"]), elapsed=str(state["elapsed"]),
+                            prediction=state.get("prediction", "epsilon")))
     for part in ("vae", "tokenizer"):
         if (dest / part).exists():
             shutil.rmtree(dest / part)
@@ -500,8 +521,8 @@ def build_pipeline(run_dir: Path, use_ema: bool = True):
     models.load_state_dict(state["ema" if use_ema else "models"])
     pipe = StableDiffusionPipeline(
         vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
-        scheduler=DDIMScheduler(**shapes_models.scheduler_config()), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
+        scheduler=DDIMScheduler(**shapes_models.scheduler_config(state.get("prediction", "epsilon"))),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe, state["step"], state["elapsed"]
@@ -548,6 +569,8 @@ def main(argv=None) -> None:
     parser.add_argument("--anneal", type=int, default=4000, help="cosine LR decay over the last N steps")
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--min-snr", type=float, default=5.0)
+    parser.add_argument("--prediction", choices=["epsilon", "v_prediction"], default="epsilon",
+                        help="unet: what the UNet predicts (v_prediction: x0-weighted loss floor, trailing DDIM)")
     parser.add_argument("--p-uncond", type=float, default=0.1)
     parser.add_argument("--ground", type=float, default=0.0,
                         help="weight of the token grounding loss on cross-attention (world/grounding.py)")

@@ -33,7 +33,7 @@ import torch
 from ..models import shapes as shapes_models
 from .edits import edit_vocabulary, sample_edit
 from .scene import Scene, sample_scene, vocabulary
-from .train import _atomic_save, log_window, min_snr_loss, optimise
+from .train import _atomic_save, log_window, min_snr_loss, optimise, v_loss
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
 REFERENCE_SIZE = 64
@@ -212,7 +212,8 @@ def train(args) -> None:
     models, tokenizer = _build(args.kind, base, run_dir)
     ema = copy.deepcopy(models).requires_grad_(False)
     optimizer = torch.optim.AdamW(models.parameters(), lr=args.lr, weight_decay=0.01)
-    alphas = DDIMScheduler(**shapes_models.scheduler_config()).alphas_cumprod.float()
+    prediction = base.scheduler.config.prediction_type  # the edit model inherits the base's target
+    alphas = DDIMScheduler(**shapes_models.scheduler_config(prediction)).alphas_cumprod.float()
     ckpt_path = run_dir / "model.ckpt"
     step, elapsed = 0, 0.0
     if ckpt_path.exists():
@@ -259,7 +260,11 @@ def train(args) -> None:
         lr = float(args.lr * min(1.0, (step + 1) / args.warmup) * (0.5 * (1 + np.cos(np.pi * step / args.steps))))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = min_snr_loss(models["unet"](model_input, t, context).sample, noise, abar, 5.0)
+        pred = models["unet"](model_input, t, context).sample
+        if prediction == "v_prediction":
+            loss = v_loss(pred, target, noise, abar, 5.0)
+        else:
+            loss = min_snr_loss(pred, noise, abar, 5.0)
         optimise(loss, optimizer, models.parameters(), ema, models, args.ema, step)
         pool.refresh(step, args.refresh)
         step += 1
@@ -279,8 +284,9 @@ def export(args) -> None:
     models, tokenizer = _build(args.kind, base, run_dir)
     state = torch.load(run_dir / "model.ckpt", weights_only=True)
     models.load_state_dict(state["ema"])
-    common = dict(vae=base.vae, unet=models["unet"], scheduler=DDIMScheduler(**shapes_models.scheduler_config()),
-                  safety_checker=None, requires_safety_checker=False)
+    scheduler = DDIMScheduler(**shapes_models.scheduler_config(base.scheduler.config.prediction_type))
+    common = dict(vae=base.vae, unet=models["unet"], scheduler=scheduler, safety_checker=None,
+                  requires_safety_checker=False)
     if args.kind == "paint_by_example":
         pipe = PaintByExamplePipeline(image_encoder=models["image_encoder"], feature_extractor=_feature_extractor(),
                                       **common)
