@@ -63,6 +63,9 @@ def test_explain_reports_bad_input_as_usage_errors(tmp_path):
     result = CliRunner().invoke(cli, ["explain", "a red circle", "--model", str(tmp_path / "missing"),
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "model must be" in result.output
+    result = CliRunner().invoke(cli, ["explain", "a red circle", "--model", model, "--embedder-size", "128",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "image_size applies to the 'efficientnet' embedder only" in result.output
 
 
 def test_attention_writes_heatmaps_views_and_regions(tmp_path):

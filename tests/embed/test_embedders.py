@@ -35,6 +35,15 @@ def test_efficientnet_embedder_uses_real_imagenet_weights():
     assert np.array_equal(vectors, EfficientNetEmbedder().embed(_images()))
 
 
+def test_efficientnet_image_size_is_in_the_name_and_changes_the_embedding():
+    small = make_embedder("efficientnet", image_size=128)
+    assert (small.name, EfficientNetEmbedder().name) == ("efficientnet-lite0-128", "efficientnet-lite0")
+    vectors = small.embed(_images())
+    assert vectors.shape == (3, 1280)
+    assert not np.allclose(vectors, EfficientNetEmbedder().embed(_images()))
+    assert _cos(vectors[0], vectors[1]) > _cos(vectors[0], vectors[2])
+
+
 def test_latent_embedder_uses_the_pipeline_vae(tmp_path):
     from tests.helpers import tiny_text2image
 
@@ -83,5 +92,9 @@ def test_embedder_errors():
         make_embedder("dinov2")
     with pytest.raises(ValueError, match="local directory"):
         make_embedder("clip", path="not-a-dir")
+    with pytest.raises(ValueError, match="image_size"):
+        make_embedder("pixel", image_size=128)
+    with pytest.raises(ValueError, match="image_size must be an integer >= 32, got 8"):
+        EfficientNetEmbedder(8)
     with pytest.raises(ValueError, match="uint8"):
         PixelEmbedder().embed(np.zeros((1, 8, 8, 3), dtype=np.float32))

@@ -21,6 +21,8 @@ def explanation_options(function):
         click.option("--embedder", default="pixel", show_default=True,
                      help="pixel | latent | efficientnet | clip | dinov2"),
         click.option("--embedder-path", default=None, help="local model directory for clip / dinov2"),
+        click.option("--embedder-size", type=int, default=None,
+                     help="efficientnet: side images are resized to [224]; 128 costs 0.3x on small images"),
         click.option("--similarity", default=None,
                      help="cosine | wasserstein | neg_l2 [smile: wasserstein, else cosine]"),
         click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop",
@@ -38,7 +40,8 @@ def explanation_options(function):
 
 
 def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, embedder_path, similarity,
-                    perturbation, cache_path, seed, out: Path, reference: str = "full", sections=()):
+                    perturbation, cache_path, seed, out: Path, embedder_size=None, reference: str = "full",
+                    sections=()):
     """Explain, save ``explanation.json`` / ``.safetensors`` and write ``report.html`` (coalition
     images read back from the cache: no new generations); print a summary."""
     import numpy as np
@@ -52,7 +55,7 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
 
     out.mkdir(parents=True, exist_ok=True)
     cache = GenerationCache(cache_path or out / "cache.sqlite")
-    embedder_obj = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path)
+    embedder_obj = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path, image_size=embedder_size)
     with progress_bar(f"generating ({method})") as update:
         explanation = explain_prompt(adapter, prompt, method=method, seeds=seeds, budget=budget, embedder=embedder_obj,
                                      similarity=similarity, perturbation=perturbation, cache=cache, seed=seed,
