@@ -45,7 +45,9 @@ def test_training_loop_smoke_resume_pack_and_export(tmp_path):
     fresh_args = ["unet", "--run-dir", str(fresh), "--init-from", str(packed), "--save-every", "2",
                   "--batch", "4", "--pool", "64", "--warmup", "2", "--anneal", "2"]
     train.main([*fresh_args, "--steps", "10", "--prediction", "v_prediction"])  # epsilon -> v fine-tune
-    assert [r["step"] for r in _log(fresh, "unet_done")] == [10]
+    assert [r["step"] for r in _log(fresh, "unet_done")] == [3, 6, 10]  # the packed run's history comes along
+    commands = (fresh / "commands.txt").read_text().splitlines()
+    assert commands[0].split()[3] == "vae" and "--init-from" in commands[-1]
     with pytest.raises(ValueError, match="v_prediction"):  # resuming must not switch the target
         train.main([*fresh_args, "--steps", "12"])
 

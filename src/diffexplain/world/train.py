@@ -429,6 +429,7 @@ def train_unet(args) -> None:
     elif args.init_from:
         step, elapsed = _load_packed(Path(args.init_from), models, ema)
         warm_start = step  # fresh optimizer moments: warm the learning rate up again
+        _inherit_history(Path(args.init_from), run_dir)
         print(f"initialised UNet from {args.init_from} at step {step}", flush=True)
     pool = _LatentPool(vae, tokenizer, args.pool, args.seed, vae.config.scaling_factor)
     for past in range(max(0, step - args.pool // args.refresh), step):  # replay recent refreshes
@@ -470,6 +471,15 @@ def train_unet(args) -> None:
                               optimizer=optimizer.state_dict(), step=step, warm_start=warm_start,
                               elapsed=time.time() - start, prediction=args.prediction), ckpt_path)
     _log(run_dir, dict(stage="unet_done", step=step, wall_s=round(time.time() - start, 1)))
+
+
+def _inherit_history(packed: Path, run_dir: Path) -> None:
+    """Put the packed run's log and commands before this run's, so that an export's training record
+    holds the whole lineage of the weights."""
+    for name in ("log.jsonl", "commands.txt"):
+        if (packed / name).is_file():
+            own = (run_dir / name).read_text() if (run_dir / name).is_file() else ""
+            (run_dir / name).write_text((packed / name).read_text() + own)
 
 
 def _load_packed(directory: Path, models, ema) -> tuple[int, float]:
