@@ -54,7 +54,7 @@ def test_training_loop_smoke_resume_pack_and_export(tmp_path):
     dest = tmp_path / "weights"
     train.main(["export", "--run-dir", str(fresh), "--dest", str(dest)])
     record = json.loads((dest / "training.json").read_text())
-    assert record["unet_steps"] == 10 and record["commands"]
+    assert record["unet_steps"] == 10 and record["commands"] and record["prediction"] == "v_prediction"
     scheduler = json.loads((dest / "scheduler" / "scheduler_config.json").read_text())
     assert (scheduler["prediction_type"], scheduler["timestep_spacing"]) == ("v_prediction", "trailing")
     from diffusers import StableDiffusionPipeline

@@ -549,11 +549,14 @@ def export(args) -> None:
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     vae_done = [r for r in log if r["stage"] == "vae_done"]
     decoder_done = [r for r in log if r["stage"] == "decoder_done"]
+    colour_done = [r for r in log if r["stage"] == "vae_colour_done"]
     unet_logs = [r for r in log if r["stage"] == "unet"]
     record = dict(
         pipeline="text2image", commands=commands, seed=args.seed, unet_steps=step,
         unet_wall_s=round(elapsed, 1), vae=vae_done[-1] if vae_done else None,
         vae_decoder_finetune=decoder_done[-1] if decoder_done else None,
+        vae_colour=colour_done[-1] if colour_done else None,
+        prediction=pipe.scheduler.config.prediction_type,
         final_loss=unet_logs[-1]["loss"] if unet_logs else None,
         loss_curve=[dict(step=r["step"], loss=round(r["loss"], 5)) for r in unet_logs[::20]],
         weights_dtype="float16" if args.fp16 else "float32",
