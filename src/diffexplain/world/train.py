@@ -87,6 +87,20 @@ def v_loss(pred: torch.Tensor, latents: torch.Tensor, noise: torch.Tensor, alpha
     return (torch.clamp(snr1, max=gamma) / snr1 * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
+def denoising_loss(pred: torch.Tensor, latents: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
+                   gamma: float, prediction: str) -> torch.Tensor:
+    """The training loss for a UNet that predicts ``prediction`` ("epsilon": min_snr_loss,
+    "v_prediction": v_loss); ``latents`` are the clean x0 of shape (n, C, h, w)."""
+    if prediction == "v_prediction":
+        return v_loss(pred, latents, noise, alpha_bar, gamma)
+    return min_snr_loss(pred, noise, alpha_bar, gamma)
+
+
+def _prediction(state: dict) -> str:
+    """A checkpoint's prediction type; checkpoints from before v-prediction are epsilon."""
+    return state.get("prediction", "epsilon")
+
+
 def optimise(loss: torch.Tensor, optimizer, parameters=None, ema=None, models=None, ema_decay: float = 0.0,
              step: int = 0) -> None:
     """One optimizer step; clips gradients of ``parameters`` to norm 1 when given, then updates the
@@ -418,9 +432,9 @@ def train_unet(args) -> None:
     step, elapsed, warm_start = 0, 0.0, 0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True)
-        if state.get("prediction", "epsilon") != args.prediction:
+        if _prediction(state) != args.prediction:
             raise ValueError(f"--prediction {args.prediction} does not match the checkpoint's "
-                             f"{state.get('prediction', 'epsilon')!r} in {ckpt_path}")
+                             f"{_prediction(state)!r} in {ckpt_path}")
         models.load_state_dict(state["models"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -451,11 +465,8 @@ def train_unet(args) -> None:
             group["lr"] = lr
         hidden = text_encoder(ids).last_hidden_state
         with taps:
-            pred = unet(noisy, t, hidden).sample
-            if args.prediction == "v_prediction":
-                loss = v_loss(pred, latents, noise, abar, args.min_snr)
-            else:
-                loss = min_snr_loss(pred, noise, abar, args.min_snr)
+            loss = denoising_loss(unet(noisy, t, hidden).sample, latents, noise, abar, args.min_snr,
+                                  args.prediction)
         ground = taps.loss(masks, token_object) if args.ground > 0 else loss.new_zeros(())
         optimise(loss + args.ground * ground, optimizer, models.parameters(), ema, models, args.ema, step)
         pool.refresh(step, args.refresh)
@@ -506,7 +517,7 @@ def pack(args) -> None:
     tensors.update({f"ema.{k}": v.contiguous() for k, v in state["ema"].items()})
     save_file(tensors, dest / "resume.safetensors",
               metadata=dict(step=str(state["step"]), elapsed=str(state["elapsed"]),
-                            prediction=state.get("prediction", "epsilon")))
+                            prediction=_prediction(state)))
     for part in ("vae", "tokenizer"):
         if (dest / part).exists():
             shutil.rmtree(dest / part)
@@ -531,7 +542,7 @@ def build_pipeline(run_dir: Path, use_ema: bool = True):
     models.load_state_dict(state["ema" if use_ema else "models"])
     pipe = StableDiffusionPipeline(
         vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
-        scheduler=DDIMScheduler(**shapes_models.scheduler_config(state.get("prediction", "epsilon"))),
+        scheduler=DDIMScheduler(**shapes_models.scheduler_config(_prediction(state))),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)

@@ -33,7 +33,7 @@ import torch
 from ..models import shapes as shapes_models
 from .edits import edit_vocabulary, sample_edit
 from .scene import Scene, sample_scene, vocabulary
-from .train import _atomic_save, log_window, min_snr_loss, optimise, v_loss
+from .train import _atomic_save, denoising_loss, log_window, optimise
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
 REFERENCE_SIZE = 64
@@ -260,11 +260,7 @@ def train(args) -> None:
         lr = float(args.lr * min(1.0, (step + 1) / args.warmup) * (0.5 * (1 + np.cos(np.pi * step / args.steps))))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pred = models["unet"](model_input, t, context).sample
-        if prediction == "v_prediction":
-            loss = v_loss(pred, target, noise, abar, 5.0)
-        else:
-            loss = min_snr_loss(pred, noise, abar, 5.0)
+        loss = denoising_loss(models["unet"](model_input, t, context).sample, target, noise, abar, 5.0, prediction)
         optimise(loss, optimizer, models.parameters(), ema, models, args.ema, step)
         pool.refresh(step, args.refresh)
         step += 1
