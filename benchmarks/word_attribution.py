@@ -108,8 +108,8 @@ def main() -> None:
 
     # 1. accuracy against ground truth
     scenes = captions(args.captions, 5, 8, seed=2024)
-    per_method = {m: dict(auc=[], auc_no_position=[], precision=[], generations=0, new_generations=0, wall_s=0.0)
-                  for m in METHODS}
+    per_method = {m: dict(auc=[], auc_no_position=[], precision=[], generations=0, new_generations=0, wall_s=0.0,
+                          by_role={}) for m in METHODS}
     for scene in scenes:
         for method in METHODS:
             similarity = args.similarity or ("wasserstein" if method == "smile" else "cosine")
@@ -126,11 +126,18 @@ def main() -> None:
             keep = np.array([w.role != "position" for w in scene.words])
             row["auc_no_position"].append(roc_auc(e.values[keep], scene.relevance[keep]))
             row["precision"].append(precision_at_k(e.values, scene.relevance))
+            share = e.values / max(float(np.abs(e.values).sum()), 1e-12)  # each word's signed share of sum |phi|
+            for word, value in zip(scene.words, share):
+                row["by_role"].setdefault(word.role, []).append(float(value))
     accuracy = {m: dict(auc=float(np.nanmean(r["auc"])), auc_min=float(np.nanmin(r["auc"])),
                         auc_without_position_words=float(np.nanmean(r["auc_no_position"])),
                         precision_at_k=float(np.mean(r["precision"])), generations=r["generations"],
-                        new_generations=r["new_generations"], wall_s=round(r["wall_s"], 1))
+                        new_generations=r["new_generations"], wall_s=round(r["wall_s"], 1),
+                        share_by_role={k: float(np.mean(v)) for k, v in sorted(r["by_role"].items())},
+                        negative_content_share=float(np.mean([v < 0 for k, vs in r["by_role"].items()
+                                                              if k != "filler" for v in vs])))
                 for m, r in per_method.items()}
+    roles = sorted({k for a in accuracy.values() for k in a["share_by_role"]})
 
     # 2. sampled vs exact on 6-10 word prompts
     compare = captions(args.compare_prompts, 6, max_compare_words, seed=77)
@@ -186,6 +193,11 @@ def main() -> None:
     lines += [f"| {m} | {a['auc']:.3f} | {a['auc_without_position_words']:.3f} | {a['auc_min']:.2f} | "
               f"{a['precision_at_k']:.3f} | {a['generations']} | "
               f"{a['new_generations']} | {a['wall_s']} |" for m, a in accuracy.items()]
+    lines += ["", "Mean signed share of sum |value| per word, by the word's role (the filler column should be near 0; "
+              "'content < 0' is the share of content words given a negative value):", "",
+              "| method | " + " | ".join(roles) + " | content < 0 |", "|---|" + "---|" * (len(roles) + 1)]
+    lines += [f"| {m} | " + " | ".join(f"{a['share_by_role'].get(k, float('nan')):+.3f}" for k in roles)
+              + f" | {a['negative_content_share']:.1%} |" for m, a in accuracy.items()]
     lines += ["", f"## Sampled vs exact Shapley: MAE of normalised values ({len(compare)} prompts of "
               f"6-{max_compare_words} words)", "",
               "| method | 2d | 4d | 8d |", "|---|---|---|---|"]

@@ -129,3 +129,43 @@ def test_scheduler_config_rejects_unknown_prediction_type():
 
     with pytest.raises(ValueError, match="sample"):
         shapes.scheduler_config("sample")
+
+
+def test_drop_words_keeps_order_and_covers_every_coalition_size():
+    import numpy as np
+
+    caption = "a big red circle on the left"
+    words = caption.split()
+    rng = np.random.default_rng(0)
+    sizes = np.zeros(len(words) + 1, dtype=int)
+    for _ in range(4000):
+        kept = train.drop_words(caption, rng).split()
+        positions = [words.index(w) if w != "the" else 5 for w in kept]  # every word but none repeats
+        assert positions == sorted(positions)
+        sizes[len(kept)] += 1
+    # keep-share uniform on [0, 1) gives each of the d + 1 sizes probability 1 / (d + 1)
+    assert np.all(np.abs(sizes / 4000 - 1 / (len(words) + 1)) < 0.03), sizes
+
+
+def test_word_drop_batches_are_seeded_and_leave_the_default_stream_alone():
+    class Tok:
+        model_max_length = 8
+
+        def __call__(self, captions, **kwargs):
+            ids = torch.tensor([[len(c.split())] * 8 for c in captions])
+            return type("T", (), {"input_ids": ids})()
+
+    pool = train._LatentPool.__new__(train._LatentPool)
+    pool.seed, pool.tokenizer = 0, Tok()
+    pool.captions = [f"a red circle number {i}" for i in range(32)]
+    pool.latents = torch.zeros(32, 1)
+    pool.masks = torch.zeros(32, 3, 2, 2)
+    pool.token_object = torch.zeros(32, 8, dtype=torch.int8)
+    plain = pool.batch(3, 16, 0.0)
+    dropped = pool.batch(3, 16, 0.0, p_word_drop=1.0)
+    again = pool.batch(3, 16, 0.0, p_word_drop=1.0)
+    assert torch.equal(plain[1], pool.batch(3, 16, 0.0)[1])
+    assert torch.equal(dropped[1], again[1])
+    assert (dropped[1][:, 0] < 5).any()  # some words gone
+    changed = dropped[1][:, 0] != plain[1][:, 0]
+    assert (dropped[3][changed] == -1).all() and (plain[3] == 0).all()

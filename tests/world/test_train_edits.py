@@ -11,7 +11,8 @@ from diffexplain.world import train_edits
 def test_edit_training_smoke_and_export(tmp_path, kind):
     """Two optimisation steps from the shipped text2image model, then an exported pipeline that loads and runs."""
     run = tmp_path / "run"
-    train_edits.main([kind, "--run-dir", str(run), "--steps", "2", "--batch", "2", "--pool", "8", "--refresh", "2"])
+    train_edits.main([kind, "--run-dir", str(run), "--steps", "2", "--batch", "2", "--pool", "8", "--refresh", "2",
+                      "--word-drop", "0.5"])
     dest = tmp_path / "weights"
     train_edits.main(["export", "--kind", kind, "--run-dir", str(run), "--dest", str(dest)])
     from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter

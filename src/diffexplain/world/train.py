@@ -388,15 +388,34 @@ class _LatentPool:
         rng = np.random.default_rng([self.seed, 4, step])
         self._fill(rng.choice(len(self.captions), size=count, replace=False), rng)
 
-    def batch(self, step: int, size: int, p_uncond: float):
+    def batch(self, step: int, size: int, p_uncond: float, p_word_drop: float = 0.0):
         rng = np.random.default_rng([self.seed, 5, step])
         idx = rng.choice(len(self.captions), size=size, replace=False)
         captions = ["" if rng.random() < p_uncond else self.captions[i] for i in idx]
+        ungrounded = [c == "" for c in captions]
+        if p_word_drop > 0:  # a separate stream, so runs without word dropout draw the same batches
+            drop_rng = np.random.default_rng([self.seed, 6, step])
+            for j, caption in enumerate(captions):
+                if caption and drop_rng.random() < p_word_drop:
+                    captions[j] = drop_words(caption, drop_rng)
+                    ungrounded[j] = True  # token positions moved; the grounding targets no longer apply
         ids = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
         token_object = self.token_object[idx].long()
-        token_object[torch.tensor([c == "" for c in captions])] = -1
+        token_object[torch.tensor(ungrounded)] = -1
         return self.latents[idx], ids, self.masks[idx].float(), token_object
+
+
+def drop_words(caption: str, rng: np.random.Generator) -> str:
+    """The caption with a random subset of its words removed, as a prompt explainer's coalition.
+
+    The share of words kept is drawn uniformly from [0, 1) and each word is kept independently
+    with that probability, so every coalition size is seen about equally often (exact Shapley
+    weights coalition sizes equally). Word order is kept; the result may be empty.
+    """
+    words = caption.split()
+    keep = rng.random(len(words)) < rng.random()
+    return " ".join(w for w, k in zip(words, keep) if k)
 
 
 def _lr_at(step: int, args, warm_start: int = 0) -> float:
@@ -454,7 +473,7 @@ def train_unet(args) -> None:
     ground_window: list[float] = []
     taps = AttentionTaps(unet) if args.ground > 0 else contextlib.nullcontext()
     while step < args.steps:
-        latents, ids, masks, token_object = pool.batch(step, args.batch, args.p_uncond)
+        latents, ids, masks, token_object = pool.batch(step, args.batch, args.p_uncond, args.word_drop)
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
@@ -596,6 +615,9 @@ def main(argv=None) -> None:
     parser.add_argument("--prediction", choices=["epsilon", "v_prediction"], default="epsilon",
                         help="unet: what the UNet predicts (v_prediction: x0-weighted loss floor, trailing DDIM)")
     parser.add_argument("--p-uncond", type=float, default=0.1)
+    parser.add_argument("--word-drop", type=float, default=0.0,
+                        help="unet: share of captions trained with a random subset of their words removed, so the "
+                             "model learns that an unnamed attribute is free and a dropped filler word changes nothing")
     parser.add_argument("--ground", type=float, default=0.0,
                         help="weight of the token grounding loss on cross-attention (world/grounding.py)")
     parser.add_argument("--pool", type=int, default=16384)

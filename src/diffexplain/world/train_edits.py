@@ -33,7 +33,7 @@ import torch
 from ..models import shapes as shapes_models
 from .edits import edit_vocabulary, sample_edit
 from .scene import Scene, sample_scene, vocabulary
-from .train import _atomic_save, denoising_loss, log_window, optimise
+from .train import _atomic_save, denoising_loss, drop_words, log_window, optimise
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
 REFERENCE_SIZE = 64
@@ -245,6 +245,9 @@ def train(args) -> None:
         else:
             drop_text = (draw < 0.05) | (draw >= 0.10) & (draw < 0.15) if args.kind == "pix2pix" else draw < 0.1
             texts = ["" if d else i["text"] for d, i in zip(drop_text, items)]
+            if args.word_drop > 0:  # its own stream, so runs without word dropout draw the same batches
+                drop_rng = np.random.default_rng([args.seed, 10, step])
+                texts = [drop_words(x, drop_rng) if x and drop_rng.random() < args.word_drop else x for x in texts]
             ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                             return_tensors="pt").input_ids
             context = models["text_encoder"](ids).last_hidden_state
@@ -323,6 +326,9 @@ def main(argv=None) -> None:
     parser.add_argument("--refresh", type=int, default=8)
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--word-drop", type=float, default=0.0,
+                        help="share of instructions trained with a random subset of their words removed "
+                             "(see train.drop_words)")
     parser.add_argument("--dest", default=None)
     parser.add_argument("--fp16", action="store_true")
     args = parser.parse_args(argv)
