@@ -74,7 +74,7 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int) -> dict:
                               guidance_scale=shapes.DEFAULT_GUIDANCE)
         for method in attribution:
             e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder="efficientnet",
-                               similarity="wasserstein" if method == "smile" else "cosine",
+                               similarity="neg_l2",
                                budget=None if method == "shapley" else 64)
             attribution[method].append(roc_auc(e.values, edit.relevance))
     return dict(n_edits=len(edits), success=success,

@@ -2,7 +2,7 @@
 and overhead.
 
 Usage: python benchmarks/word_attribution.py [--captions 50] [--seeds 2] [--embedder pixel]
-       [--similarity cosine] [--quick]
+       [--similarity neg_l2] [--quick]
 
 Writes benchmarks/results/word_attribution.{json,md}:
 - accuracy: on held-out shapes captions of 5-8 words, per method, ROC-AUC of the attributions
@@ -112,7 +112,7 @@ def main() -> None:
                           by_role={}) for m in METHODS}
     for scene in scenes:
         for method in METHODS:
-            similarity = args.similarity or ("wasserstein" if method == "smile" else "cosine")
+            similarity = args.similarity or "neg_l2"
             start = time.perf_counter()
             d = len(scene.words)
             budget = None if method == "shapley" else (4 * d if method in ("permutation", "kernelshap") else 64)
@@ -147,14 +147,15 @@ def main() -> None:
     errors_l1 = {m: {f: [] for f in (2, 4, 8)} for m in errors}
     totals = []
     for scene in compare:
-        exact_e = explain_prompt(adapter, scene.caption, method="shapley", **common)
+        exact_e = explain_prompt(adapter, scene.caption, method="shapley", similarity=args.similarity or "neg_l2",
+                                  **common)
         exact, raw = exact_e.normalised(), exact_e.values
         totals.append(float(raw.sum()))
         d = len(scene.words)
         for method in errors:
             for factor in (2, 4, 8):
                 e = explain_prompt(adapter, scene.caption, method=method, budget=factor * d,
-                                   similarity="cosine", **common)
+                                   similarity=args.similarity or "neg_l2", **common)
                 errors[method][factor].append(float(np.abs(e.normalised() - exact).mean()))
                 errors_l1[method][factor].append(float(np.abs(e.values - raw).mean() / np.abs(raw).sum()))
     sampled = {m: {f"{f}d": float(np.mean(v)) for f, v in by.items()} for m, by in errors.items()}

@@ -36,8 +36,11 @@ def test_every_explainer_runs_end_to_end_and_round_trips(adapter, method, tmp_pa
     assert explanation.values.dtype == np.float32 and np.isfinite(explanation.values).all()
     assert explanation.stderr is not None and explanation.stderr.shape == (4,)
     assert explanation.n_generations > 0 and explanation.n_cached == 0
+    assert explanation.settings["similarity"] == "neg_l2"  # the default for every method
     if method in ("shapley", "permutation", "kernelshap"):
         assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-5)
+        # -L2 to the unperturbed image: 0 for the full prompt, below 0 for the empty one
+        assert explanation.full_value == pytest.approx(0.0, abs=1e-6) and explanation.base_value < 0
     if method == "smile":
         assert explanation.pvalues is not None
         assert len(explanation.info["w1_pvalue"]) == explanation.info["n_coalitions"]

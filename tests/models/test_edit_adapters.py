@@ -94,8 +94,8 @@ def test_distances_can_be_measured_against_the_source_image(tmp_path):
                           guidance_scale=2.0)
     to_edit = explain_prompt(adapter, "make the circle blue", method="shapley", seeds=1)
     to_source = explain_prompt(adapter, "make the circle blue", method="shapley", seeds=1, reference="source")
-    assert to_edit.full_value == pytest.approx(1.0)  # the unperturbed edit is its own reference
-    assert to_source.full_value < 1.0
+    assert to_edit.full_value == pytest.approx(0.0, abs=1e-6)  # the unperturbed edit is its own reference (-L2)
+    assert to_source.full_value < 0.0
     assert to_source.settings["reference"] == "source"
     from diffexplain.models.adapter import TextToImageAdapter
     from tests.helpers import tiny_text2image

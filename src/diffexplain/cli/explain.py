@@ -24,7 +24,7 @@ def explanation_options(function):
         click.option("--embedder-size", type=int, default=None,
                      help="efficientnet: side images are resized to [224]; 128 costs 0.3x on small images"),
         click.option("--similarity", default=None,
-                     help="cosine | wasserstein | neg_l2 [smile: wasserstein, else cosine]"),
+                     help="neg_l2 | cosine | wasserstein (SMILE paper) [neg_l2]"),
         click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop",
                      show_default=True),
         click.option("--steps", type=int, default=None, help="denoising steps [shapes: 20]"),

@@ -37,6 +37,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
+DEFAULT_SIMILARITY = "neg_l2"
+
+
 def explain_prompt(
     adapter,
     prompt: str,
@@ -63,7 +66,10 @@ def explain_prompt(
         seeds: K (seeds 0..K-1) or an explicit list; every coalition uses the same seeds.
         budget: coalitions to evaluate (default: ``default_budget``); images = coalitions x seeds.
         embedder: an embedder object or a name ("pixel", "latent", "efficientnet", "clip", "dinov2").
-        similarity: "cosine", "wasserstein" or "neg_l2" (default: wasserstein for SMILE, else cosine).
+        similarity: "neg_l2" (default), "cosine" or "wasserstein" (SMILE's paper). neg_l2 is the
+            default for every method because it ranks content words above fillers best on the shapes
+            world: cosine ignores a change of scale (a gray background reads as white on pixels) and
+            W1 ignores which dimension changed (a moved object barely registers); see README.
         perturbation: "drop" or "empty_embedding" (see ``PromptGame``).
         cache: generation cache shared across explanations (default: a fresh in-memory one).
         seed: seeds the explainer's own sampling (permutations, masks, bootstrap).
@@ -78,7 +84,7 @@ def explain_prompt(
     if not seed_list:
         raise ValueError("seeds must not be empty")
     if similarity is None:
-        similarity = "wasserstein" if method == "smile" else "cosine"
+        similarity = DEFAULT_SIMILARITY
     if isinstance(embedder, str):
         embedder = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path)
     game = PromptGame(adapter, prompt, seeds=seed_list, embedder=embedder, similarity=similarity,

@@ -16,7 +16,8 @@ class SmileExplainer(SurrogateExplainer):
 
     Procedure:
         1. Sample ``budget`` distinct non-empty Bernoulli(0.5) word masks (the full prompt first).
-        2. Response y(z) = the game's value; with ``similarity="wasserstein"`` it is 1 - W1, W1 the
+        2. Response y(z) = the game's value (``explain_prompt``'s default: -L2 between embeddings);
+           with ``similarity="wasserstein"`` (the paper's choice) it is 1 - W1, W1 the
            1-D Wasserstein distance between the embedding values of the perturbed and the
            unperturbed image (``scipy.stats.wasserstein_distance``), averaged over seeds.
         3. Kernel pi(z) = sqrt(exp(-D(z)^2 / sigma^2)), D the game's text distance between the
