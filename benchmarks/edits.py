@@ -7,7 +7,7 @@ Writes benchmarks/results/edits.{json,md}:
 - pix2pix fidelity: held-out edits (source scene, instruction, target scene); an edit succeeds
   when the checker reads the *target* caption back from the edited image (colours, count, shapes,
   and position where the caption names one).
-- instruction attribution: exact Shapley and SMILE (W1 on EfficientNet embeddings) on held-out
+- instruction attribution: exact Shapley and SMILE (the default -L2 on EfficientNet embeddings) on held-out
   instructions; ROC-AUC of the values against the words' binary relevance (content vs filler).
 - insertion and IMACS: Paint-by-Example fills a held-out scene's object box from the object's
   reference crop. Success: the checker reads the scene's caption back. Quality: IoU of the pixels
@@ -74,7 +74,6 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int) -> dict:
                               guidance_scale=shapes.DEFAULT_GUIDANCE)
         for method in attribution:
             e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder="efficientnet",
-                               similarity="neg_l2",
                                budget=None if method == "shapley" else 64)
             attribution[method].append(roc_auc(e.values, edit.relevance))
     return dict(n_edits=len(edits), success=success,

@@ -104,7 +104,7 @@ def main() -> None:
                            batch_size=64, vocabulary_check=check_vocabulary)
     embedder = make_embedder(args.embedder, pipe=pipe, image_size=args.embedder_size)
     cache = GenerationCache()
-    common = dict(seeds=args.seeds, embedder=embedder, cache=cache)
+    common = dict(seeds=args.seeds, embedder=embedder, cache=cache, similarity=args.similarity)  # None: the default
 
     # 1. accuracy against ground truth
     scenes = captions(args.captions, 5, 8, seed=2024)
@@ -112,11 +112,10 @@ def main() -> None:
                           by_role={}) for m in METHODS}
     for scene in scenes:
         for method in METHODS:
-            similarity = args.similarity or "neg_l2"
             start = time.perf_counter()
             d = len(scene.words)
             budget = None if method == "shapley" else (4 * d if method in ("permutation", "kernelshap") else 64)
-            e = explain_prompt(adapter, scene.caption, method=method, budget=budget, similarity=similarity, **common)
+            e = explain_prompt(adapter, scene.caption, method=method, budget=budget, **common)
             row = per_method[method]
             row["wall_s"] += time.perf_counter() - start
             row["generations"] += e.n_generations
@@ -147,15 +146,13 @@ def main() -> None:
     errors_l1 = {m: {f: [] for f in (2, 4, 8)} for m in errors}
     totals = []
     for scene in compare:
-        exact_e = explain_prompt(adapter, scene.caption, method="shapley", similarity=args.similarity or "neg_l2",
-                                  **common)
+        exact_e = explain_prompt(adapter, scene.caption, method="shapley", **common)
         exact, raw = exact_e.normalised(), exact_e.values
         totals.append(float(raw.sum()))
         d = len(scene.words)
         for method in errors:
             for factor in (2, 4, 8):
-                e = explain_prompt(adapter, scene.caption, method=method, budget=factor * d,
-                                   similarity=args.similarity or "neg_l2", **common)
+                e = explain_prompt(adapter, scene.caption, method=method, budget=factor * d, **common)
                 errors[method][factor].append(float(np.abs(e.normalised() - exact).mean()))
                 errors_l1[method][factor].append(float(np.abs(e.values - raw).mean() / np.abs(raw).sum()))
     sampled = {m: {f"{f}d": float(np.mean(v)) for f, v in by.items()} for m, by in errors.items()}
