@@ -69,3 +69,30 @@ def test_extended_text_encoder_keeps_shared_words():
 def test_inpainting_on_the_8_channel_shapes_vae_is_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match="needs a VAE with 4 latent channels"):
         train_edits.main(["inpaint", "--run-dir", str(tmp_path / "run"), "--steps", "1", "--pool", "4"])
+
+
+def test_fine_tune_starts_from_the_exported_weights_and_keeps_the_record(tmp_path):
+    """A run started with --init-from at learning rate 0 exports exactly the weights it started from."""
+    import torch
+    from safetensors.torch import load_file
+
+    common = ["--batch", "2", "--pool", "8", "--refresh", "2"]
+    train_edits.main(["pix2pix", "--run-dir", str(tmp_path / "a"), "--steps", "1", *common])
+    train_edits.main(["export", "--kind", "pix2pix", "--run-dir", str(tmp_path / "a"), "--dest", str(tmp_path / "wa")])
+    train_edits.main(["pix2pix", "--run-dir", str(tmp_path / "b"), "--steps", "1", "--lr", "0", *common,
+                      "--init-from", str(tmp_path / "wa")])
+    train_edits.main(["export", "--kind", "pix2pix", "--run-dir", str(tmp_path / "b"), "--dest", str(tmp_path / "wb")])
+    for part in ("unet", "text_encoder"):
+        before = load_file(next((tmp_path / "wa" / part).glob("*.safetensors")))
+        after = load_file(next((tmp_path / "wb" / part).glob("*.safetensors")))
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+    record = json.loads((tmp_path / "wb" / "training.json").read_text())
+    assert record["total_steps"] == 2 and record["earlier_run"]["steps"] == 1
+    assert record["init_from"] == str(tmp_path / "wa")
+
+
+def test_fine_tune_refuses_a_pipeline_of_another_kind(tmp_path):
+    with pytest.raises(ValueError, match="not 'instruct_pix2pix'"):
+        train_edits.main(["pix2pix", "--run-dir", str(tmp_path / "run"), "--steps", "1", "--pool", "4",
+                          "--init-from", str(shapes.weights_path("text2image"))])

@@ -4,6 +4,10 @@
     python -m diffexplain.world.train_edits inpaint          --run-dir runs/inpaint --steps 4000
     python -m diffexplain.world.train_edits paint_by_example --run-dir runs/pbe     --steps 6000
     python -m diffexplain.world.train_edits export           --run-dir runs/pix2pix --kind pix2pix --fp16
+    python -m diffexplain.world.train_edits pix2pix --run-dir runs/p2p_ft --init-from training/instruct_pix2pix/step2900
+
+``--init-from`` starts a run from an exported pipeline of the same kind (its weights and, for pix2pix,
+its tokenizer); the optimizer and the LR schedule start afresh, and the export records both runs.
 
 Every model reuses the shapes VAE (frozen). The UNet starts from text2image's with ``conv_in``
 widened by zero-initialised input channels (as InstructPix2Pix does), so training starts from a
@@ -168,6 +172,30 @@ def _base(base_dir: Path):
     return DiffusionPipeline.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True)
 
 
+def _init_from(kind: str, source: Path, run_dir: Path) -> dict:
+    """Prepare ``run_dir`` to start from the exported pipeline in ``source``: its tokenizer is copied
+    in (token ids must match its text encoder); returns its training record."""
+    record_path = source / "training.json"
+    if not (source / "model_index.json").is_file() or not record_path.is_file():
+        raise ValueError(f"--init-from must be a pipeline exported by this script; got {str(source)!r}")
+    record = json.loads(record_path.read_text())
+    expected = "instruct_pix2pix" if kind == "pix2pix" else kind
+    if record.get("pipeline") != expected:
+        raise ValueError(f"--init-from {str(source)!r} holds a {record.get('pipeline')!r} pipeline, not {expected!r}")
+    if kind == "pix2pix" and not (run_dir / "tokenizer").exists():
+        shutil.copytree(source / "tokenizer", run_dir / "tokenizer")
+    return record
+
+
+def _load_exported(models: torch.nn.ModuleDict, source: Path) -> None:
+    """Copy the weights of the exported pipeline in ``source`` into ``models`` (as float32)."""
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(str(source), dtype=torch.float32, local_files_only=True)
+    for name, module in models.items():
+        module.load_state_dict(getattr(pipe, name).state_dict())
+
+
 def _build(kind: str, base, run_dir: Path):
     """Trainable modules for ``kind``, initialised from the text2image pipeline ``base``, and the
     tokenizer (the edit vocabulary's is built once into ``run_dir/tokenizer``, then loaded)."""
@@ -209,12 +237,16 @@ def train(args) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     base = _base(Path(args.base))
     check_supported(args.kind, base.vae.config.latent_channels)
+    ckpt_path = run_dir / "model.ckpt"
+    history = _init_from(args.kind, Path(args.init_from), run_dir) if args.init_from else None
     models, tokenizer = _build(args.kind, base, run_dir)
+    if history is not None and not ckpt_path.exists():
+        _load_exported(models, Path(args.init_from))
+        (run_dir / "init.json").write_text(json.dumps(dict(init_from=args.init_from, **history), indent=2) + "\n")
     ema = copy.deepcopy(models).requires_grad_(False)
     optimizer = torch.optim.AdamW(models.parameters(), lr=args.lr, weight_decay=0.01)
     prediction = base.scheduler.config.prediction_type  # the edit model inherits the base's target
     alphas = DDIMScheduler(**shapes_models.scheduler_config(prediction)).alphas_cumprod.float()
-    ckpt_path = run_dir / "model.ckpt"
     step, elapsed = 0, 0.0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True)
@@ -302,10 +334,14 @@ def export(args) -> None:
     pipe.save_pretrained(dest, safe_serialization=True)
     commands = (run_dir / "commands.txt").read_text().splitlines()
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    (dest / "training.json").write_text(json.dumps(dict(
-        pipeline=name, commands=commands, steps=state["step"], wall_s=round(state["elapsed"], 1),
-        final_loss=log[-1]["loss"] if log else None, base=str(args.base),
-        weights_dtype="float16" if args.fp16 else "float32"), indent=2) + "\n")
+    record = dict(pipeline=name, commands=commands, steps=state["step"], wall_s=round(state["elapsed"], 1),
+                  final_loss=log[-1]["loss"] if log else None, base=str(args.base),
+                  weights_dtype="float16" if args.fp16 else "float32")
+    if (run_dir / "init.json").is_file():  # a fine-tune: keep the record of the run it started from
+        earlier = json.loads((run_dir / "init.json").read_text())
+        record.update(init_from=earlier.pop("init_from"), earlier_run=earlier,
+                      total_steps=state["step"] + earlier.get("total_steps", earlier["steps"]))
+    (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"exported {name} at step {state['step']} to {dest}", flush=True)
 
 
@@ -329,6 +365,8 @@ def main(argv=None) -> None:
     parser.add_argument("--word-drop", type=float, default=0.0,
                         help="share of instructions trained with a random subset of their words removed "
                              "(see train.drop_words)")
+    parser.add_argument("--init-from", default=None,
+                        help="an exported pipeline of the same kind to start from (fresh optimizer and LR schedule)")
     parser.add_argument("--dest", default=None)
     parser.add_argument("--fp16", action="store_true")
     args = parser.parse_args(argv)
