@@ -2,7 +2,8 @@
 and overhead.
 
 Usage: python benchmarks/word_attribution.py [--captions 50] [--seeds 2] [--embedder pixel]
-       [--similarity neg_l2] [--quick]
+       [--similarity neg_l2] [--parts accuracy,compare,overhead] [--methods shapley,smile]
+       [--draws 4] [--quick]
 
 Writes benchmarks/results/word_attribution.{json,md}:
 - accuracy: on held-out shapes captions of 5-8 words, per method, ROC-AUC of the attributions
@@ -11,7 +12,10 @@ Writes benchmarks/results/word_attribution.{json,md}:
   method's "generations" column counts images it asked for, most served from the cache.
 - sampled vs exact: mean absolute error of normalised values (permutation, KernelSHAP, LIME,
   SMILE) against exact Shapley at budgets 2d, 4d and 8d, on prompts of 6-10 words, with values
-  normalised to sum 1 and, as well, errors divided by the exact values' L1 norm.
+  normalised to sum 1 and, as well, errors divided by the exact values' L1 norm. Each sampled
+  estimator is run with ``--draws`` sampler seeds per prompt and its error averaged over them (the
+  exact game has evaluated every coalition, so the extra draws cost no generations): one draw per
+  prompt leaves the mean error of 8 prompts too noisy to compare with a 0.05 target.
 - overhead: the share of an explanation's wall time spent outside the pipeline call (split into
   embedding the images and everything else) for the pixel embedder (the CLI default) and
   EfficientNet at 224 and 128, and the generations of a re-run (must be 0).
@@ -94,7 +98,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 captions, 2 comparison prompts (smoke run)")
     parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="word_attribution")
+    parser.add_argument("--parts", default="accuracy,compare,overhead",
+                        help="comma-separated: accuracy, compare (sampled vs exact), overhead")
+    parser.add_argument("--methods", default=",".join(METHODS), help="accuracy part: comma-separated methods")
+    parser.add_argument("--draws", type=int, default=4, help="compare part: sampler seeds per prompt and method")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    methods = tuple(args.methods.split(","))
+    if not parts <= {"accuracy", "compare", "overhead"} or not parts:
+        parser.error(f"--parts must name accuracy, compare and/or overhead, got {args.parts!r}")
+    if not set(methods) <= set(METHODS):
+        parser.error(f"--methods must be among {METHODS}, got {args.methods!r}")
+    if args.draws < 1:
+        parser.error(f"--draws must be >= 1, got {args.draws}")
     max_compare_words = args.max_compare_words
     if args.quick:  # a smoke run: 5 captions, 1 seed, 2 comparison prompts of at most 8 words
         args.captions, args.compare_prompts, args.seeds, max_compare_words = 5, 2, 1, 8
@@ -109,9 +125,9 @@ def main() -> None:
     # 1. accuracy against ground truth
     scenes = captions(args.captions, 5, 8, seed=2024)
     per_method = {m: dict(auc=[], auc_no_position=[], precision=[], generations=0, new_generations=0, wall_s=0.0,
-                          by_role={}) for m in METHODS}
-    for scene in scenes:
-        for method in METHODS:
+                          by_role={}) for m in methods}
+    for scene in (scenes if "accuracy" in parts else []):
+        for method in methods:
             start = time.perf_counter()
             d = len(scene.words)
             budget = None if method == "shapley" else (4 * d if method in ("permutation", "kernelshap") else 64)
@@ -135,7 +151,7 @@ def main() -> None:
                         share_by_role={k: float(np.mean(v)) for k, v in sorted(r["by_role"].items())},
                         negative_content_share=float(np.mean([v < 0 for k, vs in r["by_role"].items()
                                                               if k != "filler" for v in vs])))
-                for m, r in per_method.items()}
+                for m, r in per_method.items()} if "accuracy" in parts else {}
     roles = sorted({k for a in accuracy.values() for k in a["share_by_role"]})
 
     # 2. sampled vs exact on 6-10 word prompts
@@ -145,24 +161,36 @@ def main() -> None:
     errors = {m: {f: [] for f in (2, 4, 8)} for m in ("permutation", "kernelshap", "lime", "smile")}
     errors_l1 = {m: {f: [] for f in (2, 4, 8)} for m in errors}
     totals = []
-    for scene in compare:
+    for scene in (compare if "compare" in parts else []):
         exact_e = explain_prompt(adapter, scene.caption, method="shapley", **common)
         exact, raw = exact_e.normalised(), exact_e.values
         totals.append(float(raw.sum()))
         d = len(scene.words)
         for method in errors:
             for factor in (2, 4, 8):
-                e = explain_prompt(adapter, scene.caption, method=method, budget=factor * d, **common)
-                errors[method][factor].append(float(np.abs(e.normalised() - exact).mean()))
-                errors_l1[method][factor].append(float(np.abs(e.values - raw).mean() / np.abs(raw).sum()))
-    sampled = {m: {f"{f}d": float(np.mean(v)) for f, v in by.items()} for m, by in errors.items()}
-    sampled_l1 = {m: {f"{f}d": float(np.mean(v)) for f, v in by.items()} for m, by in errors_l1.items()}
+                for draw in range(args.draws):
+                    e = explain_prompt(adapter, scene.caption, method=method, budget=factor * d, seed=draw, **common)
+                    errors[method][factor].append(float(np.abs(e.normalised() - exact).mean()))
+                    errors_l1[method][factor].append(float(np.abs(e.values - raw).mean() / np.abs(raw).sum()))
+    # per prompt, the mean over draws; then the mean over prompts and its standard error across prompts
+    n_compare = len(totals)
+
+    def summary(by_factor):
+        out = {}
+        for f, v in by_factor.items():
+            per_prompt = np.array(v).reshape(n_compare, args.draws).mean(axis=1) if n_compare else np.array([np.nan])
+            out[f"{f}d"] = float(per_prompt.mean())
+            out[f"{f}d_se"] = float(per_prompt.std(ddof=1) / np.sqrt(n_compare)) if n_compare > 1 else float("nan")
+        return out
+
+    sampled = {m: summary(by) for m, by in errors.items()}
+    sampled_l1 = {m: summary(by) for m, by in errors_l1.items()}
 
     # 3. overhead on a fresh cache (per embedder: the default pixel one, EfficientNet at 224 and 128),
     # then a re-run
     scene = compare[0]
     overheads = {}
-    for name, size in (("pixel", None), ("efficientnet", 224), ("efficientnet", 128)):
+    for name, size in ((("pixel", None), ("efficientnet", 224), ("efficientnet", 128)) if "overhead" in parts else ()):
         adapter.generation_seconds = 0.0
         timed = TimedEmbedder(make_embedder(name, pipe=pipe, image_size=size))
         start = time.perf_counter()
@@ -172,16 +200,19 @@ def main() -> None:
         share = 1 - adapter.generation_seconds / wall
         overheads[timed.name] = dict(overhead_share=share, embedding_share=timed.seconds / wall,
                                      other_share=share - timed.seconds / wall, wall_s=wall)
-    fresh = GenerationCache()
-    explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder, cache=fresh)
-    rerun = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder,
-                           cache=fresh)
+    rerun_new = None
+    if "overhead" in parts:
+        fresh = GenerationCache()
+        explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder, cache=fresh)
+        rerun = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder,
+                               cache=fresh)
+        rerun_new = rerun.n_generations - rerun.n_cached
 
     payload = dict(n_captions=len(scenes), seeds=args.seeds, embedder=embedder.name, accuracy=accuracy,
                    sampled_vs_exact_mae=sampled, sampled_vs_exact_mae_l1=sampled_l1,
                    compare_prompts=[s.caption for s in compare], compare_totals=totals,
-                   overhead=overheads,
-                   rerun_new_generations=rerun.n_generations - rerun.n_cached,
+                   overhead=overheads, parts=sorted(parts), draws=args.draws,
+                   rerun_new_generations=rerun_new,
                    machine=machine())
     lines = [f"# Word attribution on {len(scenes)} held-out shapes captions (5-8 words, {args.seeds} seeds, "
              f"embedder {embedder.name})", "",
@@ -197,13 +228,15 @@ def main() -> None:
     lines += [f"| {m} | " + " | ".join(f"{a['share_by_role'].get(k, float('nan')):+.3f}" for k in roles)
               + f" | {a['negative_content_share']:.1%} |" for m, a in accuracy.items()]
     lines += ["", f"## Sampled vs exact Shapley: MAE of normalised values ({len(compare)} prompts of "
-              f"6-{max_compare_words} words)", "",
+              f"6-{max_compare_words} words, {args.draws} sampler seeds each; +- standard error across prompts)", "",
               "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
-    lines += [f"| {m} | {v['2d']:.3f} | {v['4d']:.3f} | {v['8d']:.3f} |" for m, v in sampled.items()]
+    lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
+              for m, v in sampled.items()]
     lines += ["", "Same, each error divided by the exact values' L1 norm (sum |phi|) instead of their sum "
               "(v(D) - v(empty) of these prompts: " + ", ".join(f"{t:.3f}" for t in totals) + "):", "",
               "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
-    lines += [f"| {m} | {v['2d']:.3f} | {v['4d']:.3f} | {v['8d']:.3f} |" for m, v in sampled_l1.items()]
+    lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
+              for m, v in sampled_l1.items()]
     lines += ["", "## Non-generation overhead (KernelSHAP at its default budget, fresh cache)", "",
               "| embedder | overhead | embedding | everything else | wall s |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {o['overhead_share']:.1%} | {o['embedding_share']:.1%} | {o['other_share']:.1%} | "
