@@ -116,6 +116,31 @@ def test_edit_explains_an_instruction_with_the_source_fixed(tmp_path):
     assert missing.exit_code == 2 and "could not be read" in missing.output
 
 
+
+def test_edit_defaults_to_the_builtin_pix2pix_and_ranks_its_content_words(tmp_path):
+    """On the shipped shapes InstructPix2Pix, exact Shapley puts the instruction's colour and shape
+    words above its filler words; an unknown word is refused by name."""
+    import json
+
+    from PIL import Image
+
+    from diffexplain.world.scene import Scene, ShapeObject
+
+    source = tmp_path / "source.png"
+    scene = Scene(objects=(ShapeObject(colour="red", shape="circle", size="big", position="centre", x=32.0, y=32.0),))
+    Image.fromarray(scene.render()).save(source)
+    out = tmp_path / "edit"
+    result = CliRunner().invoke(cli, ["edit", "please make the circle blue", "--image", str(source),
+                                      "--method", "shapley", "--seeds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "explanation.json").read_text())
+    values = dict(zip(data["features"], data["values"]))
+    assert data["settings"]["num_inference_steps"] == 20 and data["settings"]["guidance_scale"] == 4.0
+    assert min(values["circle"], values["blue"]) > max(values["please"], values["the"])
+    unknown = CliRunner().invoke(cli, ["edit", "make the circle teal", "--image", str(source), "--out", str(out)])
+    assert unknown.exit_code == 2 and "'teal'" in unknown.output
+
+
 def test_i2am_writes_maps_imacs_and_a_report(tmp_path):
     import json
 

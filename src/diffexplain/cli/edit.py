@@ -14,7 +14,9 @@ from .explain import METHOD, explanation_options, run_explanation
 @click.argument("instruction")
 @click.option("--image", "image_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="the source image")
-@click.option("--model", required=True, help="a local InstructPix2Pix, img2img or inpainting pipeline directory")
+@click.option("--model", default="instruct_pix2pix", show_default=True,
+              help="the built-in shapes InstructPix2Pix, or a local InstructPix2Pix, img2img or inpainting pipeline "
+                   "directory")
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="inpainting mask (white = repaint; grey levels thresholded at 0.5)")
 @click.option("--strength", type=float, default=None, help="img2img / inpainting strength")
@@ -27,13 +29,25 @@ from .explain import METHOD, explanation_options, run_explanation
 def command(instruction, image_path, model, mask_path, strength, image_guidance, reference, steps, guidance, out,
             **options) -> None:
     """Attribute an edit of the image at --image to the words of INSTRUCTION (source and mask fixed)."""
+    from ..models import shapes
     from ..models.edit_adapter import EditAdapter
-    from ..models.loading import load_pipeline
+    from ..models.loading import is_shapes_pipeline, load_pipeline
     from ..report.html import png_data_uri
 
-    adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
-                          image_guidance_scale=image_guidance, num_inference_steps=steps or 20,
-                          guidance_scale=guidance if guidance is not None else 7.5)
+    pipe = load_pipeline(model)
+    builtin = is_shapes_pipeline(pipe)
+    adapter = EditAdapter(pipe, image=image_path, mask=mask_path, strength=strength,
+                          image_guidance_scale=image_guidance,
+                          num_inference_steps=steps or (shapes.DEFAULT_STEPS if builtin else 20),
+                          guidance_scale=guidance if guidance is not None else
+                          (shapes.DEFAULT_GUIDANCE if builtin else 7.5))
+    if builtin:  # the shapes edit model knows only the world's and the instructions' words
+        from ..world import check_vocabulary
+        from ..world.edits import edit_vocabulary
+        from ..world.scene import vocabulary
+
+        words = vocabulary() + edit_vocabulary()
+        adapter.vocabulary_check = lambda text: check_vocabulary(text, "instruction", vocab=words)
 
     def source_and_edit(explanation):
         edit = adapter.generate([instruction], [explanation.settings["seeds"][0]])[0]

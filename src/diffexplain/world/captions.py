@@ -24,12 +24,13 @@ class ParsedCaption:
     background: Optional[str]  # None = not named (white by default)
 
 
-def check_vocabulary(prompt: str, argument: str = "prompt") -> list[str]:
-    """Split a prompt into words and raise ValueError naming any word outside the world's vocabulary."""
+def check_vocabulary(prompt: str, argument: str = "prompt", vocab=None) -> list[str]:
+    """Split a prompt into words and raise ValueError naming any word outside ``vocab`` (default:
+    the world's caption vocabulary; the edit models add ``edits.edit_vocabulary()``)."""
     if not isinstance(prompt, str):
         raise ValueError(f"{argument} must be a string, got {type(prompt).__name__}")
     words = prompt.lower().split()
-    vocab = vocabulary()
+    vocab = list(vocab) if vocab is not None else vocabulary()
     unknown = [w for w in words if w not in vocab]
     if unknown:
         raise ValueError(
