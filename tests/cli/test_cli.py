@@ -164,6 +164,8 @@ def test_i2am_writes_maps_imacs_and_a_report(tmp_path):
     summary = json.loads((out / "i2am.json").read_text())
     assert np.isfinite(summary["imacs_r2g"]) and "single token" in summary["g2r"]
     assert (out / "report.html").exists() and (out / "r2g_overlay.png").exists()
+    assert np.isfinite(summary["imacs_guidance"]) and (out / "guidance_overlay.png").exists()
+    assert "guidance difference" in (out / "report.html").read_text()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small-mask.png")
     bad = CliRunner().invoke(cli, [*args[:3], "--mask", str(tmp_path / "small-mask.png"), *args[5:]])
     assert bad.exit_code == 2 and "source image's size" in bad.output

@@ -70,3 +70,38 @@ def test_g2r_lays_reference_tokens_on_their_grid(tmp_path):
     assert g2r(maps, region=region, reference_size=(32, 32)).shape == (32, 32)  # a specific-reference map
     with pytest.raises(ValueError, match="selects no generated position"):
         g2r(maps, region=np.zeros((16, 16), bool), reference_size=(32, 32))
+
+
+def test_i2am_adds_a_guidance_map_scored_by_imacs(tmp_path):
+    pipe = tiny_paint_by_example(tmp_path, height=16, width=32)
+    rng = np.random.default_rng(0)
+    mask = np.zeros((16, 32), bool)
+    mask[4:12, 18:30] = True
+    source, reference = rng.integers(0, 256, (16, 32, 3), dtype=np.uint8), rng.integers(0, 256, (8, 8, 3), np.uint8)
+    adapter = PaintByExampleAdapter(pipe, image=source, mask=mask, reference=reference, num_inference_steps=3)
+    result = i2am_paint_by_example(adapter, seed=1)
+    assert result.guidance.shape == (16, 32) and (result.guidance >= 0).all() and result.guidance.max() > 0
+    assert np.isfinite(result.imacs_guidance)
+    unguided = PaintByExampleAdapter(pipe, image=source, mask=mask, reference=reference, num_inference_steps=3,
+                                     guidance_scale=1.0)
+    plain = i2am_paint_by_example(unguided, seed=1)
+    assert plain.guidance is None and plain.imacs_guidance is None
+
+
+def test_single_token_attention_logits_get_no_gradient(tmp_path):
+    """Why R2G says little on a one-token reference: the key-softmax over one token is 1, so the
+    query/key weights of the cross-attention receive no gradient (zero up to rounding in the attention
+    kernel's backward pass); with two tokens they do."""
+    pipe = tiny_paint_by_example(tmp_path)
+    unet = pipe.unet
+    attn = next(m for n, m in unet.named_modules() if n.endswith("attn2"))
+    latents = torch.randn(1, unet.config.in_channels, 8, 8)
+    for tokens, zero in ((1, True), (2, False)):
+        unet.zero_grad()
+        context = torch.randn(1, tokens, unet.config.cross_attention_dim)
+        unet(latents, 10, context).sample.square().sum().backward()
+        scale = attn.to_v.weight.grad.abs().max()
+        assert scale > 0
+        for weight in (attn.to_k.weight, attn.to_q.weight):
+            relative = float(weight.grad.abs().max() / scale)
+            assert relative < 1e-4 if zero else relative > 1e-3

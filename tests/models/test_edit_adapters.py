@@ -56,6 +56,13 @@ def test_paint_by_example_adapter(tmp_path):
     images = adapter.generate([0, 0, 1])
     assert images.shape == (3, 16, 16, 3)
     assert np.array_equal(images[0], images[1]) and not np.array_equal(images[0], images[2])
+    composite = PaintByExampleAdapter(pipe, image=_source(), mask=_mask(), reference=_source(8, 8),
+                                      num_inference_steps=2, composite=True).generate([0])[0]
+    mask = adapter.mask
+    assert np.array_equal(composite[~mask], adapter.source[~mask])  # the source outside the mask
+    assert np.array_equal(composite[mask], images[0][mask])  # the generation inside it
+    with pytest.raises(ValueError, match="composite must be True or False"):
+        PaintByExampleAdapter(pipe, image=_source(), mask=_mask(), reference=_source(8, 8), composite="yes")
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):

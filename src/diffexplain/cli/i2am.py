@@ -15,14 +15,17 @@ from ._common import usage_errors
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="region to fill (white); grey levels thresholded at 0.5")
 @click.option("--reference", "reference_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--model", required=True, help="a local Paint-by-Example pipeline directory")
+@click.option("--model", default="paint_by_example", show_default=True,
+              help="the built-in shapes Paint-by-Example or a local Paint-by-Example pipeline directory")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=int, default=50, show_default=True, help="the I2AM paper uses 50 DDIM steps")
 @click.option("--guidance", type=float, default=5.0, show_default=True)
 @click.option("--time-groups", type=int, default=5, show_default=True)
+@click.option("--composite/--no-composite", default=False, show_default=True,
+              help="paste the generation into the source inside the mask only")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @usage_errors
-def command(image_path, mask_path, reference_path, model, seed, steps, guidance, time_groups, out) -> None:
+def command(image_path, mask_path, reference_path, model, seed, steps, guidance, time_groups, composite, out) -> None:
     """Reference-to-generated (and, for patch-token references, generated-to-reference) maps with IMACS."""
     from PIL import Image
 
@@ -34,7 +37,7 @@ def command(image_path, mask_path, reference_path, model, seed, steps, guidance,
     from ..report.html import _STYLE, png_data_uri
 
     adapter = PaintByExampleAdapter(load_pipeline(model), image=image_path, mask=mask_path, reference=reference_path,
-                                    num_inference_steps=steps, guidance_scale=guidance)
+                                    num_inference_steps=steps, guidance_scale=guidance, composite=composite)
     result = i2am_paint_by_example(adapter, seed=seed, time_groups=time_groups)
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(result.image).save(out / "generated.png")
@@ -43,13 +46,19 @@ def command(image_path, mask_path, reference_path, model, seed, steps, guidance,
 
     r2g_overlay = overlay(result.image, torch.from_numpy(result.r2g))
     Image.fromarray(r2g_overlay).save(out / "r2g_overlay.png")
+    guidance_overlay = None
+    if result.guidance is not None:
+        guidance_overlay = overlay(result.image, torch.from_numpy(result.guidance))
+        Image.fromarray(guidance_overlay).save(out / "guidance_overlay.png")
     summary = dict(seed=seed, steps=steps, imacs_r2g=result.imacs_r2g, imacs_g2r=result.imacs_g2r,
+                   imacs_guidance=result.imacs_guidance, composite=composite,
                    g2r="available" if result.g2r is not None else "undefined: the reference is a single token")
     (out / "i2am.json").write_text(json.dumps(summary, indent=2) + "\n")
     mask_image = (adapter.mask[..., None].repeat(3, axis=2) * 255).astype("uint8")
     tiles = "".join(f"<div class='tile'><img src='{png_data_uri(im)}'><br>{name}</div>" for name, im in
                     [("source", adapter.source), ("mask", mask_image), ("reference", adapter.reference),
-                     ("generated", result.image), ("reference to generated", r2g_overlay)])
+                     ("generated", result.image), ("reference to generated", r2g_overlay)]
+                    + ([("guidance difference", guidance_overlay)] if guidance_overlay is not None else []))
     views = "".join(f"<h3>{v} view</h3><img src='{png_data_uri(view_grid(result.maps, v, [0], result.image))}'>"
                     for v in ("time", "head", "layer"))
     if result.g2r is None:
@@ -60,6 +69,13 @@ def command(image_path, mask_path, reference_path, model, seed, steps, guidance,
     document = (f"<!doctype html><html><head><meta charset='utf-8'><title>diffexplain i2am</title><style>{_STYLE}"
                 f"</style></head><body><h1>How the reference is used (I2AM)</h1><div class='tiles'>{tiles}</div>"
                 f"<p>IMACS (reference-to-generated vs the mask, lambda 3): <b>{result.imacs_r2g:.3f}</b></p>"
+                + (f"<p>IMACS of the guidance difference |pred(reference) - pred(unconditional)|: "
+                   f"<b>{result.imacs_guidance:.3f}</b>. With a single reference token the attention logits "
+                   f"never reach the output, so training does not shape the reference-to-generated map; "
+                   f"the guidance difference is read off the prediction itself.</p>"
+                   if result.imacs_guidance is not None else "") +
                 f"{views}{g2r_html}</body></html>")
     (out / "report.html").write_text(document)
-    click.echo(f"IMACS {result.imacs_r2g:.3f}; wrote {out}/report.html, generated.png, r2g_overlay.png, i2am.json")
+    guided = "-" if result.imacs_guidance is None else format(result.imacs_guidance, ".3f")
+    click.echo(f"IMACS {result.imacs_r2g:.3f} (guidance difference: {guided}); wrote {out}/report.html, "
+               "generated.png, r2g_overlay.png, i2am.json")

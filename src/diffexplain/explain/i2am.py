@@ -11,6 +11,10 @@ image through cross-attention (Paint-by-Example, virtual try-on), and their IMAC
   reference tokens, laid out on the reference's token grid: a map over the reference image.
   It needs several reference tokens on a square grid (an optional leading class token is
   dropped); for a single token there is no map over the reference and ``g2r`` says so.
+- Guidance difference (not in I2AM): ``|pred(reference) - pred(unconditional)|`` per position,
+  summed over steps (``attention.guidance``), also scored by IMACS. With one reference token the
+  attention logits never reach the output (the key-softmax is 1), so training does not shape the
+  R2G map; the guidance difference is read off the prediction itself.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..attention import AttentionMaps, AttentionRecorder
+from ..attention.guidance import GuidanceRecorder
 from ..metrics import imacs
 
 REFERENCE = "reference"
@@ -42,6 +47,8 @@ class I2AMResult:
             for a single reference token.
         imacs_r2g: IMACS of R2G against the inpainting mask (lambda 3).
         imacs_g2r: IMACS of G2R against ``reference_mask`` when both exist, else None.
+        guidance: float32 (H, W) guidance-difference map, or None without guidance (scale <= 1).
+        imacs_guidance: IMACS of ``guidance`` against the inpainting mask, or None.
     """
 
     image: np.ndarray
@@ -50,6 +57,8 @@ class I2AMResult:
     g2r: Optional[np.ndarray]
     imacs_r2g: float
     imacs_g2r: Optional[float]
+    guidance: Optional[np.ndarray] = None
+    imacs_guidance: Optional[float] = None
 
 
 def record_reference_attention(pipe, run, *, n_reference_tokens: int, image_size, time_groups: int = 5,
@@ -106,12 +115,24 @@ def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, refer
     against the inpainting mask, and G2R (None for Paint-by-Example's single token)."""
     pipe = adapter.pipe
     n_tokens = 1  # PaintByExampleImageEncoder returns one embedding
-    image, maps = record_reference_attention(pipe, lambda: adapter.generate([seed])[0], n_reference_tokens=n_tokens,
-                                             image_size=(adapter.height, adapter.width), time_groups=time_groups)
+    size = (adapter.height, adapter.width)
+    guided = adapter.guidance_scale > 1.0  # without guidance there is no unconditional prediction
+    recorder = GuidanceRecorder(pipe, time_groups=time_groups, batch_layout="cfg") if guided else None
+
+    def run():
+        if recorder is None:
+            return adapter.generate([seed])[0]
+        with recorder:
+            return adapter.generate([seed])[0]
+
+    image, maps = record_reference_attention(pipe, run, n_reference_tokens=n_tokens, image_size=size,
+                                             time_groups=time_groups, batch_layout="cfg" if guided else "none")
+    guidance = recorder.map(size) if recorder is not None else None
     r2g = maps.word_heatmap(REFERENCE).numpy()
     reverse = g2r(maps, region=adapter.mask, reference_size=adapter.reference.shape[:2])
     imacs_g2r = None
     if reverse is not None and reference_mask is not None:
         imacs_g2r = imacs(reverse, reference_mask, lam)
     return I2AMResult(image=image, maps=maps, r2g=r2g, g2r=reverse, imacs_r2g=imacs(r2g, adapter.mask, lam),
-                      imacs_g2r=imacs_g2r)
+                      imacs_g2r=imacs_g2r, guidance=guidance,
+                      imacs_guidance=imacs(guidance, adapter.mask, lam) if guidance is not None else None)

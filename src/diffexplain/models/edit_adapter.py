@@ -127,10 +127,16 @@ class EditAdapter(TextToImageAdapter):
 
 
 class PaintByExampleAdapter(PipelineAdapter):
-    """Generate from a Paint-by-Example pipeline: source image, mask and reference fixed, seeds vary."""
+    """Generate from a Paint-by-Example pipeline: source image, mask and reference fixed, seeds vary.
+
+    The pipeline redraws the whole image (outside the mask too, through its VAE and from the
+    masked-image latents); ``composite=True`` returns the source outside the mask and the
+    generation inside it, the usual way an insertion is used.
+    """
 
     def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike], reference: Optional[ImageLike],
-                 num_inference_steps: int = 20, guidance_scale: float = 5.0, mask_threshold: float = 0.5):
+                 num_inference_steps: int = 20, guidance_scale: float = 5.0, mask_threshold: float = 0.5,
+                 composite: bool = False):
         if getattr(pipe, "image_encoder", None) is None or getattr(pipe, "unet", None) is None:
             raise ValueError("pipe must be a Paint-by-Example pipeline with an image_encoder; "
                              f"got {type(pipe).__name__}")
@@ -146,9 +152,13 @@ class PaintByExampleAdapter(PipelineAdapter):
         self.reference = load_image(reference, "reference")
         self.num_inference_steps, self.guidance_scale = int(num_inference_steps), float(guidance_scale)
         self.height, self.width = self.source.shape[:2]
+        if not isinstance(composite, bool):
+            raise ValueError(f"composite must be True or False, got {composite!r}")
+        self.composite = composite
 
     def settings(self) -> dict[str, Any]:
         return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+                    composite=self.composite,
                     source_sha256=_digest(self.source), mask_sha256=_digest(self.mask),
                     reference_sha256=_digest(self.reference), scheduler=type(self.pipe.scheduler).__name__)
 
@@ -163,4 +173,7 @@ class PaintByExampleAdapter(PipelineAdapter):
                                generator=generators, num_inference_steps=self.num_inference_steps,
                                guidance_scale=self.guidance_scale, height=self.height, width=self.width,
                                output_type="np").images
-        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+        images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+        if self.composite:
+            images = np.where(self.mask[None, :, :, None], images, self.source[None])
+        return images
