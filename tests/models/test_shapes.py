@@ -92,3 +92,25 @@ def test_shipped_instruct_pix2pix_performs_training_split_edits():
         result = check(adapter.generate([edit.instruction], [0])[0], edit.target.caption)
         done += bool(result.colour and result.count and result.shape and result.position is not False)
     assert done >= 6
+
+
+def test_shipped_paint_by_example_inserts_the_reference_object():
+    """The shipped insertion model fills an object's box from its reference crop (8 of 8 training-split
+    scenes when written; the source is kept outside the box)."""
+    from diffexplain.models.edit_adapter import PaintByExampleAdapter
+    from diffexplain.world import check, sample_scene
+    from diffexplain.world.train_edits import box_mask, reference_crop
+
+    pipe = shapes.load("paint_by_example")
+    assert type(pipe).__name__ == "PaintByExamplePipeline"
+    rng = np.random.default_rng(12)
+    done = 0
+    for _ in range(8):
+        scene = sample_scene(rng, split="train")
+        index = int(rng.integers(len(scene.objects)))
+        adapter = PaintByExampleAdapter(pipe, image=scene.render(), mask=box_mask(scene, index),
+                                        reference=reference_crop(scene, index),
+                                        num_inference_steps=shapes.DEFAULT_STEPS, composite=True)
+        result = check(adapter.generate([0])[0], scene.caption)
+        done += bool(result.colour and result.count and result.shape and result.position is not False)
+    assert done >= 6

@@ -71,18 +71,19 @@ def test_inpainting_on_the_8_channel_shapes_vae_is_refused_clearly(tmp_path):
         train_edits.main(["inpaint", "--run-dir", str(tmp_path / "run"), "--steps", "1", "--pool", "4"])
 
 
-def test_fine_tune_starts_from_the_exported_weights_and_keeps_the_record(tmp_path):
+@pytest.mark.parametrize("kind", ["pix2pix", "paint_by_example"])
+def test_fine_tune_starts_from_the_exported_weights_and_keeps_the_record(tmp_path, kind):
     """A run started with --init-from at learning rate 0 exports exactly the weights it started from."""
     import torch
     from safetensors.torch import load_file
 
     common = ["--batch", "2", "--pool", "8", "--refresh", "2"]
-    train_edits.main(["pix2pix", "--run-dir", str(tmp_path / "a"), "--steps", "1", *common])
-    train_edits.main(["export", "--kind", "pix2pix", "--run-dir", str(tmp_path / "a"), "--dest", str(tmp_path / "wa")])
-    train_edits.main(["pix2pix", "--run-dir", str(tmp_path / "b"), "--steps", "1", "--lr", "0", *common,
+    train_edits.main([kind, "--run-dir", str(tmp_path / "a"), "--steps", "1", *common])
+    train_edits.main(["export", "--kind", kind, "--run-dir", str(tmp_path / "a"), "--dest", str(tmp_path / "wa")])
+    train_edits.main([kind, "--run-dir", str(tmp_path / "b"), "--steps", "1", "--lr", "0", *common,
                       "--init-from", str(tmp_path / "wa")])
-    train_edits.main(["export", "--kind", "pix2pix", "--run-dir", str(tmp_path / "b"), "--dest", str(tmp_path / "wb")])
-    for part in ("unet", "text_encoder"):
+    train_edits.main(["export", "--kind", kind, "--run-dir", str(tmp_path / "b"), "--dest", str(tmp_path / "wb")])
+    for part in ("unet", "text_encoder" if kind == "pix2pix" else "image_encoder"):
         before = load_file(next((tmp_path / "wa" / part).glob("*.safetensors")))
         after = load_file(next((tmp_path / "wb" / part).glob("*.safetensors")))
         assert before.keys() == after.keys()

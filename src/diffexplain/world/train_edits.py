@@ -191,7 +191,12 @@ def _load_exported(models: torch.nn.ModuleDict, source: Path) -> None:
     """Copy the weights of the exported pipeline in ``source`` into ``models`` (as float32)."""
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(str(source), dtype=torch.float32, local_files_only=True)
+    from ..models.loading import load_paint_by_example
+
+    if "image_encoder" in models:  # diffusers' from_pretrained cannot resolve Paint-by-Example's encoder
+        pipe = load_paint_by_example(source)
+    else:
+        pipe = DiffusionPipeline.from_pretrained(str(source), dtype=torch.float32, local_files_only=True)
     for name, module in models.items():
         module.load_state_dict(getattr(pipe, name).state_dict())
 
