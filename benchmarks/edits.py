@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from _common import machine, write  # noqa: E402
+from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.explain.api import explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
 from diffexplain.metrics import roc_auc  # noqa: E402
@@ -75,9 +76,10 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int) -> dict:
     for edit in explained:
         adapter = EditAdapter(pipe, image=edit.source.render(), num_inference_steps=shapes.DEFAULT_STEPS,
                               guidance_scale=shapes.DEFAULT_GUIDANCE)
+        cache = GenerationCache()  # SMILE reuses exact Shapley's images
         for method in attribution:
             e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder="efficientnet",
-                               budget=None if method == "shapley" else 64)
+                               budget=None if method == "shapley" else 64, cache=cache)
             attribution[method].append(roc_auc(e.values, edit.relevance))
     return dict(n_edits=len(edits), success=success,
                 success_by_kind={k: float(np.mean(v)) for k, v in by_kind.items()},
