@@ -169,3 +169,19 @@ def test_i2am_writes_maps_imacs_and_a_report(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small-mask.png")
     bad = CliRunner().invoke(cli, [*args[:3], "--mask", str(tmp_path / "small-mask.png"), *args[5:]])
     assert bad.exit_code == 2 and "source image's size" in bad.output
+
+
+def test_demo_runs_the_main_job_on_the_builtin_models(tmp_path):
+    """`make demo`'s command: generation checked against captions, a word explanation, an edit and an insertion."""
+    import json
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "demo.json").read_text())
+    assert len(data["samples"]) == 8 and 0.0 <= data["auc"] <= 1.0
+    assert data["edit"]["features"] == data["edit"]["instruction"].split()
+    assert isinstance(data["edit"]["done"], bool) and 0.0 <= data["edit"]["auc"] <= 1.0
+    assert abs(data["insertion"]["imacs_guidance"]) < 4 and abs(data["insertion"]["imacs_r2g"]) < 4
+    for name in ("samples.png", "edit.png", "insertion.png", "explanation/report.html"):
+        assert (out / name).exists(), name

@@ -84,6 +84,79 @@ def command(out: Path, seed: int) -> None:
     console.print(words)
     console.print(f"content words ranked above filler words: AUC {auc:.2f} (1 = perfect); "
                   f"{explanation.n_generations} images")
-    (out / "demo.json").write_text(json.dumps(dict(seed=seed, samples=rows, explained=scene.caption, auc=auc),
+    edit_summary = _edit_section(console, out, seed, explain_prompt, GenerationCache)
+    insertion_summary = _insertion_section(console, out, seed)
+    (out / "demo.json").write_text(json.dumps(dict(seed=seed, samples=rows, explained=scene.caption, auc=auc,
+                                                   edit=edit_summary, insertion=insertion_summary),
                                               indent=2) + "\n")
-    console.print(f"wrote {out}/samples.png, {out}/demo.json and {out}/explanation/report.html")
+    console.print(f"wrote {out}/samples.png, {out}/demo.json, {out}/explanation/report.html, "
+                  f"{out}/edit.png and {out}/insertion.png")
+
+
+def _edit_section(console, out: Path, seed: int, explain_prompt, GenerationCache) -> dict:
+    """The built-in InstructPix2Pix on one held-out edit, and which instruction words drive it."""
+    import numpy as np
+    from PIL import Image
+
+    from ..metrics import roc_auc
+    from ..models import shapes
+    from ..models.edit_adapter import EditAdapter
+    from ..report.figures import image_grid
+    from ..world import check
+    from ..world.edits import sample_edit
+
+    rng = np.random.default_rng(seed)
+    edit = next(e for e in (sample_edit(rng, split="heldout") for _ in range(200))
+                if 5 <= len(e.words) <= 7 and e.relevance.min() == 0 and e.kind == "recolour")
+    adapter = EditAdapter(shapes.load("instruct_pix2pix"), image=edit.source.render(),
+                          num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE)
+    edited = adapter.generate([edit.instruction], [seed])[0]
+    verdict = check(edited, edit.target.caption)
+    done = bool(verdict.colour and verdict.count and verdict.shape and verdict.position is not False)
+    image_grid([Image.fromarray(edit.source.render()), Image.fromarray(edited)], columns=2, scale=3).save(
+        out / "edit.png")
+    console.print(f"\n[bold]edit[/] {edit.instruction!r} on {edit.source.caption!r}: "
+                  f"{'done' if done else '[red]not done[/]'} (checker reads {edit.target.caption!r})")
+    explanation = explain_prompt(adapter, edit.instruction, method="kernelshap", seeds=1,
+                                 cache=GenerationCache(out / "cache.sqlite"), seed=seed)
+    explanation.save(out / "edit_explanation")
+    auc = roc_auc(explanation.values, edit.relevance)
+    console.print("  " + "  ".join(f"{w}:{v:+.2f}" for w, v in zip(explanation.features, explanation.values)))
+    console.print(f"  instruction content words above filler words: AUC {auc:.2f}")
+    return dict(instruction=edit.instruction, source=edit.source.caption, target=edit.target.caption, done=done,
+                features=list(explanation.features), values=[float(v) for v in explanation.values], auc=auc)
+
+
+def _insertion_section(console, out: Path, seed: int) -> dict:
+    """The built-in Paint-by-Example inserting a held-out object, with I2AM and guidance maps."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..attention.maps import overlay
+    from ..explain.i2am import i2am_paint_by_example
+    from ..models import shapes
+    from ..models.edit_adapter import PaintByExampleAdapter
+    from ..report.figures import image_grid
+    from ..world import check, sample_scene
+    from ..world.train_edits import box_mask, reference_crop
+
+    scene = sample_scene(np.random.default_rng(seed + 1), split="heldout")
+    index = 0
+    box = box_mask(scene, index)
+    adapter = PaintByExampleAdapter(shapes.load("paint_by_example"), image=scene.render(), mask=box,
+                                    reference=reference_crop(scene, index), num_inference_steps=shapes.DEFAULT_STEPS,
+                                    composite=True)
+    result = i2am_paint_by_example(adapter, seed=seed)
+    verdict = check(result.image, scene.caption)
+    done = bool(verdict.colour and verdict.count and verdict.shape and verdict.position is not False)
+    tiles = [adapter.source, (box[..., None].repeat(3, axis=2) * 255).astype(np.uint8), adapter.reference,
+             result.image, overlay(result.image, torch.from_numpy(result.r2g)),
+             overlay(result.image, torch.from_numpy(result.guidance))]
+    image_grid([Image.fromarray(t) for t in tiles], columns=6, scale=3).save(out / "insertion.png")
+    console.print(f"\n[bold]insertion[/] of the {scene.objects[index].colour} {scene.objects[index].shape} into "
+                  f"{scene.caption!r}: {'done' if done else '[red]not done[/]'}; IMACS of I2AM's "
+                  f"reference-to-generated map {result.imacs_r2g:+.2f}, of the guidance difference "
+                  f"{result.imacs_guidance:+.2f}")
+    return dict(scene=scene.caption, object=index, done=done, imacs_r2g=result.imacs_r2g,
+                imacs_guidance=result.imacs_guidance)
