@@ -214,34 +214,39 @@ def main() -> None:
                    overhead=overheads, parts=sorted(parts), draws=args.draws,
                    rerun_new_generations=rerun_new,
                    machine=machine())
-    lines = [f"# Word attribution on {len(scenes)} held-out shapes captions (5-8 words, {args.seeds} seeds, "
-             f"embedder {embedder.name})", "",
-             "| method | AUC vs relevance | AUC without position words | min AUC | precision@k | images asked | "
-             "images generated | wall s |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {m} | {a['auc']:.3f} | {a['auc_without_position_words']:.3f} | {a['auc_min']:.2f} | "
-              f"{a['precision_at_k']:.3f} | {a['generations']} | "
-              f"{a['new_generations']} | {a['wall_s']} |" for m, a in accuracy.items()]
-    lines += ["", "Mean signed share of sum |value| per word, by the word's role (the filler column should be near 0; "
-              "'content < 0' is the share of content words given a negative value):", "",
-              "| method | " + " | ".join(roles) + " | content < 0 |", "|---|" + "---|" * (len(roles) + 1)]
-    lines += [f"| {m} | " + " | ".join(f"{a['share_by_role'].get(k, float('nan')):+.3f}" for k in roles)
-              + f" | {a['negative_content_share']:.1%} |" for m, a in accuracy.items()]
-    lines += ["", f"## Sampled vs exact Shapley: MAE of normalised values ({len(compare)} prompts of "
-              f"6-{max_compare_words} words, {args.draws} sampler seeds each; +- standard error across prompts)", "",
-              "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
-    lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
-              for m, v in sampled.items()]
-    lines += ["", "Same, each error divided by the exact values' L1 norm (sum |phi|) instead of their sum "
-              "(v(D) - v(empty) of these prompts: " + ", ".join(f"{t:.3f}" for t in totals) + "):", "",
-              "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
-    lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
-              for m, v in sampled_l1.items()]
-    lines += ["", "## Non-generation overhead (KernelSHAP at its default budget, fresh cache)", "",
-              "| embedder | overhead | embedding | everything else | wall s |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {o['overhead_share']:.1%} | {o['embedding_share']:.1%} | {o['other_share']:.1%} | "
-              f"{o['wall_s']:.1f} |" for n, o in overheads.items()]
-    lines += ["", f"Re-run new generations: {payload['rerun_new_generations']}.", ""]
+    lines = [f"# Word attribution ({', '.join(sorted(parts))})", ""]
+    if "accuracy" in parts:
+        lines += [f"Word attribution on {len(scenes)} held-out shapes captions (5-8 words, {args.seeds} seeds, "
+                  f"embedder {embedder.name})", "",
+                  "| method | AUC vs relevance | AUC without position words | min AUC | precision@k | images asked | "
+                  "images generated | wall s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {m} | {a['auc']:.3f} | {a['auc_without_position_words']:.3f} | {a['auc_min']:.2f} | "
+                  f"{a['precision_at_k']:.3f} | {a['generations']} | "
+                  f"{a['new_generations']} | {a['wall_s']} |" for m, a in accuracy.items()]
+        lines += ["", "Mean signed share of sum |value| per word, by the word's role (the filler column should be "
+                  "near 0; 'content < 0' is the share of content words given a negative value):", "",
+                  "| method | " + " | ".join(roles) + " | content < 0 |", "|---|" + "---|" * (len(roles) + 1)]
+        lines += [f"| {m} | " + " | ".join(f"{a['share_by_role'].get(k, float('nan')):+.3f}" for k in roles)
+                  + f" | {a['negative_content_share']:.1%} |" for m, a in accuracy.items()]
+    if "compare" in parts:
+        lines += ["", f"## Sampled vs exact Shapley: MAE of normalised values ({len(compare)} prompts of "
+                  f"6-{max_compare_words} words, {args.draws} sampler seeds each; +- standard error across "
+                  "prompts)", "",
+                  "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
+        lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
+                  for m, v in sampled.items()]
+        lines += ["", "Same, each error divided by the exact values' L1 norm (sum |phi|) instead of their sum "
+                  "(v(D) - v(empty) of these prompts: " + ", ".join(f"{t:.3f}" for t in totals) + "):", "",
+                  "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
+        lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
+                  for m, v in sampled_l1.items()]
+    if "overhead" in parts:
+        lines += ["", "## Non-generation overhead (KernelSHAP at its default budget, fresh cache)", "",
+                  "| embedder | overhead | embedding | everything else | wall s |", "|---|---|---|---|---|"]
+        lines += [f"| {n} | {o['overhead_share']:.1%} | {o['embedding_share']:.1%} | {o['other_share']:.1%} | "
+                  f"{o['wall_s']:.1f} |" for n, o in overheads.items()]
+        lines += ["", f"Re-run new generations: {payload['rerun_new_generations']}.", ""]
     write(args.name, payload, "\n".join(lines))
 
 
