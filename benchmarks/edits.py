@@ -49,7 +49,7 @@ from diffexplain.world.train_edits import box_mask, reference_crop  # noqa: E402
 
 
 def succeeded(result) -> bool:
-    return bool(result.colour and result.count and result.shape and result.position is not False)
+    return result.edit_ok
 
 
 def _available(model: str) -> bool:

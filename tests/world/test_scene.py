@@ -144,3 +144,8 @@ def test_checker_catches_wrong_images():
     assert not wrong_count.count
     wrong_background = check(image, "a big red circle on the left and a blue square on a black background")
     assert wrong_background.background_ok is False
+    # the edit / insertion rule ignores size and background, and fails on any of the other four
+    assert wrong_background.edit_ok and not wrong_background.all_ok
+    wrong_size = check(image, "a small red circle on the left and a blue square on a gray background")
+    assert wrong_size.size is False and wrong_size.edit_ok
+    assert not any(r.edit_ok for r in (wrong_colour, wrong_shape, wrong_position, wrong_count))

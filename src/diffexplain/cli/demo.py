@@ -112,7 +112,7 @@ def _edit_section(console, out: Path, seed: int, explain_prompt, GenerationCache
                           num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE)
     edited = adapter.generate([edit.instruction], [seed])[0]
     verdict = check(edited, edit.target.caption)
-    done = bool(verdict.colour and verdict.count and verdict.shape and verdict.position is not False)
+    done = verdict.edit_ok
     image_grid([Image.fromarray(edit.source.render()), Image.fromarray(edited)], columns=2, scale=3).save(
         out / "edit.png")
     console.print(f"\n[bold]edit[/] {edit.instruction!r} on {edit.source.caption!r}: "
@@ -149,7 +149,7 @@ def _insertion_section(console, out: Path, seed: int) -> dict:
                                     composite=True)
     result = i2am_paint_by_example(adapter, seed=seed)
     verdict = check(result.image, scene.caption)
-    done = bool(verdict.colour and verdict.count and verdict.shape and verdict.position is not False)
+    done = verdict.edit_ok
     tiles = [adapter.source, (box[..., None].repeat(3, axis=2) * 255).astype(np.uint8), adapter.reference,
              result.image, overlay(result.image, torch.from_numpy(result.r2g)),
              overlay(result.image, torch.from_numpy(result.guidance))]

@@ -53,6 +53,11 @@ class CheckResult:
         return all(v is not False for v in (self.colour, self.count, self.shape, self.size,
                                              self.position, self.background_ok))
 
+    @property
+    def edit_ok(self) -> bool:
+        """The success rule of edits and insertions: colours, count, shapes and (where named) positions."""
+        return bool(self.colour and self.count and self.shape and self.position is not False)
+
 
 def _classify_shape(component: np.ndarray) -> str:
     rows = np.flatnonzero(component.any(axis=1))
