@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--name", default="word_attribution")
     parser.add_argument("--parts", default="accuracy,compare,overhead",
                         help="comma-separated: accuracy, compare (sampled vs exact), overhead")
-    parser.add_argument("--methods", default=",".join(METHODS), help="accuracy part: comma-separated methods")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated methods for the accuracy and compare parts")
     parser.add_argument("--draws", type=int, default=4, help="compare part: sampler seeds per prompt and method")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -158,7 +159,8 @@ def main() -> None:
     compare = captions(args.compare_prompts, 6, max_compare_words, seed=77)
     # Two normalisations: to sum 1 (the reference's form; ill-conditioned when v(D) - v(empty) is
     # near 0, where "normalised" values reach +-2), and by the exact values' L1 norm (well-posed).
-    errors = {m: {f: [] for f in (2, 4, 8)} for m in ("permutation", "kernelshap", "lime", "smile")}
+    sampled_methods = [m for m in ("permutation", "kernelshap", "lime", "smile") if m in methods]
+    errors = {m: {f: [] for f in (2, 4, 8)} for m in sampled_methods}
     errors_l1 = {m: {f: [] for f in (2, 4, 8)} for m in errors}
     totals = []
     for scene in (compare if "compare" in parts else []):
