@@ -48,10 +48,6 @@ from diffexplain.world.scene import COLOURS  # noqa: E402
 from diffexplain.world.train_edits import box_mask, reference_crop  # noqa: E402
 
 
-def succeeded(result) -> bool:
-    return result.edit_ok
-
-
 def _available(model: str) -> bool:
     if model in shapes.PIPELINES:
         return (shapes.weights_path(model) / "model_index.json").is_file()
@@ -68,7 +64,7 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int) -> dict:
         adapter = EditAdapter(pipe, image=edit.source.render(), num_inference_steps=shapes.DEFAULT_STEPS,
                               guidance_scale=shapes.DEFAULT_GUIDANCE)
         image = adapter.generate([edit.instruction], [0])[0]
-        by_kind.setdefault(edit.kind, []).append(succeeded(check(image, edit.target.caption)))
+        by_kind.setdefault(edit.kind, []).append(check(image, edit.target.caption).edit_ok)
     fidelity_s = time.perf_counter() - start
     success = float(np.mean([v for values in by_kind.values() for v in values]))
     attribution: dict[str, list[float]] = {"shapley": [], "smile": []}
@@ -111,9 +107,8 @@ def insertion_part(model: str, n: int) -> dict:
                                         num_inference_steps=shapes.DEFAULT_STEPS)
         result = i2am_paint_by_example(adapter, seed=i)
         verdict = check(result.image, scene.caption)
-        # the insertion itself: the source outside the box, the generation inside (PaintByExampleAdapter's composite)
-        pasted = check(np.where(box[..., None], result.image, scene.render()), scene.caption)
-        rows.append(dict(success=succeeded(pasted), success_whole_image=succeeded(verdict),
+        pasted = check(adapter.paste(result.image[None])[0], scene.caption)  # the insertion itself
+        rows.append(dict(success=pasted.edit_ok, success_whole_image=verdict.edit_ok,
                          iou=inserted_iou(result.image, scene, index, box), imacs=result.imacs_r2g,
                          imacs_guidance=result.imacs_guidance, n_found=len(verdict.objects)))
     success = np.array([r["success"] for r in rows], dtype=int)

@@ -61,6 +61,7 @@ def test_paint_by_example_adapter(tmp_path):
     mask = adapter.mask
     assert np.array_equal(composite[~mask], adapter.source[~mask])  # the source outside the mask
     assert np.array_equal(composite[mask], images[0][mask])  # the generation inside it
+    assert np.array_equal(adapter.paste(images[:1])[0], composite)
     with pytest.raises(ValueError, match="composite must be True or False"):
         PaintByExampleAdapter(pipe, image=_source(), mask=_mask(), reference=_source(8, 8), composite="yes")
 

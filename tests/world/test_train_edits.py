@@ -48,14 +48,13 @@ def test_widened_unet_starts_as_the_base_denoiser(shapes_pipe):
 
 
 def test_extended_text_encoder_keeps_shared_words():
-    from diffexplain.world.edits import edit_vocabulary
-    from diffexplain.world.scene import vocabulary
+    from diffexplain.world.edits import instruction_vocabulary
 
     pipe = shapes.load("text2image")
     import tempfile
     from pathlib import Path
 
-    tokenizer = shapes.build_tokenizer(Path(tempfile.mkdtemp()), vocabulary() + edit_vocabulary())
+    tokenizer = shapes.build_tokenizer(Path(tempfile.mkdtemp()), instruction_vocabulary())
     extended = train_edits.extend_text_encoder(pipe.text_encoder, pipe.tokenizer, tokenizer)
     old = pipe.text_encoder.get_input_embeddings().weight
     new = extended.get_input_embeddings().weight

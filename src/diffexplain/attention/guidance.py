@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .recorder import time_group
+
 LAYOUTS = ("auto", "cfg", "pix2pix")
 
 
@@ -29,8 +31,7 @@ class GuidanceRecorder:
         time_groups: number of equal ranges of the training timesteps, group 0 = the noisiest.
         batch_layout: "cfg" ([uncond, cond] halves: Stable Diffusion, Paint-by-Example),
             "pix2pix" (InstructPix2Pix's [text+image, image, none] thirds: the text's effect,
-            rows 1 vs 2) or "auto" (pix2pix for a UNet batch divisible by 3 on an InstructPix2Pix
-            pipeline, else cfg).
+            rows 1 vs 2) or "auto" (pix2pix on a StableDiffusionInstructPix2PixPipeline, else cfg).
 
     Example:
         >>> with GuidanceRecorder(pipe) as recorder:
@@ -60,8 +61,7 @@ class GuidanceRecorder:
         sample = output[0] if isinstance(output, tuple) else output.sample
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
         t = float(torch.as_tensor(timestep).reshape(-1)[0])
-        group = min(self.time_groups - 1, max(0, int((self.num_train_timesteps - 1 - t) / self.num_train_timesteps
-                                                     * self.time_groups)))
+        group = time_group(t, self.num_train_timesteps, self.time_groups)
         batch = sample.shape[0]
         parts = 3 if self.layout == "pix2pix" else 2
         if batch % parts:

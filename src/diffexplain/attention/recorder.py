@@ -73,6 +73,13 @@ def layer_grid(n_pixels: int, height: int, width: int) -> tuple[int, int]:
     raise RuntimeError(f"cannot place {n_pixels} queries on a grid for latents of {height}x{width}")
 
 
+def time_group(t: float, num_train_timesteps: int, time_groups: int) -> int:
+    """The time group of timestep ``t``: [0, num_train_timesteps) split into ``time_groups`` equal
+    ranges, group 0 = the noisiest (t near num_train_timesteps - 1)."""
+    fraction = (num_train_timesteps - 1 - t) / num_train_timesteps
+    return min(time_groups - 1, max(0, int(fraction * time_groups)))
+
+
 class AttentionRecorder:
     """Context manager recording cross-attention maps of a pipeline's (or a UNet's) layers.
 
@@ -152,8 +159,7 @@ class AttentionRecorder:
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
         t = float(torch.as_tensor(timestep).reshape(-1)[0])
         self._latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
-        fraction = (self.num_train_timesteps - 1 - t) / self.num_train_timesteps
-        self._group = min(self.time_groups - 1, max(0, int(fraction * self.time_groups)))
+        self._group = time_group(t, self.num_train_timesteps, self.time_groups)
         self._timesteps.append(int(round(t)))
 
     @torch.no_grad()

@@ -84,7 +84,7 @@ def command(out: Path, seed: int) -> None:
     console.print(words)
     console.print(f"content words ranked above filler words: AUC {auc:.2f} (1 = perfect); "
                   f"{explanation.n_generations} images")
-    edit_summary = _edit_section(console, out, seed, explain_prompt, GenerationCache)
+    edit_summary = _edit_section(console, out, seed)
     insertion_summary = _insertion_section(console, out, seed)
     (out / "demo.json").write_text(json.dumps(dict(seed=seed, samples=rows, explained=scene.caption, auc=auc,
                                                    edit=edit_summary, insertion=insertion_summary),
@@ -93,11 +93,13 @@ def command(out: Path, seed: int) -> None:
                   f"{out}/edit.png and {out}/insertion.png")
 
 
-def _edit_section(console, out: Path, seed: int, explain_prompt, GenerationCache) -> dict:
+def _edit_section(console, out: Path, seed: int) -> dict:
     """The built-in InstructPix2Pix on one held-out edit, and which instruction words drive it."""
     import numpy as np
     from PIL import Image
 
+    from ..cache import GenerationCache
+    from ..explain.api import explain_prompt
     from ..metrics import roc_auc
     from ..models import shapes
     from ..models.edit_adapter import EditAdapter

@@ -43,10 +43,9 @@ def command(instruction, image_path, model, mask_path, strength, image_guidance,
                           (shapes.DEFAULT_GUIDANCE if builtin else 7.5))
     if builtin:  # the shapes edit model knows only the world's and the instructions' words
         from ..world import check_vocabulary
-        from ..world.edits import edit_vocabulary
-        from ..world.scene import vocabulary
+        from ..world.edits import instruction_vocabulary
 
-        words = vocabulary() + edit_vocabulary()
+        words = instruction_vocabulary()
         adapter.vocabulary_check = lambda text: check_vocabulary(text, "instruction", vocab=words)
 
     def source_and_edit(explanation):

@@ -19,6 +19,7 @@ image through cross-attention (Paint-by-Example, virtual try-on), and their IMAC
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Optional
@@ -120,9 +121,7 @@ def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, refer
     recorder = GuidanceRecorder(pipe, time_groups=time_groups, batch_layout="cfg") if guided else None
 
     def run():
-        if recorder is None:
-            return adapter.generate([seed])[0]
-        with recorder:
+        with recorder if recorder is not None else contextlib.nullcontext():
             return adapter.generate([seed])[0]
 
     image, maps = record_reference_attention(pipe, run, n_reference_tokens=n_tokens, image_size=size,

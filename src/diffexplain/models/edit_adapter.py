@@ -174,6 +174,8 @@ class PaintByExampleAdapter(PipelineAdapter):
                                guidance_scale=self.guidance_scale, height=self.height, width=self.width,
                                output_type="np").images
         images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
-        if self.composite:
-            images = np.where(self.mask[None, :, :, None], images, self.source[None])
-        return images
+        return self.paste(images) if self.composite else images
+
+    def paste(self, images: np.ndarray) -> np.ndarray:
+        """The source with ``images`` (uint8 (n, H, W, 3)) inside the mask: what ``composite=True`` returns."""
+        return np.where(self.mask[None, :, :, None], images, self.source[None])

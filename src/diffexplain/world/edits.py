@@ -16,6 +16,7 @@ import numpy as np
 
 from .scene import (
     COLOURS, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, Scene, ShapeObject, Word, _too_close, sample_scene,
+    vocabulary,
 )
 
 EDIT_KINDS = ("recolour", "reshape", "resize", "move", "remove", "add")
@@ -54,6 +55,11 @@ class Edit:
 def edit_vocabulary() -> list[str]:
     """Words instructions can contain beyond the scene vocabulary."""
     return ["please", "could", "you", "can", "make", "turn", "into", "move", "to", "remove", "add", "it"]
+
+
+def instruction_vocabulary() -> list[str]:
+    """Every word the shapes edit model knows: the scene vocabulary, then ``edit_vocabulary()``."""
+    return vocabulary() + edit_vocabulary()
 
 
 def _reference(obj: ShapeObject, index: int) -> list[Word]:

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from ..models import shapes as shapes_models
-from .edits import edit_vocabulary, sample_edit
-from .scene import Scene, sample_scene, vocabulary
+from .edits import instruction_vocabulary, sample_edit
+from .scene import Scene, sample_scene
 from .train import _atomic_save, denoising_loss, drop_words, log_window, optimise
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
@@ -214,7 +214,7 @@ def _build(kind: str, base, run_dir: Path):
         if (directory / "vocab.json").exists():
             tokenizer = CLIPTokenizer.from_pretrained(str(directory), model_max_length=shapes_models.MAX_TOKENS)
         else:
-            tokenizer = shapes_models.build_tokenizer(directory, vocabulary() + edit_vocabulary())
+            tokenizer = shapes_models.build_tokenizer(directory, instruction_vocabulary())
         modules["text_encoder"] = extend_text_encoder(base.text_encoder, base.tokenizer, tokenizer)
     elif kind == "inpaint":
         modules["text_encoder"] = copy.deepcopy(base.text_encoder)
