@@ -90,6 +90,13 @@ def test_fine_tune_starts_from_the_exported_weights_and_keeps_the_record(tmp_pat
     record = json.loads((tmp_path / "wb" / "training.json").read_text())
     assert record["total_steps"] == 2 and record["earlier_run"]["steps"] == 1
     assert record["init_from"] == str(tmp_path / "wa")
+    # a fine-tune of a fine-tune keeps the whole chain
+    train_edits.main([kind, "--run-dir", str(tmp_path / "c"), "--steps", "1", "--lr", "0", *common,
+                      "--init-from", str(tmp_path / "wb")])
+    train_edits.main(["export", "--kind", kind, "--run-dir", str(tmp_path / "c"), "--dest", str(tmp_path / "wc")])
+    chain = json.loads((tmp_path / "wc" / "training.json").read_text())
+    assert chain["total_steps"] == 3 and chain["init_from"] == str(tmp_path / "wb")
+    assert chain["earlier_run"]["init_from"] == str(tmp_path / "wa")
 
 
 def test_fine_tune_refuses_a_pipeline_of_another_kind(tmp_path):

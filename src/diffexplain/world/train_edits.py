@@ -247,7 +247,9 @@ def train(args) -> None:
     models, tokenizer = _build(args.kind, base, run_dir)
     if history is not None and not ckpt_path.exists():
         _load_exported(models, Path(args.init_from))
-        (run_dir / "init.json").write_text(json.dumps(dict(init_from=args.init_from, **history), indent=2) + "\n")
+        # the earlier record nests whole, so a fine-tune of a fine-tune keeps the full chain
+        (run_dir / "init.json").write_text(json.dumps(dict(init_from=args.init_from, earlier_run=history), indent=2)
+                                           + "\n")
     ema = copy.deepcopy(models).requires_grad_(False)
     optimizer = torch.optim.AdamW(models.parameters(), lr=args.lr, weight_decay=0.01)
     prediction = base.scheduler.config.prediction_type  # the edit model inherits the base's target
@@ -343,8 +345,9 @@ def export(args) -> None:
                   final_loss=log[-1]["loss"] if log else None, base=str(args.base),
                   weights_dtype="float16" if args.fp16 else "float32")
     if (run_dir / "init.json").is_file():  # a fine-tune: keep the record of the run it started from
-        earlier = json.loads((run_dir / "init.json").read_text())
-        record.update(init_from=earlier.pop("init_from"), earlier_run=earlier,
+        init = json.loads((run_dir / "init.json").read_text())
+        earlier = init["earlier_run"]
+        record.update(init_from=init["init_from"], earlier_run=earlier,
                       total_steps=state["step"] + earlier.get("total_steps", earlier["steps"]))
     (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"exported {name} at step {state['step']} to {dest}", flush=True)
