@@ -103,3 +103,73 @@ def test_fine_tune_refuses_a_pipeline_of_another_kind(tmp_path):
     with pytest.raises(ValueError, match="not 'instruct_pix2pix'"):
         train_edits.main(["pix2pix", "--run-dir", str(tmp_path / "run"), "--steps", "1", "--pool", "4",
                           "--init-from", str(shapes.weights_path("text2image"))])
+
+
+def _scene_batch(n: int, seed: int = 0):
+    from diffexplain.world.scene import sample_scene
+
+    rng = np.random.default_rng(seed)
+    return train_edits._images_from(sample_scene(rng, split="train").render() for _ in range(n))
+
+
+def test_narrowed_pipeline_is_text2image_restricted_to_the_basis():
+    """Encoder mean and UNet are the 8-channel model's, projected exactly (no training)."""
+    import torch
+
+    base = shapes.load("text2image")
+    basis = torch.linalg.qr(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)))[0]
+    pipe = train_edits.narrow_pipeline(base, basis)
+    assert pipe.vae.config.latent_channels == 4
+    assert pipe.unet.config.in_channels == pipe.unet.config.out_channels == 4
+    images = _scene_batch(2)
+    with torch.no_grad():
+        wide = base.vae.encode(images).latent_dist
+        narrow = pipe.vae.encode(images).latent_dist
+        assert torch.allclose(narrow.mean, torch.einsum("bchw,ck->bkhw", wide.mean, basis), atol=1e-4)
+        assert narrow.std.max() < 1e-6  # sampling the latent returns its mean
+        x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+        t = torch.tensor([100, 700])
+        ids = base.tokenizer(["a red circle", ""], padding="max_length", max_length=base.tokenizer.model_max_length,
+                             return_tensors="pt").input_ids
+        context = base.text_encoder(ids).last_hidden_state
+        out = pipe.unet(x, t, context).sample
+        expected = base.unet(torch.einsum("bkhw,ck->bchw", x, basis), t, context).sample
+        assert torch.allclose(out, torch.einsum("bchw,ck->bkhw", expected, basis), atol=1e-4)
+
+
+def test_decoder_distillation_reduces_the_error_to_the_teacher():
+    import torch
+
+    base = shapes.load("text2image")
+    base.vae.requires_grad_(False)
+    basis = train_edits.latent_basis(base.vae, 4, calib=64)[0]
+    pipe = train_edits.narrow_pipeline(base, basis)
+    with torch.no_grad():
+        latents = pipe.vae.encode(_scene_batch(8, seed=3)).latent_dist.mean
+    losses = train_edits.distill_decoder(pipe.vae, base.vae, basis, latents, steps=26, batch=8)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_inpainting_trains_on_a_narrowed_base_and_runs_in_the_diffusers_pipeline(tmp_path):
+    from diffusers import StableDiffusionInpaintPipeline
+
+    from diffexplain.models.edit_adapter import EditAdapter
+    from diffexplain.models.loading import load_pipeline
+
+    run = tmp_path / "run"
+    train_edits.main(["narrow", "--run-dir", str(run), "--calib", "32", "--distill-steps", "1"])
+    record = json.loads((run / "base4" / "training.json").read_text())
+    assert record["channels"] == 4 and 0.5 < record["second_moment_share"] <= 1
+    train_edits.main(["inpaint", "--run-dir", str(run), "--base", str(run / "base4"), "--steps", "1", "--batch", "2",
+                      "--pool", "8", "--refresh", "2"])
+    dest = tmp_path / "weights"
+    train_edits.main(["export", "--kind", "inpaint", "--run-dir", str(run), "--base", str(run / "base4"),
+                      "--dest", str(dest)])
+    pipe = load_pipeline(str(dest))
+    assert isinstance(pipe, StableDiffusionInpaintPipeline) and pipe.unet.config.in_channels == 9
+    mask = np.zeros((64, 64), bool)
+    mask[8:40, 20:52] = True
+    source = np.full((64, 64, 3), 255, np.uint8)
+    adapter = EditAdapter(pipe, image=source, mask=mask, num_inference_steps=2)
+    image = adapter.generate(["a red circle"], [0])[0]
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8

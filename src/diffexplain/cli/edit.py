@@ -15,8 +15,8 @@ from .explain import METHOD, explanation_options, run_explanation
 @click.option("--image", "image_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="the source image")
 @click.option("--model", default="instruct_pix2pix", show_default=True,
-              help="the built-in shapes InstructPix2Pix, or a local InstructPix2Pix, img2img or inpainting pipeline "
-                   "directory")
+              help="a built-in shapes model (instruct_pix2pix, or inpaint with --mask and a caption), or a local "
+                   "InstructPix2Pix, img2img or inpainting pipeline directory")
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="inpainting mask (white = repaint; grey levels thresholded at 0.5)")
 @click.option("--strength", type=float, default=None, help="img2img / inpainting strength")
@@ -41,11 +41,11 @@ def command(instruction, image_path, model, mask_path, strength, image_guidance,
                           num_inference_steps=steps or (shapes.DEFAULT_STEPS if builtin else 20),
                           guidance_scale=guidance if guidance is not None else
                           (shapes.DEFAULT_GUIDANCE if builtin else 7.5))
-    if builtin:  # the shapes edit model knows only the world's and the instructions' words
+    if builtin:  # shapes models know only the world's words (and InstructPix2Pix the instructions' too)
         from ..world import check_vocabulary
         from ..world.edits import instruction_vocabulary
 
-        words = instruction_vocabulary()
+        words = None if adapter.mask is not None else instruction_vocabulary()  # inpaint reads scene captions
         adapter.vocabulary_check = lambda text: check_vocabulary(text, "instruction", vocab=words)
 
     def source_and_edit(explanation):

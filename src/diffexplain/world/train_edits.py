@@ -1,10 +1,17 @@
 """Train the shapes editing pipelines, starting from the trained text2image model.
 
     python -m diffexplain.world.train_edits pix2pix          --run-dir runs/pix2pix --steps 6000
-    python -m diffexplain.world.train_edits inpaint          --run-dir runs/inpaint --steps 4000
+    python -m diffexplain.world.train_edits narrow           --run-dir runs/inpaint --channels 4
+    python -m diffexplain.world.train_edits inpaint          --run-dir runs/inpaint --base runs/inpaint/base4
     python -m diffexplain.world.train_edits paint_by_example --run-dir runs/pbe     --steps 6000
     python -m diffexplain.world.train_edits export           --run-dir runs/pix2pix --kind pix2pix --fp16
     python -m diffexplain.world.train_edits pix2pix --run-dir runs/p2p_ft --init-from training/instruct_pix2pix/step2900
+
+diffusers' StableDiffusionInpaintPipeline runs only on 4-channel latents, and the shapes VAE has 8.
+``narrow`` therefore derives from text2image an exactly equivalent pipeline restricted to the top
+``--channels`` principal directions of its latents (uncentred PCA over training scenes): the VAE's
+encoder output and decoder input and the UNet's ``conv_in`` / ``conv_out`` are folded with the
+projection, so no weight is trained; inpaint then starts from that base.
 
 ``--init-from`` starts a run from an exported pipeline of the same kind (its weights and, for pix2pix,
 its tokenizer); the optimizer and the LR schedule start afresh, and the export records both runs.
@@ -30,6 +37,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -76,6 +84,129 @@ def extend_text_encoder(text_encoder, tokenizer, new_tokenizer):
             table[index] = old_table[old_vocab[token]]
     model.get_input_embeddings().weight.data.copy_(table)
     return model
+
+
+@torch.no_grad()
+def latent_basis(vae, channels: int, calib: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top principal directions of ``vae``'s latent means over ``calib`` training scenes.
+
+    Uncentred (second moment), so the projection is linear with no offset and folds exactly into
+    the convolutions around the latent. Returns (basis (C, channels) with orthonormal columns,
+    cumulative share of the second moment per kept direction (C,)).
+    """
+    rng = np.random.default_rng([seed, 11])
+    means = []
+    for start in range(0, calib, 128):
+        scenes = [sample_scene(rng, split="train") for _ in range(min(128, calib - start))]
+        means.append(vae.encode(_images_from(s.render() for s in scenes)).latent_dist.mean)
+    z = torch.cat(means).permute(0, 2, 3, 1).reshape(-1, vae.config.latent_channels).double()
+    values, vectors = torch.linalg.eigh(z.T @ z / len(z))
+    values, vectors = values.flip(0), vectors.flip(1)
+    return vectors[:, :channels].float(), (values.cumsum(0) / values.sum()).float()
+
+
+def _mix_out(conv, matrix: torch.Tensor, bias: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``matrix @ conv(x) + bias`` as one convolution (matrix: (new_out, out))."""
+    weight = torch.einsum("no,oikl->nikl", matrix, conv.weight.detach())
+    out_bias = matrix @ conv.bias.detach() + (0 if bias is None else bias)
+    return weight, out_bias
+
+
+def narrow_pipeline(base, basis: torch.Tensor):
+    """``base`` (a text2image pipeline) restricted to latents ``m' = basis.T @ m``.
+
+    VAE: the encoder's mean is projected (the log-variance set to e^-30, so sampling returns the
+    mean) and the decoder reads ``basis @ m'``; UNet: ``conv_in`` reads ``basis @ x'`` and
+    ``conv_out`` writes ``basis.T @ out``. The scaling factor is kept, so noise levels match.
+    """
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+
+    old, channels = base.vae, basis.shape[1]
+    vae = AutoencoderKL.from_config({**old.config, "latent_channels": channels})
+    state = {k: v.clone() for k, v in old.state_dict().items()}
+    latent = old.config.latent_channels
+    # the encoder's conv_out feeds the 1x1 quant_conv: fold both, then the projection, into conv_out
+    quant_w = old.quant_conv.weight.detach()[:latent, :, 0, 0]  # (latent, 2 latent): the mean rows
+    quant_b = old.quant_conv.bias.detach()[:latent]
+    mean_w, mean_b = _mix_out(old.encoder.conv_out, basis.T @ quant_w, basis.T @ quant_b)
+    state["encoder.conv_out.weight"] = torch.cat([mean_w, torch.zeros_like(mean_w)])
+    state["encoder.conv_out.bias"] = torch.cat([mean_b, torch.full_like(mean_b, -30.0)])
+    state["quant_conv.weight"] = torch.eye(2 * channels)[:, :, None, None]
+    state["quant_conv.bias"] = torch.zeros(2 * channels)
+    # post_quant_conv (1x1) becomes identity; its mixing and the basis fold into decoder.conv_in.
+    # Its bias cannot fold exactly through conv_in's zero padding (and GroupNorm spreads the border
+    # error), so ``distill_decoder`` repairs the decoder afterwards.
+    post_w = old.post_quant_conv.weight.detach()[:, :, 0, 0]
+    state["post_quant_conv.weight"] = torch.eye(channels)[:, :, None, None]
+    state["post_quant_conv.bias"] = torch.zeros(channels)
+    conv_in = old.decoder.conv_in
+    state["decoder.conv_in.weight"] = torch.einsum("oikl,ij->ojkl", conv_in.weight.detach(), post_w @ basis)
+    state["decoder.conv_in.bias"] = conv_in.bias.detach() + torch.einsum(
+        "oikl,i->o", conv_in.weight.detach(), old.post_quant_conv.bias.detach())
+    vae.load_state_dict(state)
+    unet = UNet2DConditionModel.from_config({**base.unet.config, "in_channels": channels, "out_channels": channels})
+    state = {k: v.clone() for k, v in base.unet.state_dict().items()}
+    state["conv_in.weight"] = torch.einsum("oikl,ij->ojkl", base.unet.conv_in.weight.detach(), basis)
+    state["conv_out.weight"], state["conv_out.bias"] = _mix_out(base.unet.conv_out, basis.T)
+    unet.load_state_dict(state)
+    return StableDiffusionPipeline(vae=vae, unet=unet, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                   scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+
+
+def distill_decoder(vae, teacher, basis: torch.Tensor, latents: torch.Tensor, steps: int, seed: int = 0,
+                    batch: int = 32, lr: float = 2e-4) -> list[float]:
+    """Train ``vae``'s decoder to reproduce ``teacher``'s decoding of ``basis @ m'`` for the
+    narrowed latents ``latents`` (N, channels, h, w); returns the loss every 25 steps."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        targets = torch.cat([teacher.decode(torch.einsum("bkhw,ck->bchw", chunk, basis)).sample
+                             for chunk in latents.split(128)])
+    params = [p for name, p in vae.named_parameters() if name.startswith(("decoder.", "post_quant_conv."))]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for step in range(steps):
+        pick = torch.randint(0, len(latents), (batch,), generator=gen)
+        loss = torch.nn.functional.mse_loss(vae.decode(latents[pick]).sample, targets[pick])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 25 == 0 or step == steps - 1:
+            losses.append(round(loss.item(), 6))
+    vae.requires_grad_(False)
+    return losses
+
+
+def narrow(args) -> None:
+    """Write ``run_dir/base{channels}``: text2image restricted to its top latent directions."""
+    run_dir = Path(args.run_dir)
+    base = _base(Path(args.base))
+    base.vae.requires_grad_(False)
+    basis, share = latent_basis(base.vae, args.channels, args.calib, args.seed)
+    pipe = narrow_pipeline(base, basis)
+    rng = np.random.default_rng([args.seed, 13])
+    with torch.no_grad():
+        scenes = _images_from(sample_scene(rng, split="train").render() for _ in range(args.calib))
+        latents = torch.cat([pipe.vae.encode(chunk).latent_dist.mean for chunk in scenes.split(128)])
+    rng = np.random.default_rng([args.seed, 12])
+    images = _images_from(sample_scene(rng, split="heldout").render() for _ in range(256))
+
+    def psnr(vae) -> float:
+        with torch.no_grad():
+            out = vae.decode(vae.encode(images).latent_dist.mean).sample.clamp(-1, 1)
+        return round(float(10 * torch.log10(4 / ((out - images) ** 2).mean())), 2)
+
+    before = psnr(pipe.vae)
+    start = time.time()
+    losses = distill_decoder(pipe.vae, base.vae, basis, latents, args.distill_steps, args.seed)
+    dest = run_dir / f"base{args.channels}"
+    pipe.save_pretrained(dest, safe_serialization=True)
+    record = dict(pipeline="text2image", narrowed_from=str(args.base), channels=args.channels, calib=args.calib,
+                  second_moment_share=round(float(share[args.channels - 1]), 4),
+                  psnr_db=dict(original=psnr(base.vae), narrowed=before, distilled=psnr(pipe.vae)),
+                  distill=dict(steps=args.distill_steps, loss=losses, wall_s=round(time.time() - start, 1)))
+    (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record), flush=True)
 
 
 def box_mask(scene: Scene, index: int, margin: int = 3) -> np.ndarray:
@@ -356,7 +487,7 @@ def export(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m diffexplain.world.train_edits", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=[*KINDS, "export"])
+    parser.add_argument("stage", choices=[*KINDS, "export", "narrow"])
     parser.add_argument("--kind", choices=KINDS, help="for export: which model")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--base", default=str(shapes_models.WEIGHTS_DIR / "text2image"))
@@ -376,21 +507,24 @@ def main(argv=None) -> None:
     parser.add_argument("--init-from", default=None,
                         help="an exported pipeline of the same kind to start from (fresh optimizer and LR schedule)")
     parser.add_argument("--dest", default=None)
+    parser.add_argument("--channels", type=int, default=4, help="for narrow: latent channels to keep")
+    parser.add_argument("--calib", type=int, default=2048, help="for narrow: training scenes for the PCA")
+    parser.add_argument("--distill-steps", type=int, default=400, help="for narrow: decoder repair steps")
     parser.add_argument("--fp16", action="store_true")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.stage != "export":
+    if args.stage not in ("export", "narrow"):
         args.kind = args.stage
-    elif args.kind is None:
+    elif args.stage == "export" and args.kind is None:
         parser.error("export needs --kind")
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "commands.txt", "a") as handle:
         command = [sys.executable.split("/")[-1], "-m", "diffexplain.world.train_edits", *(argv or sys.argv[1:])]
         handle.write(shlex.join(command) + "\n")
-    (train if args.stage != "export" else export)(args)
+    {"export": export, "narrow": narrow}.get(args.stage, train)(args)
 
 
 if __name__ == "__main__":
