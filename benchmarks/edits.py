@@ -114,18 +114,25 @@ def insertion_part(model: str, n: int) -> dict:
         pasted = check(adapter.paste(result.image[None])[0], scene.caption)  # the insertion itself
         rows.append(dict(success=pasted.edit_ok, success_whole_image=verdict.edit_ok,
                          iou=inserted_iou(result.image, scene, index, box), imacs=result.imacs_r2g,
-                         imacs_guidance=result.imacs_guidance, n_found=len(verdict.objects)))
+                         imacs_guidance=result.imacs_guidance, n_found=len(verdict.objects),
+                         imacs_guidance_time=list(result.imacs_guidance_time)))
     success = np.array([r["success"] for r in rows], dtype=int)
     whole = np.array([r["success_whole_image"] for r in rows], dtype=int)
     ious = np.array([r["iou"] for r in rows])
-    scores = {}
-    for key, name in (("imacs", "r2g"), ("imacs_guidance", "guidance")):  # I2AM's map; the guidance difference
-        values = np.array([r[key] for r in rows], dtype=float)
-        scores[name] = dict(
+
+    def separation(values: np.ndarray) -> dict:
+        """How well one IMACS column separates success from failure and follows the IoU."""
+        return dict(
             mean=float(values.mean()),
             success_auc=float(roc_auc(values, success)) if 0 < success.sum() < len(success) else float("nan"),
             whole_image_success_auc=float(roc_auc(values, whole)) if 0 < whole.sum() < len(whole) else float("nan"),
             iou_spearman=float(spearmanr(values, ious).statistic) if np.ptp(ious) > 0 else float("nan"))
+
+    # I2AM's map; the guidance difference, summed and per time group (the time-level view)
+    scores = {name: separation(np.array([r[key] for r in rows], dtype=float))
+              for key, name in (("imacs", "r2g"), ("imacs_guidance", "guidance"))}
+    by_time = np.array([r["imacs_guidance_time"] for r in rows], dtype=float)  # (n, G)
+    scores.update({f"guidance_t{g}": separation(by_time[:, g]) for g in range(by_time.shape[1])})
     return dict(n_insertions=n, success=float(success.mean()), success_whole_image=float(whole.mean()),
                 mean_iou=float(ious.mean()), imacs=scores,
                 wall_s=round(time.perf_counter() - start, 1), rows=rows)
@@ -190,6 +197,7 @@ def main() -> None:
                   "| map scored by IMACS (lambda 3, vs the mask) | ROC-AUC, success vs failure | same, whole image "
                   "| Spearman with IoU | mean IMACS |", "|---|---|---|---|---|"]
         names = {"r2g": "I2AM reference-to-generated attention", "guidance": "guidance difference"}
+        names.update({f"guidance_t{g}": f"guidance difference, time group {g} (0 = noisiest)" for g in range(10)})
         lines += [f"| {names[k]} | {v['success_auc']:.3f} | {v['whole_image_success_auc']:.3f} | "
                   f"{v['iou_spearman']:.3f} | {v['mean']:.3f} |" for k, v in part["imacs"].items()]
     else:

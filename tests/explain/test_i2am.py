@@ -82,10 +82,16 @@ def test_i2am_adds_a_guidance_map_scored_by_imacs(tmp_path):
     result = i2am_paint_by_example(adapter, seed=1)
     assert result.guidance.shape == (16, 32) and (result.guidance >= 0).all() and result.guidance.max() > 0
     assert np.isfinite(result.imacs_guidance)
+    # the time view: one map per group, summing to the whole map; each scored by IMACS
+    assert result.guidance_time.shape == (5, 16, 32)
+    np.testing.assert_allclose(result.guidance_time.sum(0), result.guidance, rtol=1e-5, atol=1e-6)
+    from diffexplain.metrics import imacs
+
+    assert result.imacs_guidance_time == tuple(imacs(m, mask, 3.0) for m in result.guidance_time)
     unguided = PaintByExampleAdapter(pipe, image=source, mask=mask, reference=reference, num_inference_steps=3,
                                      guidance_scale=1.0)
     plain = i2am_paint_by_example(unguided, seed=1)
-    assert plain.guidance is None and plain.imacs_guidance is None
+    assert plain.guidance is None and plain.imacs_guidance is None and plain.guidance_time is None
 
 
 def test_single_token_attention_logits_get_no_gradient(tmp_path):

@@ -52,6 +52,7 @@ def command(image_path, mask_path, reference_path, model, seed, steps, guidance,
         Image.fromarray(guidance_overlay).save(out / "guidance_overlay.png")
     summary = dict(seed=seed, steps=steps, imacs_r2g=result.imacs_r2g, imacs_g2r=result.imacs_g2r,
                    imacs_guidance=result.imacs_guidance, composite=composite,
+                   imacs_guidance_by_time_group=result.imacs_guidance_time,
                    g2r="available" if result.g2r is not None else "undefined: the reference is a single token")
     (out / "i2am.json").write_text(json.dumps(summary, indent=2) + "\n")
     mask_image = (adapter.mask[..., None].repeat(3, axis=2) * 255).astype("uint8")
@@ -59,8 +60,15 @@ def command(image_path, mask_path, reference_path, model, seed, steps, guidance,
                     [("source", adapter.source), ("mask", mask_image), ("reference", adapter.reference),
                      ("generated", result.image), ("reference to generated", r2g_overlay)]
                     + ([("guidance difference", guidance_overlay)] if guidance_overlay is not None else []))
-    views = "".join(f"<h3>{v} view</h3><img src='{png_data_uri(view_grid(result.maps, v, [0], result.image))}'>"
-                    for v in ("time", "head", "layer"))
+    guidance_views = ""
+    if result.guidance_time is not None:  # one overlay per time group, noisiest first
+        cells = "".join(f"<div class='tile'><img src='{png_data_uri(overlay(result.image, torch.from_numpy(m)))}'>"
+                        f"<br>group {g}: IMACS {score:.3f}</div>"
+                        for g, (m, score) in enumerate(zip(result.guidance_time, result.imacs_guidance_time)))
+        guidance_views = f"<h3>guidance difference, time view (group 0 = noisiest)</h3><div class='tiles'>{cells}</div>"
+    views = guidance_views + "".join(
+        f"<h3>{v} view</h3><img src='{png_data_uri(view_grid(result.maps, v, [0], result.image))}'>"
+        for v in ("time", "head", "layer"))
     if result.g2r is None:
         g2r_html = "<p>Generated-to-reference: undefined, this model conditions on a single reference token.</p>"
     else:

@@ -50,6 +50,9 @@ class I2AMResult:
         imacs_g2r: IMACS of G2R against ``reference_mask`` when both exist, else None.
         guidance: float32 (H, W) guidance-difference map, or None without guidance (scale <= 1).
         imacs_guidance: IMACS of ``guidance`` against the inpainting mask, or None.
+        guidance_time: float32 (G, H, W) the guidance difference per time group (group 0 =
+            noisiest; the time-level view), or None without guidance.
+        imacs_guidance_time: IMACS of each time group's map, (G,), or None.
     """
 
     image: np.ndarray
@@ -60,6 +63,8 @@ class I2AMResult:
     imacs_g2r: Optional[float]
     guidance: Optional[np.ndarray] = None
     imacs_guidance: Optional[float] = None
+    guidance_time: Optional[np.ndarray] = None
+    imacs_guidance_time: Optional[tuple[float, ...]] = None
 
 
 def record_reference_attention(pipe, run, *, n_reference_tokens: int, image_size, time_groups: int = 5,
@@ -127,6 +132,7 @@ def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, refer
     image, maps = record_reference_attention(pipe, run, n_reference_tokens=n_tokens, image_size=size,
                                              time_groups=time_groups, batch_layout="cfg" if guided else "none")
     guidance = recorder.map(size) if recorder is not None else None
+    by_time = recorder.time_view(size) if recorder is not None else None
     r2g = maps.word_heatmap(REFERENCE).numpy()
     reverse = g2r(maps, region=adapter.mask, reference_size=adapter.reference.shape[:2])
     imacs_g2r = None
@@ -134,4 +140,7 @@ def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, refer
         imacs_g2r = imacs(reverse, reference_mask, lam)
     return I2AMResult(image=image, maps=maps, r2g=r2g, g2r=reverse, imacs_r2g=imacs(r2g, adapter.mask, lam),
                       imacs_g2r=imacs_g2r, guidance=guidance,
-                      imacs_guidance=imacs(guidance, adapter.mask, lam) if guidance is not None else None)
+                      imacs_guidance=imacs(guidance, adapter.mask, lam) if guidance is not None else None,
+                      guidance_time=by_time,
+                      imacs_guidance_time=None if by_time is None else tuple(imacs(m, adapter.mask, lam)
+                                                                             for m in by_time))
