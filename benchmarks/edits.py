@@ -20,7 +20,9 @@ Writes benchmarks/results/edits.{json,md}:
   IMACS for success vs failure and its Spearman correlation with the IoU.
 - inpainting: the inpaint model repaints a held-out scene's object box from the scene's caption
   (source outside the box). Success and IoU as for insertion: the checker reads the caption back
-  from the source with the generated box pasted in (and from the whole generated image).
+  from the source with the generated box pasted in (and from the whole generated image). Caption
+  attribution: exact Shapley and SMILE on captions of <= 8 words, ROC-AUC against the masked
+  object's colour, shape and size words (everything else is visible outside the mask).
 A part is skipped (and says so) when its pipeline has no weights.
 """
 
@@ -138,15 +140,22 @@ def insertion_part(model: str, n: int) -> dict:
                 wall_s=round(time.perf_counter() - start, 1), rows=rows)
 
 
-def inpainting_part(model: str, n: int) -> dict:
+def inpainted_relevance(scene, index: int) -> np.ndarray:
+    """Ground truth for inpainting's caption words: the masked object's colour, shape and size words
+    are relevant (1); filler, position (the mask fixes it) and the visible objects' words are not."""
+    return np.array([int(w.object_index == index and w.role in ("colour", "shape", "size")) for w in scene.words])
+
+
+def inpainting_part(model: str, n: int, n_explain: int) -> dict:
     pipe = load_pipeline(model)
     rng = np.random.default_rng(7170)
-    rows = []
+    rows, tasks = [], []
     start = time.perf_counter()
     for i in range(n):
         scene = sample_scene(rng, split="heldout")
         index = int(rng.integers(len(scene.objects)))
         box = box_mask(scene, index)
+        tasks.append((scene, index, box))
         source = scene.render()  # the pipeline blanks the box itself (masked image = image * (mask < 0.5))
         adapter = EditAdapter(pipe, image=source, mask=box, num_inference_steps=shapes.DEFAULT_STEPS,
                               guidance_scale=shapes.DEFAULT_GUIDANCE)
@@ -155,11 +164,23 @@ def inpainting_part(model: str, n: int) -> dict:
         rows.append(dict(success=check(pasted, scene.caption).edit_ok,
                          success_whole_image=check(image, scene.caption).edit_ok,
                          iou=inserted_iou(image, scene, index, box)))
+    wall = time.perf_counter() - start
     success = np.array([r["success"] for r in rows], dtype=float)
+    attribution: dict[str, list[float]] = {"shapley": [], "smile": []}
+    explained = [t for t in tasks if len(t[0].words) <= 8][:n_explain]
+    for scene, index, box in explained:
+        adapter = EditAdapter(pipe, image=scene.render(), mask=box, num_inference_steps=shapes.DEFAULT_STEPS,
+                              guidance_scale=shapes.DEFAULT_GUIDANCE)
+        cache = GenerationCache()  # SMILE reuses exact Shapley's images
+        for method in attribution:
+            e = explain_prompt(adapter, scene.caption, method=method, seeds=2, embedder="efficientnet",
+                               budget=None if method == "shapley" else 64, cache=cache)
+            attribution[method].append(roc_auc(e.values, inpainted_relevance(scene, index)))
     return dict(n_inpaintings=n, success=float(success.mean()),
                 success_whole_image=float(np.mean([r["success_whole_image"] for r in rows])),
-                mean_iou=float(np.mean([r["iou"] for r in rows])), wall_s=round(time.perf_counter() - start, 1),
-                rows=rows)
+                mean_iou=float(np.mean([r["iou"] for r in rows])), wall_s=round(wall, 1), rows=rows,
+                captions=[t[0].caption for t in explained],
+                attribution_auc={m: float(np.nanmean(v)) if v else float("nan") for m, v in attribution.items()})
 
 
 def main() -> None:
@@ -171,11 +192,12 @@ def main() -> None:
     parser.add_argument("--insertions", type=int, default=120)
     parser.add_argument("--inpaint", default="inpaint")
     parser.add_argument("--inpaintings", type=int, default=120)
+    parser.add_argument("--inpaint-explain", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="4 edits, 1 explained, 6 insertions (smoke run)")
     parser.add_argument("--name", default="edits")
     args = parser.parse_args()
     if args.quick:
-        args.edits, args.explain, args.insertions, args.inpaintings = 4, 1, 6, 6
+        args.edits, args.explain, args.insertions, args.inpaintings, args.inpaint_explain = 4, 1, 6, 6, 1
     torch.set_flush_denormal(True)
     payload: dict = dict(machine=machine())
     lines = ["# Editing and image-to-image on held-out shapes edits", ""]
@@ -204,10 +226,13 @@ def main() -> None:
         lines.append(f"Paint-by-Example: skipped, no weights for {args.pbe!r}.")
     lines.append("")
     if _available(args.inpaint):
-        part = payload["inpainting"] = inpainting_part(args.inpaint, args.inpaintings)
+        part = payload["inpainting"] = inpainting_part(args.inpaint, args.inpaintings, args.inpaint_explain)
         lines += [f"Inpainting: {part['n_inpaintings']} held-out object boxes repainted from the caption, success "
                   f"{part['success']:.1%} (source outside the box, generation inside; the whole generated image: "
-                  f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}."]
+                  f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
+                  f"Caption-word AUC on {len(part['captions'])} of them (relevant: the masked object's colour, shape "
+                  "and size words):", "", "| method | caption-word AUC |", "|---|---|"]
+        lines += [f"| {m} | {v:.3f} |" for m, v in part["attribution_auc"].items()]
     else:
         lines.append(f"Inpainting: skipped, no weights for {args.inpaint!r}.")
     write(args.name, payload, "\n".join(lines) + "\n")
