@@ -21,7 +21,7 @@ Writes benchmarks/results/edits.{json,md}:
 - inpainting: the inpaint model repaints a held-out scene's object box from the scene's caption
   (source outside the box). Success and IoU as for insertion: the checker reads the caption back
   from the source with the generated box pasted in (and from the whole generated image). Caption
-  attribution: exact Shapley and SMILE on captions of <= 8 words, ROC-AUC against the masked
+  attribution: exact Shapley and SMILE (1 seed) on captions of <= 8 words, ROC-AUC against the masked
   object's colour, shape and size words (everything else is visible outside the mask).
 A part is skipped (and says so) when its pipeline has no weights.
 """
@@ -42,9 +42,10 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from _common import machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
+from diffexplain.cli.attention import record_prompt  # noqa: E402
 from diffexplain.explain.api import explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
-from diffexplain.metrics import roc_auc  # noqa: E402
+from diffexplain.metrics import imacs, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
@@ -100,6 +101,16 @@ def inserted_iou(image: np.ndarray, scene, index: int, box: np.ndarray) -> float
     return float((painted & truth).sum() / union) if union else 0.0
 
 
+def separation(values: np.ndarray, success: np.ndarray, whole: np.ndarray, ious: np.ndarray) -> dict:
+    """How well one IMACS column separates success (pasted; whole image) from failure, and its
+    Spearman correlation with the IoU."""
+    return dict(
+        mean=float(values.mean()),
+        success_auc=float(roc_auc(values, success)) if 0 < success.sum() < len(success) else float("nan"),
+        whole_image_success_auc=float(roc_auc(values, whole)) if 0 < whole.sum() < len(whole) else float("nan"),
+        iou_spearman=float(spearmanr(values, ious).statistic) if np.ptp(ious) > 0 else float("nan"))
+
+
 def insertion_part(model: str, n: int) -> dict:
     pipe = load_pipeline(model)
     rng = np.random.default_rng(6160)
@@ -122,19 +133,11 @@ def insertion_part(model: str, n: int) -> dict:
     whole = np.array([r["success_whole_image"] for r in rows], dtype=int)
     ious = np.array([r["iou"] for r in rows])
 
-    def separation(values: np.ndarray) -> dict:
-        """How well one IMACS column separates success from failure and follows the IoU."""
-        return dict(
-            mean=float(values.mean()),
-            success_auc=float(roc_auc(values, success)) if 0 < success.sum() < len(success) else float("nan"),
-            whole_image_success_auc=float(roc_auc(values, whole)) if 0 < whole.sum() < len(whole) else float("nan"),
-            iou_spearman=float(spearmanr(values, ious).statistic) if np.ptp(ious) > 0 else float("nan"))
-
     # I2AM's map; the guidance difference, summed and per time group (the time-level view)
-    scores = {name: separation(np.array([r[key] for r in rows], dtype=float))
+    scores = {name: separation(np.array([r[key] for r in rows], dtype=float), success, whole, ious)
               for key, name in (("imacs", "r2g"), ("imacs_guidance", "guidance"))}
     by_time = np.array([r["imacs_guidance_time"] for r in rows], dtype=float)  # (n, G)
-    scores.update({f"guidance_t{g}": separation(by_time[:, g]) for g in range(by_time.shape[1])})
+    scores.update({f"guidance_t{g}": separation(by_time[:, g], success, whole, ious) for g in range(by_time.shape[1])})
     return dict(n_insertions=n, success=float(success.mean()), success_whole_image=float(whole.mean()),
                 mean_iou=float(ious.mean()), imacs=scores,
                 wall_s=round(time.perf_counter() - start, 1), rows=rows)
@@ -159,13 +162,20 @@ def inpainting_part(model: str, n: int, n_explain: int) -> dict:
         source = scene.render()  # the pipeline blanks the box itself (masked image = image * (mask < 0.5))
         adapter = EditAdapter(pipe, image=source, mask=box, num_inference_steps=shapes.DEFAULT_STEPS,
                               guidance_scale=shapes.DEFAULT_GUIDANCE)
-        image = adapter.generate([scene.caption], [i])[0]
+        image, maps = record_prompt(adapter, scene.caption, seed=i)  # hooks leave the image bit-identical
+        # IMACS of the masked object's words' attention: text tokens, so the key-softmax is informative
+        relevant = np.flatnonzero(inpainted_relevance(scene, index))
+        layers = maps.layers_at_least(shapes.ATTENTION_MIN_GRID)
+        heat = torch.stack([maps.word_heatmap(int(w), layers=layers) for w in relevant]).mean(0).numpy()
         pasted = np.where(box[..., None], image, source)
         rows.append(dict(success=check(pasted, scene.caption).edit_ok,
                          success_whole_image=check(image, scene.caption).edit_ok,
-                         iou=inserted_iou(image, scene, index, box)))
+                         iou=inserted_iou(image, scene, index, box), imacs_words=imacs(heat, box, 3.0)))
     wall = time.perf_counter() - start
-    success = np.array([r["success"] for r in rows], dtype=float)
+    success = np.array([r["success"] for r in rows], dtype=int)
+    whole = np.array([r["success_whole_image"] for r in rows], dtype=int)
+    ious = np.array([r["iou"] for r in rows])
+    word_imacs = separation(np.array([r["imacs_words"] for r in rows]), success, whole, ious)
     attribution: dict[str, list[float]] = {"shapley": [], "smile": []}
     explained = [t for t in tasks if len(t[0].words) <= 8][:n_explain]
     for scene, index, box in explained:
@@ -173,12 +183,11 @@ def inpainting_part(model: str, n: int, n_explain: int) -> dict:
                               guidance_scale=shapes.DEFAULT_GUIDANCE)
         cache = GenerationCache()  # SMILE reuses exact Shapley's images
         for method in attribution:
-            e = explain_prompt(adapter, scene.caption, method=method, seeds=2, embedder="efficientnet",
+            e = explain_prompt(adapter, scene.caption, method=method, seeds=1, embedder="efficientnet",
                                budget=None if method == "shapley" else 64, cache=cache)
             attribution[method].append(roc_auc(e.values, inpainted_relevance(scene, index)))
-    return dict(n_inpaintings=n, success=float(success.mean()),
-                success_whole_image=float(np.mean([r["success_whole_image"] for r in rows])),
-                mean_iou=float(np.mean([r["iou"] for r in rows])), wall_s=round(wall, 1), rows=rows,
+    return dict(n_inpaintings=n, success=float(success.mean()), success_whole_image=float(whole.mean()),
+                mean_iou=float(ious.mean()), imacs_words=word_imacs, wall_s=round(wall, 1), rows=rows,
                 captions=[t[0].caption for t in explained],
                 attribution_auc={m: float(np.nanmean(v)) if v else float("nan") for m, v in attribution.items()})
 
@@ -192,7 +201,7 @@ def main() -> None:
     parser.add_argument("--insertions", type=int, default=120)
     parser.add_argument("--inpaint", default="inpaint")
     parser.add_argument("--inpaintings", type=int, default=120)
-    parser.add_argument("--inpaint-explain", type=int, default=10)
+    parser.add_argument("--inpaint-explain", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="4 edits, 1 explained, 6 insertions (smoke run)")
     parser.add_argument("--name", default="edits")
     args = parser.parse_args()
@@ -227,9 +236,13 @@ def main() -> None:
     lines.append("")
     if _available(args.inpaint):
         part = payload["inpainting"] = inpainting_part(args.inpaint, args.inpaintings, args.inpaint_explain)
+        words = part["imacs_words"]
         lines += [f"Inpainting: {part['n_inpaintings']} held-out object boxes repainted from the caption, success "
                   f"{part['success']:.1%} (source outside the box, generation inside; the whole generated image: "
                   f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
+                  "IMACS (lambda 3) of the masked object's words' cross-attention against the mask: ROC-AUC "
+                  f"{words['success_auc']:.3f} for success vs failure ({words['whole_image_success_auc']:.3f} on "
+                  f"the whole image), Spearman {words['iou_spearman']:.3f} with the IoU, mean {words['mean']:.3f}.", "",
                   f"Caption-word AUC on {len(part['captions'])} of them (relevant: the masked object's colour, shape "
                   "and size words):", "", "| method | caption-word AUC |", "|---|---|"]
         lines += [f"| {m} | {v:.3f} |" for m, v in part["attribution_auc"].items()]
