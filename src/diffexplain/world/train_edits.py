@@ -291,10 +291,13 @@ def _images_from(arrays) -> torch.Tensor:
 def check_supported(kind: str, latent_channels: int) -> None:
     """diffusers' StableDiffusionInpaintPipeline hard-codes 4-channel latents (a UNet of 9 or 4
     input channels); the shapes VAE has 8, so an inpainting UNet on it could not be run by that
-    pipeline. Refuse up front rather than train a model nobody can sample."""
+    pipeline. Refuse up front rather than train a model nobody can sample; ``narrow`` makes a base
+    that fits."""
     if kind == "inpaint" and latent_channels != 4:
         raise ValueError(f"kind 'inpaint' needs a VAE with 4 latent channels (StableDiffusionInpaintPipeline accepts "
-                         f"only 9- or 4-channel UNets); this base VAE has {latent_channels}")
+                         f"only 9- or 4-channel UNets); this base VAE has {latent_channels}. Derive a 4-channel base "
+                         f"with `python -m diffexplain.world.train_edits narrow --run-dir RUN` and pass "
+                         f"--base RUN/base4")
 
 
 def _base(base_dir: Path):
