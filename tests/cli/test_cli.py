@@ -172,7 +172,8 @@ def test_i2am_writes_maps_imacs_and_a_report(tmp_path):
 
 
 def test_demo_runs_the_main_job_on_the_builtin_models(tmp_path):
-    """`make demo`'s command: generation checked against captions, a word explanation, an edit and an insertion."""
+    """`make demo`'s command: generation checked against captions, a word explanation, an edit, an insertion
+    and an inpainting."""
     import json
 
     out = tmp_path / "demo"
@@ -183,5 +184,6 @@ def test_demo_runs_the_main_job_on_the_builtin_models(tmp_path):
     assert data["edit"]["features"] == data["edit"]["instruction"].split()
     assert isinstance(data["edit"]["done"], bool) and 0.0 <= data["edit"]["auc"] <= 1.0
     assert abs(data["insertion"]["imacs_guidance"]) < 4 and abs(data["insertion"]["imacs_r2g"]) < 4
-    for name in ("samples.png", "edit.png", "insertion.png", "explanation/report.html"):
+    assert isinstance(data["inpainting"]["done"], bool) and abs(data["inpainting"]["imacs_words"]) < 4
+    for name in ("samples.png", "edit.png", "insertion.png", "inpainting.png", "explanation/report.html"):
         assert (out / name).exists(), name

@@ -114,3 +114,26 @@ def test_shipped_paint_by_example_inserts_the_reference_object():
         result = check(adapter.generate([0])[0], scene.caption)
         done += result.edit_ok
     assert done >= 6
+
+
+def test_shipped_inpaint_repaints_the_masked_object_from_the_caption():
+    """The shipped inpainting model (4-channel latents, 9-channel UNet) repaints an object's box from
+    the scene's caption (the box pasted into the source; 8 of 8 training-split scenes when written)."""
+    from diffexplain.models.edit_adapter import EditAdapter
+    from diffexplain.world import check, sample_scene
+    from diffexplain.world.train_edits import box_mask
+
+    pipe = shapes.load("inpaint")
+    assert type(pipe).__name__ == "StableDiffusionInpaintPipeline"
+    assert pipe.vae.config.latent_channels == 4 and pipe.unet.config.in_channels == 9
+    assert shapes.training_record("inpaint")["steps"] > 0
+    rng = np.random.default_rng(13)
+    done = 0
+    for _ in range(8):
+        scene = sample_scene(rng, split="train")
+        box = box_mask(scene, int(rng.integers(len(scene.objects))))
+        adapter = EditAdapter(pipe, image=scene.render(), mask=box, num_inference_steps=shapes.DEFAULT_STEPS,
+                              guidance_scale=shapes.DEFAULT_GUIDANCE)
+        image = adapter.generate([scene.caption], [0])[0]
+        done += check(np.where(box[..., None], image, scene.render()), scene.caption).edit_ok
+    assert done >= 6

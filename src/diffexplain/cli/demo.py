@@ -86,11 +86,13 @@ def command(out: Path, seed: int) -> None:
                   f"{explanation.n_generations} images")
     edit_summary = _edit_section(console, out, seed)
     insertion_summary = _insertion_section(console, out, seed)
+    inpainting_summary = _inpainting_section(console, out, seed)
     (out / "demo.json").write_text(json.dumps(dict(seed=seed, samples=rows, explained=scene.caption, auc=auc,
-                                                   edit=edit_summary, insertion=insertion_summary),
+                                                   edit=edit_summary, insertion=insertion_summary,
+                                                   inpainting=inpainting_summary),
                                               indent=2) + "\n")
     console.print(f"wrote {out}/samples.png, {out}/demo.json, {out}/explanation/report.html, "
-                  f"{out}/edit.png and {out}/insertion.png")
+                  f"{out}/edit.png, {out}/insertion.png and {out}/inpainting.png")
 
 
 def _edit_section(console, out: Path, seed: int) -> dict:
@@ -162,3 +164,39 @@ def _insertion_section(console, out: Path, seed: int) -> dict:
                   f"{result.imacs_guidance:+.2f}")
     return dict(scene=scene.caption, object=index, done=done, imacs_r2g=result.imacs_r2g,
                 imacs_guidance=result.imacs_guidance)
+
+
+def _inpainting_section(console, out: Path, seed: int) -> dict:
+    """The built-in inpainting model repainting a held-out object's box from the caption, with the
+    masked object's words' cross-attention scored by IMACS against the mask."""
+    import numpy as np
+    from PIL import Image
+
+    from ..attention.maps import overlay
+    from ..metrics import imacs
+    from ..models import shapes
+    from ..models.edit_adapter import EditAdapter
+    from ..report.figures import image_grid
+    from ..world import check, sample_scene
+    from ..world.train_edits import box_mask
+    from .attention import record_prompt
+
+    scene = sample_scene(np.random.default_rng(seed + 2), split="heldout")
+    index = 0
+    box = box_mask(scene, index)
+    adapter = EditAdapter(shapes.load("inpaint"), image=scene.render(), mask=box,
+                          num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE)
+    image, maps = record_prompt(adapter, scene.caption, seed)
+    pasted = np.where(box[..., None], image, adapter.source)
+    done = check(pasted, scene.caption).edit_ok
+    words = [i for i, w in enumerate(scene.words) if w.object_index == index and w.role in ("colour", "shape")]
+    layers = maps.layers_at_least(shapes.ATTENTION_MIN_GRID)
+    heat = sum(maps.word_heatmap(i, layers=layers) for i in words) / len(words)
+    score = imacs(heat.numpy(), box, 3.0)
+    tiles = [adapter.source, (box[..., None].repeat(3, axis=2) * 255).astype(np.uint8), pasted, overlay(image, heat)]
+    image_grid([Image.fromarray(t) for t in tiles], columns=4, scale=3).save(out / "inpainting.png")
+    obj = scene.objects[index]
+    console.print(f"\n[bold]inpainting[/] the {obj.colour} {obj.shape}'s box of {scene.caption!r} from the caption: "
+                  f"{'done' if done else '[red]not done[/]'}; IMACS of its colour and shape words' attention "
+                  f"{score:+.2f}")
+    return dict(scene=scene.caption, object=index, done=done, imacs_words=score)
