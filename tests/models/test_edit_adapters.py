@@ -111,3 +111,17 @@ def test_distances_can_be_measured_against_the_source_image(tmp_path):
     plain = TextToImageAdapter(tiny_text2image(tmp_path / "t2i")[0], num_inference_steps=2)
     with pytest.raises(ValueError, match="needs an adapter with a source image"):
         explain_prompt(plain, "a red circle", method="shapley", reference="source")
+
+
+def test_inpainting_composite_keeps_the_source_outside_the_mask(tmp_path):
+    pipe = tiny_image_pipeline(tmp_path, "inpaint")
+    plain = EditAdapter(pipe, image=_source(), mask=_mask(), num_inference_steps=2)
+    pasted = EditAdapter(pipe, image=_source(), mask=_mask(), num_inference_steps=2, composite=True)
+    a, b = plain.generate(["a red circle"], [3])[0], pasted.generate(["a red circle"], [3])[0]
+    inside = pasted.mask
+    assert np.array_equal(b[inside], a[inside]) and np.array_equal(b[~inside], pasted.source[~inside])
+    assert not np.array_equal(a[~inside], plain.source[~inside])  # the pipeline redraws outside the mask
+    assert pasted.settings()["composite"] and plain.fingerprint == pasted.fingerprint
+    assert plain.settings() != pasted.settings()  # so the generation cache keeps them apart
+    with pytest.raises(ValueError, match="takes no mask"):
+        EditAdapter(tiny_image_pipeline(tmp_path, "pix2pix"), image=_source(), composite=True)

@@ -20,14 +20,17 @@ from .explain import METHOD, explanation_options, run_explanation
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="inpainting mask (white = repaint; grey levels thresholded at 0.5)")
 @click.option("--strength", type=float, default=None, help="img2img / inpainting strength")
+@click.option("--composite", is_flag=True, default=False,
+              help="inpainting: explain the source with the generation pasted inside the mask (the pipeline "
+                   "redraws every pixel)")
 @click.option("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance scale")
 @click.option("--reference", type=click.Choice(["edit", "source"]), default="edit", show_default=True,
               help="distances to the unperturbed edit, or to the source image (the SMILE script's choice)")
 @METHOD
 @explanation_options
 @usage_errors
-def command(instruction, image_path, model, mask_path, strength, image_guidance, reference, steps, guidance, out,
-            **options) -> None:
+def command(instruction, image_path, model, mask_path, strength, composite, image_guidance, reference, steps,
+            guidance, out, **options) -> None:
     """Attribute an edit of the image at --image to the words of INSTRUCTION (source and mask fixed)."""
     from ..models import shapes
     from ..models.edit_adapter import EditAdapter
@@ -37,7 +40,7 @@ def command(instruction, image_path, model, mask_path, strength, image_guidance,
     pipe = load_pipeline(model)
     builtin = is_shapes_pipeline(pipe)
     adapter = EditAdapter(pipe, image=image_path, mask=mask_path, strength=strength,
-                          image_guidance_scale=image_guidance,
+                          image_guidance_scale=image_guidance, composite=composite,
                           num_inference_steps=steps or (shapes.DEFAULT_STEPS if builtin else 20),
                           guidance_scale=guidance if guidance is not None else
                           (shapes.DEFAULT_GUIDANCE if builtin else 7.5))

@@ -58,6 +58,11 @@ def load_mask(mask: ImageLike, size: tuple[int, int], argument: str = "mask", th
     return array >= threshold
 
 
+def _paste(source: np.ndarray, mask: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """``source`` (H, W, 3) outside ``mask`` (H, W) bool, ``images`` (n, H, W, 3) inside: (n, H, W, 3)."""
+    return np.where(mask[None, :, :, None], images, source[None])
+
+
 def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes() + str(array.shape).encode()).hexdigest()[:16]
 
@@ -72,11 +77,15 @@ class EditAdapter(TextToImageAdapter):
         image: the source image.
         mask: the region to repaint (inpainting pipelines; white = repaint).
         strength, image_guidance_scale: passed to the pipeline when it takes them.
+        composite: inpainting only: return the source outside the mask and the generation inside
+            it (the pipeline redraws every pixel through its VAE), so explanations see only what
+            the mask lets the words change.
         other arguments: as ``TextToImageAdapter``.
     """
 
     def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike] = None, strength: Optional[float] = None,
-                 image_guidance_scale: Optional[float] = None, mask_threshold: float = 0.5, **kwargs):
+                 image_guidance_scale: Optional[float] = None, mask_threshold: float = 0.5, composite: bool = False,
+                 **kwargs):
         parameters = inspect.signature(pipe.__call__).parameters
         if "image" not in parameters:
             raise ValueError(f"pipe must take a source image; {type(pipe).__name__} does not")
@@ -87,7 +96,12 @@ class EditAdapter(TextToImageAdapter):
             raise ValueError(f"{type(pipe).__name__} inpaints: a mask is required (mask=None given)")
         if mask is not None and not needs_mask:
             raise ValueError(f"{type(pipe).__name__} takes no mask; pass mask=None")
-        self.source = source
+        if not isinstance(composite, bool):
+            raise ValueError(f"composite must be True or False, got {composite!r}")
+        if composite and not needs_mask:
+            raise ValueError(f"composite=True pastes the generation inside an inpainting mask; "
+                             f"{type(pipe).__name__} takes no mask")
+        self.source, self.composite = source, composite
         self.mask = load_mask(mask, source.shape[:2], threshold=mask_threshold) if needs_mask else None
         if strength is not None:
             if "strength" not in parameters:
@@ -109,6 +123,7 @@ class EditAdapter(TextToImageAdapter):
         settings["source_sha256"] = _digest(self.source)
         if self.mask is not None:
             settings["mask_sha256"] = _digest(self.mask)
+            settings["composite"] = self.composite
         return settings
 
     def _run(self, seeds: Sequence[int], **inputs) -> np.ndarray:
@@ -123,7 +138,14 @@ class EditAdapter(TextToImageAdapter):
             images = self.pipe(generator=generators, num_inference_steps=self.num_inference_steps,
                                guidance_scale=self.guidance_scale, output_type="np", **size, **inputs,
                                **self.pipeline_kwargs).images
-        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+        images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+        return self.paste(images) if self.composite else images
+
+    def paste(self, images: np.ndarray) -> np.ndarray:
+        """The source with ``images`` (uint8 (n, H, W, 3)) inside the mask: what ``composite=True`` returns."""
+        if self.mask is None:
+            raise ValueError("paste needs an inpainting mask; this adapter has none")
+        return _paste(self.source, self.mask, images)
 
 
 class PaintByExampleAdapter(PipelineAdapter):
@@ -178,4 +200,4 @@ class PaintByExampleAdapter(PipelineAdapter):
 
     def paste(self, images: np.ndarray) -> np.ndarray:
         """The source with ``images`` (uint8 (n, H, W, 3)) inside the mask: what ``composite=True`` returns."""
-        return np.where(self.mask[None, :, :, None], images, self.source[None])
+        return _paste(self.source, self.mask, images)
