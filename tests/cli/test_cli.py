@@ -141,6 +141,35 @@ def test_edit_defaults_to_the_builtin_pix2pix_and_ranks_its_content_words(tmp_pa
     assert unknown.exit_code == 2 and "'teal'" in unknown.output
 
 
+def test_edit_on_the_builtin_inpaint_model_ranks_the_masked_objects_words(tmp_path):
+    """On the shipped shapes inpainting model with the generation pasted into the mask, exact
+    Shapley puts the masked object's colour and shape words above the filler and the visible
+    object's words; instruction words are refused (the model reads captions)."""
+    import json
+
+    from PIL import Image
+
+    from diffexplain.world.scene import Scene, ShapeObject
+    from diffexplain.world.train_edits import box_mask
+
+    scene = Scene(objects=(ShapeObject(colour="red", shape="circle", size="big", position="left", x=18.0, y=32.0),
+                           ShapeObject(colour="blue", shape="square", size="big", position="right", x=46.0, y=32.0)))
+    source, mask = tmp_path / "source.png", tmp_path / "mask.png"
+    Image.fromarray(scene.render()).save(source)
+    Image.fromarray(box_mask(scene, 0).astype("uint8") * 255).save(mask)
+    out = tmp_path / "inpaint"
+    result = CliRunner().invoke(cli, ["edit", "red circle and blue square", "--image", str(source), "--mask",
+                                      str(mask), "--model", "inpaint", "--composite", "--method", "shapley",
+                                      "--seeds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    values = json.loads((out / "explanation.json").read_text())["values"]
+    red, circle, and_, blue, square = values
+    assert min(red, circle) > max(and_, blue, square)
+    refused = CliRunner().invoke(cli, ["edit", "please make the circle red", "--image", str(source), "--mask",
+                                       str(mask), "--model", "inpaint", "--out", str(out)])
+    assert refused.exit_code == 2 and "'please'" in refused.output
+
+
 def test_i2am_writes_maps_imacs_and_a_report(tmp_path):
     import json
 

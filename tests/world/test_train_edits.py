@@ -167,6 +167,7 @@ def test_inpainting_trains_on_a_narrowed_base_and_runs_in_the_diffusers_pipeline
                       "--dest", str(dest)])
     pipe = load_pipeline(str(dest))
     assert isinstance(pipe, StableDiffusionInpaintPipeline) and pipe.unet.config.in_channels == 9
+    assert json.loads((dest / "training.json").read_text())["narrowed_base"] == record
     mask = np.zeros((64, 64), bool)
     mask[8:40, 20:52] = True
     source = np.full((64, 64, 3), 255, np.uint8)

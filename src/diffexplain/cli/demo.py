@@ -187,7 +187,7 @@ def _inpainting_section(console, out: Path, seed: int) -> dict:
     adapter = EditAdapter(shapes.load("inpaint"), image=scene.render(), mask=box,
                           num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE)
     image, maps = record_prompt(adapter, scene.caption, seed)
-    pasted = np.where(box[..., None], image, adapter.source)
+    pasted = adapter.paste(image[None])[0]
     done = check(pasted, scene.caption).edit_ok
     words = [i for i, w in enumerate(scene.words) if w.object_index == index and w.role in ("colour", "shape")]
     layers = maps.layers_at_least(shapes.ATTENTION_MIN_GRID)

@@ -478,6 +478,11 @@ def export(args) -> None:
     record = dict(pipeline=name, commands=commands, steps=state["step"], wall_s=round(state["elapsed"], 1),
                   final_loss=log[-1]["loss"] if log else None, base=str(args.base),
                   weights_dtype="float16" if args.fp16 else "float32")
+    base_record = Path(args.base) / "training.json"
+    if base_record.is_file():  # a narrowed base (inpaint): keep how it was derived
+        derived = json.loads(base_record.read_text())
+        if "narrowed_from" in derived:
+            record["narrowed_base"] = derived
     if (run_dir / "init.json").is_file():  # a fine-tune: keep the record of the run it started from
         init = json.loads((run_dir / "init.json").read_text())
         earlier = init["earlier_run"]
