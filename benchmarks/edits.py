@@ -112,9 +112,9 @@ def separation(values: np.ndarray, success: np.ndarray, whole: np.ndarray, ious:
         iou_spearman=float(spearmanr(values, ious).statistic) if np.ptp(ious) > 0 else float("nan"))
 
 
-def insertion_part(model: str, n: int) -> dict:
+def insertion_part(model: str, n: int, draw: int = 6160) -> dict:
     pipe = load_pipeline(model)
-    rng = np.random.default_rng(6160)
+    rng = np.random.default_rng(draw)
     rows = []
     start = time.perf_counter()
     for i in range(n):
@@ -150,9 +150,9 @@ def inpainted_relevance(scene, index: int) -> np.ndarray:
     return np.array([int(w.object_index == index and w.role in ("colour", "shape", "size")) for w in scene.words])
 
 
-def inpainting_part(model: str, n: int, n_explain: int) -> dict:
+def inpainting_part(model: str, n: int, n_explain: int, draw: int = 7170) -> dict:
     pipe = load_pipeline(model)
-    rng = np.random.default_rng(7170)
+    rng = np.random.default_rng(draw)
     rows, tasks = [], []
     start = time.perf_counter()
     for i in range(n):
@@ -201,9 +201,13 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=64)
     parser.add_argument("--explain", type=int, default=12)
     parser.add_argument("--insertions", type=int, default=120)
+    parser.add_argument("--insertion-draw", type=int, default=6160,
+                        help="seed of the held-out scenes drawn for insertion (another value: a validation draw)")
     parser.add_argument("--inpaint", default="inpaint")
     parser.add_argument("--inpaintings", type=int, default=120)
     parser.add_argument("--inpaint-explain", type=int, default=8)
+    parser.add_argument("--inpainting-draw", type=int, default=7170,
+                        help="seed of the held-out scenes drawn for inpainting (another value: a validation draw)")
     parser.add_argument("--quick", action="store_true", help="4 edits, 1 explained, 6 insertions (smoke run)")
     parser.add_argument("--name", default="edits")
     args = parser.parse_args()
@@ -223,7 +227,7 @@ def main() -> None:
         lines.append(f"InstructPix2Pix: skipped, no weights for {args.pix2pix!r}.")
     lines.append("")
     if _available(args.pbe):
-        part = payload["insertion"] = insertion_part(args.pbe, args.insertions)
+        part = payload["insertion"] = insertion_part(args.pbe, args.insertions, args.insertion_draw)
         lines += [f"Paint-by-Example: {part['n_insertions']} held-out insertions, success {part['success']:.1%} "
                   f"(source outside the box, generation inside; the whole generated image: "
                   f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
@@ -237,7 +241,8 @@ def main() -> None:
         lines.append(f"Paint-by-Example: skipped, no weights for {args.pbe!r}.")
     lines.append("")
     if _available(args.inpaint):
-        part = payload["inpainting"] = inpainting_part(args.inpaint, args.inpaintings, args.inpaint_explain)
+        part = payload["inpainting"] = inpainting_part(args.inpaint, args.inpaintings, args.inpaint_explain,
+                                                       args.inpainting_draw)
         words = part["imacs_words"]
         lines += [f"Inpainting: {part['n_inpaintings']} held-out object boxes repainted from the caption, success "
                   f"{part['success']:.1%} (source outside the box, generation inside; the whole generated image: "
