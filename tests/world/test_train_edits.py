@@ -135,6 +135,8 @@ def test_narrowed_pipeline_is_text2image_restricted_to_the_basis():
         out = pipe.unet(x, t, context).sample
         expected = base.unet(torch.einsum("bkhw,ck->bchw", x, basis), t, context).sample
         assert torch.allclose(out, torch.einsum("bchw,ck->bkhw", expected, basis), atol=1e-4)
+    with pytest.raises(ValueError, match=r"basis must be \(8, k\)"):
+        train_edits.narrow_pipeline(base, torch.eye(8))
 
 
 def test_decoder_distillation_reduces_the_error_to_the_teacher():

@@ -122,6 +122,12 @@ def narrow_pipeline(base, basis: torch.Tensor):
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 
     old, channels = base.vae, basis.shape[1]
+    if getattr(old, "quant_conv", None) is None or getattr(old, "post_quant_conv", None) is None:
+        raise ValueError("narrow_pipeline folds the projection into the VAE's quant_conv and post_quant_conv; "
+                         "this VAE has none (use_quant_conv / use_post_quant_conv false)")
+    if basis.ndim != 2 or basis.shape[0] != old.config.latent_channels or not 0 < channels < basis.shape[0]:
+        raise ValueError(f"basis must be ({old.config.latent_channels}, k) with 0 < k < "
+                         f"{old.config.latent_channels}, got {tuple(basis.shape)}")
     vae = AutoencoderKL.from_config({**old.config, "latent_channels": channels})
     state = {k: v.clone() for k, v in old.state_dict().items()}
     latent = old.config.latent_channels
