@@ -58,16 +58,24 @@ def load_mask(mask: ImageLike, size: tuple[int, int], argument: str = "mask", th
     return array >= threshold
 
 
-def _paste(source: np.ndarray, mask: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """``source`` (H, W, 3) outside ``mask`` (H, W) bool, ``images`` (n, H, W, 3) inside: (n, H, W, 3)."""
-    return np.where(mask[None, :, :, None], images, source[None])
+class _Pasting:
+    """``paste`` for adapters holding ``source`` (H, W, 3) uint8 and ``mask`` (H, W) bool or None."""
+
+    source: np.ndarray
+    mask: Optional[np.ndarray]
+
+    def paste(self, images: np.ndarray) -> np.ndarray:
+        """The source with ``images`` (uint8 (n, H, W, 3)) inside the mask: what ``composite=True`` returns."""
+        if self.mask is None:
+            raise ValueError("paste needs an inpainting mask; this adapter has none")
+        return np.where(self.mask[None, :, :, None], images, self.source[None])
 
 
 def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes() + str(array.shape).encode()).hexdigest()[:16]
 
 
-class EditAdapter(TextToImageAdapter):
+class EditAdapter(_Pasting, TextToImageAdapter):
     """Explain the words of an edit instruction or caption while the source image (and mask)
     stay fixed: InstructPix2Pix (``image_guidance_scale``), img2img (``strength``; 1-4 steps for
     turbo-style models) and inpainting (``mask`` required).
@@ -141,14 +149,8 @@ class EditAdapter(TextToImageAdapter):
         images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
         return self.paste(images) if self.composite else images
 
-    def paste(self, images: np.ndarray) -> np.ndarray:
-        """The source with ``images`` (uint8 (n, H, W, 3)) inside the mask: what ``composite=True`` returns."""
-        if self.mask is None:
-            raise ValueError("paste needs an inpainting mask; this adapter has none")
-        return _paste(self.source, self.mask, images)
 
-
-class PaintByExampleAdapter(PipelineAdapter):
+class PaintByExampleAdapter(_Pasting, PipelineAdapter):
     """Generate from a Paint-by-Example pipeline: source image, mask and reference fixed, seeds vary.
 
     The pipeline redraws the whole image (outside the mask too, through its VAE and from the
@@ -197,7 +199,3 @@ class PaintByExampleAdapter(PipelineAdapter):
                                output_type="np").images
         images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
         return self.paste(images) if self.composite else images
-
-    def paste(self, images: np.ndarray) -> np.ndarray:
-        """The source with ``images`` (uint8 (n, H, W, 3)) inside the mask: what ``composite=True`` returns."""
-        return _paste(self.source, self.mask, images)

@@ -8,10 +8,11 @@
     python -m diffexplain.world.train_edits pix2pix --run-dir runs/p2p_ft --init-from training/instruct_pix2pix/step2900
 
 diffusers' StableDiffusionInpaintPipeline runs only on 4-channel latents, and the shapes VAE has 8.
-``narrow`` therefore derives from text2image an exactly equivalent pipeline restricted to the top
-``--channels`` principal directions of its latents (uncentred PCA over training scenes): the VAE's
-encoder output and decoder input and the UNet's ``conv_in`` / ``conv_out`` are folded with the
-projection, so no weight is trained; inpaint then starts from that base.
+``narrow`` therefore derives from text2image a pipeline restricted to the top ``--channels``
+principal directions of its latents (uncentred PCA over training scenes): the VAE's encoder output
+and decoder input and the UNet's ``conv_in`` / ``conv_out`` are folded with the projection, exactly
+except for the decoder's input bias, which a short distillation against the original decoder
+repairs (the only training); inpaint then starts from that base.
 
 ``--init-from`` starts a run from an exported pipeline of the same kind (its weights and, for pix2pix,
 its tokenizer); the optimizer and the LR schedule start afresh, and the export records both runs.
