@@ -85,7 +85,8 @@ def main() -> None:
         args.captions, args.select = 5, 5
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
-    adapter = TextToImageAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE)
+    adapter = TextToImageAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS,
+                                 guidance_scale=shapes.TEXT2IMAGE_GUIDANCE)
     # Settings are chosen on training-split scenes, then measured on held-out ones.
     selection_scenes = [sample_scene(np.random.default_rng([777, i]), split="train") for i in range(args.select)]
     selection = collections.defaultdict(list)
@@ -165,7 +166,7 @@ def main() -> None:
     overhead = float(np.median(recorded_t) / np.median(plain_t) - 1)
     memory = {}
     for steps in (10, 50):
-        stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=shapes.DEFAULT_GUIDANCE)
+        stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=shapes.TEXT2IMAGE_GUIDANCE)
         reset_peak_rss()
         base = peak_rss_mib()
         with AttentionRecorder(pipe) as recorder:

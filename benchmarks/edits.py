@@ -62,7 +62,7 @@ def _available(model: str) -> bool:
     return os.path.isdir(model)
 
 
-def pix2pix_part(model: str, n_edits: int, n_explain: int) -> dict:
+def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[int, ...] = (64,)) -> dict:
     pipe = load_pipeline(model)
     rng = np.random.default_rng(5150)
     edits = [sample_edit(rng, split="heldout") for _ in range(n_edits)]
@@ -75,16 +75,20 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int) -> dict:
         by_kind.setdefault(edit.kind, []).append(check(image, edit.target.caption).edit_ok)
     fidelity_s = time.perf_counter() - start
     success = float(np.mean([v for values in by_kind.values() for v in values]))
-    attribution: dict[str, list[float]] = {"shapley": [], "smile": []}
+    # "smile" at the first budget, "smile@B" at the others: SMILE reuses exact Shapley's images, so a
+    # larger budget costs no generations here
+    runs = [("shapley", "shapley", None)] + [("smile" if i == 0 else f"smile@{b}", "smile", b)
+                                              for i, b in enumerate(smile_budgets)]
+    attribution: dict[str, list[float]] = {key: [] for key, _, _ in runs}
     explained = [e for e in edits if 0 < e.relevance.sum() < len(e.words) <= 9][:n_explain]
     for edit in explained:
         adapter = EditAdapter(pipe, image=edit.source.render(), num_inference_steps=shapes.DEFAULT_STEPS,
                               guidance_scale=shapes.DEFAULT_GUIDANCE)
-        cache = GenerationCache()  # SMILE reuses exact Shapley's images
-        for method in attribution:
+        cache = GenerationCache()
+        for key, method, budget in runs:
             e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder="efficientnet",
-                               budget=None if method == "shapley" else 64, cache=cache)
-            attribution[method].append(roc_auc(e.values, edit.relevance))
+                               budget=budget, cache=cache)
+            attribution[key].append(roc_auc(e.values, edit.relevance))
     return dict(n_edits=len(edits), success=success,
                 success_by_kind={k: float(np.mean(v)) for k, v in by_kind.items()},
                 n_by_kind={k: len(v) for k, v in by_kind.items()}, fidelity_wall_s=round(fidelity_s, 1),
@@ -200,6 +204,8 @@ def main() -> None:
     parser.add_argument("--pbe", default="paint_by_example")
     parser.add_argument("--edits", type=int, default=64)
     parser.add_argument("--explain", type=int, default=12)
+    parser.add_argument("--smile-budgets", default="64",
+                        help="comma-separated SMILE budgets on the explained instructions (the first is 'smile')")
     parser.add_argument("--insertions", type=int, default=120)
     parser.add_argument("--insertion-draw", type=int, default=6160,
                         help="seed of the held-out scenes drawn for insertion (another value: a validation draw)")
@@ -217,7 +223,8 @@ def main() -> None:
     payload: dict = dict(machine=machine())
     lines = ["# Editing and image-to-image on held-out shapes edits", ""]
     if _available(args.pix2pix):
-        part = payload["pix2pix"] = pix2pix_part(args.pix2pix, args.edits, args.explain)
+        part = payload["pix2pix"] = pix2pix_part(args.pix2pix, args.edits, args.explain,
+                                                       tuple(int(b) for b in args.smile_budgets.split(",")))
         lines += [f"InstructPix2Pix: {part['n_edits']} held-out edits, success {part['success']:.1%} "
                   "(checker reads the target caption).", "", "| edit kind | n | success |", "|---|---|---|"]
         lines += [f"| {k} | {part['n_by_kind'][k]} | {v:.1%} |" for k, v in sorted(part["success_by_kind"].items())]

@@ -83,16 +83,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--steps", type=int, default=shapes.DEFAULT_STEPS)
-    parser.add_argument("--guidance", type=float, default=shapes.DEFAULT_GUIDANCE)
+    parser.add_argument("--guidance", type=float, default=shapes.TEXT2IMAGE_GUIDANCE)
     parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="shapes_fidelity")
     parser.add_argument("--split", default="heldout", choices=["heldout", "train"],
                         help="held-out captions (the target) or training-split captions (fit, for contrast)")
     parser.add_argument("--no-speed", action="store_true", help="accuracy only (for sampler sweeps)")
+    parser.add_argument("--draw", type=int, default=1234,
+                        help="seed of the caption draw; choose sampler settings on another draw than the reported one")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
-    captions = scene_captions(args.n, split=args.split)
+    captions = scene_captions(args.n, seed=args.draw, split=args.split)
     start = time.perf_counter()
     adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
     acc, totals, per_count = accuracy(adapter, captions)
@@ -107,13 +109,15 @@ def main() -> None:
         adapter.generate(captions[:64], list(range(64)))
         peak = peak_rss_mib()
     payload = dict(
-        n_captions=args.n, split=args.split, steps=args.steps, guidance=args.guidance, accuracy=acc, judged=totals,
+        n_captions=args.n, split=args.split, draw=args.draw, steps=args.steps, guidance=args.guidance, accuracy=acc,
+        judged=totals,
         accuracy_by_object_count=per_count, images_per_second=speed,
         batch64_speedup_per_image=speed[64] / speed[1], peak_rss_mib_batch64=peak, rss_before_mib=base,
         accuracy_wall_s=accuracy_wall, training=_training(args.model), machine=machine(),
     )
     payload["training"].pop("loss_curve", None)
-    lines = [f"# Shapes text2image fidelity ({args.n} {args.split} captions, {args.steps} DDIM steps, "
+    draw = "" if args.draw == 1234 else f", draw {args.draw}"
+    lines = [f"# Shapes text2image fidelity ({args.n} {args.split} captions{draw}, {args.steps} DDIM steps, "
              f"guidance {args.guidance})", "",
              "| attribute | accuracy | judged |", "|---|---|---|"]
     lines += [f"| {a} | {acc[a]:.1%} | {totals[a]} |" for a in acc]

@@ -117,7 +117,7 @@ def main() -> None:
         args.captions, args.compare_prompts, args.seeds, max_compare_words = 5, 2, 1, 8
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
-    adapter = TimedAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.DEFAULT_GUIDANCE,
+    adapter = TimedAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.TEXT2IMAGE_GUIDANCE,
                            batch_size=64, vocabulary_check=check_vocabulary)
     embedder = make_embedder(args.embedder, pipe=pipe, image_size=args.embedder_size)
     cache = GenerationCache()
@@ -126,7 +126,7 @@ def main() -> None:
     # 1. accuracy against ground truth
     scenes = captions(args.captions, 5, 8, seed=2024)
     per_method = {m: dict(auc=[], auc_no_position=[], precision=[], generations=0, new_generations=0, wall_s=0.0,
-                          by_role={}) for m in methods}
+                          by_role={}, by_filler={}) for m in methods}
     for scene in (scenes if "accuracy" in parts else []):
         for method in methods:
             start = time.perf_counter()
@@ -143,13 +143,19 @@ def main() -> None:
             row["auc_no_position"].append(roc_auc(e.values[keep], scene.relevance[keep]))
             row["precision"].append(precision_at_k(e.values, scene.relevance))
             share = e.values / max(float(np.abs(e.values).sum()), 1e-12)  # each word's signed share of sum |phi|
-            for word, value in zip(scene.words, share):
+            content = e.values[scene.relevance == 1]
+            for word, value, raw in zip(scene.words, share, e.values):
                 row["by_role"].setdefault(word.role, []).append(float(value))
+                if word.role == "filler":  # which fillers cost AUC: share, and content words it outranks
+                    row["by_filler"].setdefault(word.text, []).append((float(value), float(np.mean(content < raw))))
     accuracy = {m: dict(auc=float(np.nanmean(r["auc"])), auc_min=float(np.nanmin(r["auc"])),
                         auc_without_position_words=float(np.nanmean(r["auc_no_position"])),
                         precision_at_k=float(np.mean(r["precision"])), generations=r["generations"],
                         new_generations=r["new_generations"], wall_s=round(r["wall_s"], 1),
                         share_by_role={k: float(np.mean(v)) for k, v in sorted(r["by_role"].items())},
+                        by_filler_word={w: dict(n=len(v), share=float(np.mean([x[0] for x in v])),
+                                                outranks_content=float(np.mean([x[1] for x in v])))
+                                        for w, v in sorted(r["by_filler"].items())},
                         negative_content_share=float(np.mean([v < 0 for k, vs in r["by_role"].items()
                                                               if k != "filler" for v in vs])))
                 for m, r in per_method.items()} if "accuracy" in parts else {}
@@ -231,6 +237,15 @@ def main() -> None:
                   "| method | " + " | ".join(roles) + " | content < 0 |", "|---|" + "---|" * (len(roles) + 1)]
         lines += [f"| {m} | " + " | ".join(f"{a['share_by_role'].get(k, float('nan')):+.3f}" for k in roles)
                   + f" | {a['negative_content_share']:.1%} |" for m, a in accuracy.items()]
+        fillers = sorted({w for a in accuracy.values() for w in a["by_filler_word"]})
+        lines += ["", "Filler words: mean signed share, and the share of the caption's content words each one "
+                  "outranks (what AUC loses to it); n = occurrences:", "",
+                  "| method | " + " | ".join(fillers) + " |", "|---|" + "---|" * len(fillers)]
+        lines += ["| n | " + " | ".join(str(next(iter(accuracy.values()))["by_filler_word"].get(w, {}).get("n", 0))
+                                         for w in fillers) + " |"]
+        lines += [f"| {m} | " + " | ".join(
+            f"{a['by_filler_word'][w]['share']:+.3f} / {a['by_filler_word'][w]['outranks_content']:.0%}"
+            if w in a["by_filler_word"] else "-" for w in fillers) + " |" for m, a in accuracy.items()]
     if "compare" in parts:
         lines += ["", f"## Sampled vs exact Shapley: MAE of normalised values ({len(compare)} prompts of "
                   f"6-{max_compare_words} words, {args.draws} sampler seeds each; +- standard error across "

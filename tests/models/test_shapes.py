@@ -68,7 +68,7 @@ def test_shipped_text2image_loads_offline_and_is_deterministic(shapes_pipe):
     record = shapes.training_record("text2image")
     assert record["unet_steps"] > 0
     adapter = TextToImageAdapter(shapes_pipe, num_inference_steps=shapes.DEFAULT_STEPS,
-                                 guidance_scale=shapes.DEFAULT_GUIDANCE)
+                                 guidance_scale=shapes.TEXT2IMAGE_GUIDANCE)
     a = adapter.generate(["a big red circle on the left"], [0])
     b = adapter.generate(["a big red circle on the left"], [0])
     assert a.shape == (1, 64, 64, 3)

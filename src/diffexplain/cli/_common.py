@@ -21,7 +21,7 @@ def build_adapter(model: str, steps, guidance, batch_size: int = 16):
         vocabulary_check = check_vocabulary
     return TextToImageAdapter(
         pipe, num_inference_steps=steps or shapes.DEFAULT_STEPS,
-        guidance_scale=guidance if guidance is not None else shapes.DEFAULT_GUIDANCE,
+        guidance_scale=guidance if guidance is not None else shapes.TEXT2IMAGE_GUIDANCE,
         batch_size=batch_size, vocabulary_check=vocabulary_check)
 
 

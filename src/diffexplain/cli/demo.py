@@ -38,7 +38,7 @@ def command(out: Path, seed: int) -> None:
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     adapter = TextToImageAdapter(shapes.load("text2image"), num_inference_steps=shapes.DEFAULT_STEPS,
-                                 guidance_scale=shapes.DEFAULT_GUIDANCE)
+                                 guidance_scale=shapes.TEXT2IMAGE_GUIDANCE)
     console.print(f"[bold]diffexplain demo[/] - built-in shapes model, {len(DEMO_CAPTIONS)} held-out captions, "
                   f"seed {seed}")
     arrays = adapter.generate(list(DEMO_CAPTIONS), [seed] * len(DEMO_CAPTIONS))

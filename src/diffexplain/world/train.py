@@ -590,7 +590,8 @@ def export(args) -> None:
         final_loss=unet_logs[-1]["loss"] if unet_logs else None,
         loss_curve=[dict(step=r["step"], loss=round(r["loss"], 5)) for r in unet_logs[::20]],
         weights_dtype="float16" if args.fp16 else "float32",
-        sampler=dict(num_inference_steps=shapes_models.DEFAULT_STEPS, guidance_scale=shapes_models.DEFAULT_GUIDANCE),
+        sampler=dict(num_inference_steps=shapes_models.DEFAULT_STEPS,
+                     guidance_scale=shapes_models.TEXT2IMAGE_GUIDANCE),
         torch=torch.__version__,
     )
     (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n")
