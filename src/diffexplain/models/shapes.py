@@ -22,7 +22,7 @@ LATENT_CHANNELS = 8
 # benchmarks/shapes_fidelity.py --draw 555, not on the reported draw).
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 4.0
-TEXT2IMAGE_GUIDANCE = 4.0
+TEXT2IMAGE_GUIDANCE = 1.5
 # Cross-attention settings for the shapes model: average only the 16x16 layers and threshold the
 # min-max-normalised map at 0.05 (not DAAM's 0.4: these maps peak at object centres and fall off
 # inside the object, so 0.4 keeps only its core). Chosen on 40 training-split scenes with the
