@@ -216,3 +216,13 @@ def test_demo_runs_the_main_job_on_the_builtin_models(tmp_path):
     assert isinstance(data["inpainting"]["done"], bool) and abs(data["inpainting"]["imacs_words"]) < 4
     for name in ("samples.png", "edit.png", "insertion.png", "inpainting.png", "explanation/report.html"):
         assert (out / name).exists(), name
+
+
+def test_default_guidance_is_the_shapes_choice_only_for_the_builtin_model(tmp_path):
+    """1.5 was chosen on the shapes world; a user's own pipeline keeps the earlier default of 4.0."""
+    from diffexplain.cli._common import build_adapter
+    from diffexplain.models import shapes
+
+    assert build_adapter("shapes", None, None).guidance_scale == shapes.TEXT2IMAGE_GUIDANCE == 1.5
+    assert build_adapter(_tiny_model_dir(tmp_path), None, None).guidance_scale == shapes.DEFAULT_GUIDANCE == 4.0
+    assert build_adapter(_tiny_model_dir(tmp_path / "b"), None, 6.0).guidance_scale == 6.0

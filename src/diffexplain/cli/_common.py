@@ -15,13 +15,15 @@ def build_adapter(model: str, steps, guidance, batch_size: int = 16):
 
     pipe = load_pipeline(model)
     vocabulary_check = None
-    if is_shapes_pipeline(pipe):
+    builtin = is_shapes_pipeline(pipe)
+    if builtin:
         from ..world import check_vocabulary
 
         vocabulary_check = check_vocabulary
+    if guidance is None:  # 1.5 was chosen for the shapes model only; other pipelines keep 4.0
+        guidance = shapes.TEXT2IMAGE_GUIDANCE if builtin else shapes.DEFAULT_GUIDANCE
     return TextToImageAdapter(
-        pipe, num_inference_steps=steps or shapes.DEFAULT_STEPS,
-        guidance_scale=guidance if guidance is not None else shapes.TEXT2IMAGE_GUIDANCE,
+        pipe, num_inference_steps=steps or shapes.DEFAULT_STEPS, guidance_scale=guidance,
         batch_size=batch_size, vocabulary_check=vocabulary_check)
 
 

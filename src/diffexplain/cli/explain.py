@@ -29,7 +29,8 @@ def explanation_options(function):
                      show_default=True),
         click.option("--steps", type=int, default=None, help="denoising steps [shapes: 20]"),
         click.option("--guidance", type=float, default=None,
-                     help="guidance scale [shapes text2image: 1.5; shapes editing models: 4.0]"),
+                     help="guidance scale [shapes text2image: 1.5; shapes editing models: 4.0; "
+                          "other pipelines: 4.0 (explain), 7.5 (edit)]"),
         click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="SQLite generation cache [OUT/cache.sqlite]"),
         click.option("--seed", type=int, default=0, show_default=True, help="seed of the explainer's own sampling"),
