@@ -51,9 +51,11 @@ from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.world import check, sample_scene  # noqa: E402
-from diffexplain.world.edits import sample_edit  # noqa: E402
+from diffexplain.world.edits import inpainted_relevance, sample_edit  # noqa: E402
 from diffexplain.world.scene import COLOURS  # noqa: E402
 from diffexplain.world.train_edits import box_mask, reference_crop  # noqa: E402
+
+EDIT_DRAW = 5150  # the reported InstructPix2Pix edits; sampler settings are checked on other draws
 
 
 def _available(model: str) -> bool:
@@ -62,15 +64,18 @@ def _available(model: str) -> bool:
     return os.path.isdir(model)
 
 
-def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[int, ...] = (64,)) -> dict:
+def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[int, ...] = (64,),
+                 draw: int = EDIT_DRAW, guidance: float = shapes.DEFAULT_GUIDANCE,
+                 image_guidance: float | None = None) -> dict:
     pipe = load_pipeline(model)
-    rng = np.random.default_rng(5150)
+    rng = np.random.default_rng(draw)
+    sampler = dict(num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=guidance,
+                   image_guidance_scale=image_guidance)
     edits = [sample_edit(rng, split="heldout") for _ in range(n_edits)]
     by_kind: dict[str, list[bool]] = {}
     start = time.perf_counter()
     for edit in edits:
-        adapter = EditAdapter(pipe, image=edit.source.render(), num_inference_steps=shapes.DEFAULT_STEPS,
-                              guidance_scale=shapes.DEFAULT_GUIDANCE)
+        adapter = EditAdapter(pipe, image=edit.source.render(), **sampler)
         image = adapter.generate([edit.instruction], [0])[0]
         by_kind.setdefault(edit.kind, []).append(check(image, edit.target.caption).edit_ok)
     fidelity_s = time.perf_counter() - start
@@ -82,14 +87,13 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
     attribution: dict[str, list[float]] = {key: [] for key, _, _ in runs}
     explained = [e for e in edits if 0 < e.relevance.sum() < len(e.words) <= 9][:n_explain]
     for edit in explained:
-        adapter = EditAdapter(pipe, image=edit.source.render(), num_inference_steps=shapes.DEFAULT_STEPS,
-                              guidance_scale=shapes.DEFAULT_GUIDANCE)
+        adapter = EditAdapter(pipe, image=edit.source.render(), **sampler)
         cache = GenerationCache()
         for key, method, budget in runs:
             e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder="efficientnet",
                                budget=budget, cache=cache)
             attribution[key].append(roc_auc(e.values, edit.relevance))
-    return dict(n_edits=len(edits), success=success,
+    return dict(n_edits=len(edits), draw=draw, guidance=guidance, image_guidance=image_guidance, success=success,
                 success_by_kind={k: float(np.mean(v)) for k, v in by_kind.items()},
                 n_by_kind={k: len(v) for k, v in by_kind.items()}, fidelity_wall_s=round(fidelity_s, 1),
                 instructions=[e.instruction for e in explained],
@@ -148,12 +152,6 @@ def insertion_part(model: str, n: int, draw: int = 6160) -> dict:
                 wall_s=round(time.perf_counter() - start, 1), rows=rows)
 
 
-def inpainted_relevance(scene, index: int) -> np.ndarray:
-    """Ground truth for inpainting's caption words: the masked object's colour, shape and size words
-    are relevant (1); filler, position (the mask fixes it) and the visible objects' words are not."""
-    return np.array([int(w.object_index == index and w.role in ("colour", "shape", "size")) for w in scene.words])
-
-
 def inpainting_part(model: str, n: int, n_explain: int, draw: int = 7170) -> dict:
     pipe = load_pipeline(model)
     rng = np.random.default_rng(draw)
@@ -204,6 +202,11 @@ def main() -> None:
     parser.add_argument("--pbe", default="paint_by_example")
     parser.add_argument("--edits", type=int, default=64)
     parser.add_argument("--explain", type=int, default=12)
+    parser.add_argument("--edit-draw", type=int, default=EDIT_DRAW,
+                        help="seed of the held-out edits drawn for InstructPix2Pix (another value: a validation draw)")
+    parser.add_argument("--guidance", type=float, default=shapes.DEFAULT_GUIDANCE, help="InstructPix2Pix text guidance")
+    parser.add_argument("--image-guidance", type=float, default=None,
+                        help="InstructPix2Pix image guidance (default: the pipeline's, 1.5)")
     parser.add_argument("--smile-budgets", default="64",
                         help="comma-separated SMILE budgets on the explained instructions (the first is 'smile')")
     parser.add_argument("--insertions", type=int, default=120)
@@ -224,9 +227,13 @@ def main() -> None:
     lines = ["# Editing and image-to-image on held-out shapes edits", ""]
     if _available(args.pix2pix):
         part = payload["pix2pix"] = pix2pix_part(args.pix2pix, args.edits, args.explain,
-                                                       tuple(int(b) for b in args.smile_budgets.split(",")))
-        lines += [f"InstructPix2Pix: {part['n_edits']} held-out edits, success {part['success']:.1%} "
-                  "(checker reads the target caption).", "", "| edit kind | n | success |", "|---|---|---|"]
+                                                       tuple(int(b) for b in args.smile_budgets.split(",")),
+                                                       args.edit_draw, args.guidance, args.image_guidance)
+        draw = "" if args.edit_draw == EDIT_DRAW else f" (draw {args.edit_draw})"
+        image_guidance = "pipeline default 1.5" if args.image_guidance is None else args.image_guidance
+        lines += [f"InstructPix2Pix: {part['n_edits']} held-out edits{draw}, guidance {args.guidance}, image guidance "
+                  f"{image_guidance}: success {part['success']:.1%} (checker reads the target caption).", "",
+                  "| edit kind | n | success |", "|---|---|---|"]
         lines += [f"| {k} | {part['n_by_kind'][k]} | {v:.1%} |" for k, v in sorted(part["success_by_kind"].items())]
         lines += ["", "| method | instruction-word AUC |", "|---|---|"]
         lines += [f"| {m} | {v:.3f} |" for m, v in part["attribution_auc"].items()]

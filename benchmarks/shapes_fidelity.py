@@ -1,6 +1,7 @@
 """Fidelity and speed of the built-in shapes text-to-image pipeline on held-out captions.
 
-Usage: python benchmarks/shapes_fidelity.py [--n 256] [--steps 20] [--guidance 4.0]
+Usage: python benchmarks/shapes_fidelity.py [--n 256] [--steps 20] [--guidance 1.5]
+       [--scheduler pipeline|ddim|dpm|unipc|euler] [--draw N] [--split heldout|train] [--no-speed]
 
 Writes benchmarks/results/shapes_fidelity.{json,md}: per-attribute accuracy judged by
 ``diffexplain.world.check`` on captions that contain a held-out colour-shape pair (never seen in
@@ -29,6 +30,7 @@ from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
 from diffexplain.world import check, sample_scene  # noqa: E402
 
+SCHEDULERS = ("pipeline", "ddim", "dpm", "unipc", "euler")  # pipeline: its own (shapes: DDIM); others for sweeps
 ATTRIBUTES = ("colour", "count", "shape", "size", "position", "background_ok")
 REPORTED_DRAW = 1234  # the captions every reported figure uses; sampler settings are chosen on other draws
 
@@ -92,9 +94,17 @@ def main() -> None:
     parser.add_argument("--no-speed", action="store_true", help="accuracy only (for sampler sweeps)")
     parser.add_argument("--draw", type=int, default=REPORTED_DRAW,
                         help="seed of the caption draw; choose sampler settings on another draw than the reported one")
+    parser.add_argument("--scheduler", default="pipeline", choices=SCHEDULERS,
+                        help="pipeline: its own scheduler; the others are built from its config (same timestep rule)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
+    if args.scheduler != "pipeline":
+        import diffusers
+
+        classes = dict(ddim="DDIMScheduler", dpm="DPMSolverMultistepScheduler", unipc="UniPCMultistepScheduler",
+                       euler="EulerDiscreteScheduler")
+        pipe.scheduler = getattr(diffusers, classes[args.scheduler]).from_config(pipe.scheduler.config)
     captions = scene_captions(args.n, seed=args.draw, split=args.split)
     start = time.perf_counter()
     adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
@@ -115,7 +125,8 @@ def main() -> None:
         adapter.generate(captions[:64], list(range(64)))
         peak = peak_rss_mib()
     payload = dict(
-        n_captions=args.n, split=args.split, draw=args.draw, steps=args.steps, guidance=args.guidance, accuracy=acc,
+        n_captions=args.n, split=args.split, draw=args.draw, steps=args.steps, guidance=args.guidance,
+        scheduler=type(pipe.scheduler).__name__, accuracy=acc,
         judged=totals,
         accuracy_by_object_count=per_count, images_per_second=speed,
         images_per_second_rounds=rounds,
@@ -124,7 +135,8 @@ def main() -> None:
     )
     payload["training"].pop("loss_curve", None)
     draw = "" if args.draw == REPORTED_DRAW else f", draw {args.draw}"
-    lines = [f"# Shapes text2image fidelity ({args.n} {args.split} captions{draw}, {args.steps} DDIM steps, "
+    lines = [f"# Shapes text2image fidelity ({args.n} {args.split} captions{draw}, {args.steps} "
+             f"{type(pipe.scheduler).__name__.removesuffix('Scheduler')} steps, "
              f"guidance {args.guidance})", "",
              "| attribute | accuracy | judged |", "|---|---|---|"]
     lines += [f"| {a} | {acc[a]:.1%} | {totals[a]} |" for a in acc]

@@ -34,3 +34,23 @@ def test_split_and_bad_kind():
     assert all(e.source.held_out or e.target.held_out for e in (sample_edit(rng, split="heldout") for _ in range(20)))
     with pytest.raises(ValueError, match="kind must be one of"):
         sample_edit(rng, kind="rotate")
+
+
+def test_inpainted_relevance_on_a_hand_checked_scene():
+    from diffexplain.world import Scene, ShapeObject
+    from diffexplain.world.edits import inpainted_relevance
+
+    scene = Scene(
+        objects=(
+            ShapeObject("red", "circle", "big", "left", 15.0, 32.0, name_size=True, name_position=True),
+            ShapeObject("blue", "square", "small", "right", 49.0, 32.0, name_size=False, name_position=False),
+        ),
+        background="gray", prefix=(), joiners=("and",), name_background=True,
+    )
+    words = scene.caption.split()
+    # "a big red circle on the left and a blue square on a gray background"
+    relevant_0 = [w for w, r in zip(words, inpainted_relevance(scene, 0)) if r]
+    relevant_1 = [w for w, r in zip(words, inpainted_relevance(scene, 1)) if r]
+    assert relevant_0 == ["big", "red", "circle"]  # its position word is fixed by the mask: not relevant
+    assert relevant_1 == ["blue", "square"]
+    assert inpainted_relevance(scene, 0).dtype == np.int64 and len(inpainted_relevance(scene, 0)) == len(words)

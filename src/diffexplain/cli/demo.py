@@ -178,6 +178,7 @@ def _inpainting_section(console, out: Path, seed: int) -> dict:
     from ..models.edit_adapter import EditAdapter
     from ..report.figures import image_grid
     from ..world import check, sample_scene
+    from ..world.edits import inpainted_relevance
     from ..world.train_edits import box_mask
     from .attention import record_prompt
 
@@ -189,14 +190,14 @@ def _inpainting_section(console, out: Path, seed: int) -> dict:
     image, maps = record_prompt(adapter, scene.caption, seed)
     pasted = adapter.paste(image[None])[0]
     done = check(pasted, scene.caption).edit_ok
-    words = [i for i, w in enumerate(scene.words) if w.object_index == index and w.role in ("colour", "shape")]
+    words = np.flatnonzero(inpainted_relevance(scene, index))  # colour, shape and size: as the benchmark
     layers = maps.layers_at_least(shapes.ATTENTION_MIN_GRID)
-    heat = sum(maps.word_heatmap(i, layers=layers) for i in words) / len(words)
+    heat = sum(maps.word_heatmap(int(i), layers=layers) for i in words) / len(words)
     score = imacs(heat.numpy(), box, 3.0)
     tiles = [adapter.source, (box[..., None].repeat(3, axis=2) * 255).astype(np.uint8), pasted, overlay(image, heat)]
     image_grid([Image.fromarray(t) for t in tiles], columns=4, scale=3).save(out / "inpainting.png")
     obj = scene.objects[index]
     console.print(f"\n[bold]inpainting[/] the {obj.colour} {obj.shape}'s box of {scene.caption!r} from the caption: "
-                  f"{'done' if done else '[red]not done[/]'}; IMACS of its colour and shape words' attention "
+                  f"{'done' if done else '[red]not done[/]'}; IMACS of its colour, shape and size words' attention "
                   f"{score:+.2f}")
     return dict(scene=scene.caption, object=index, done=done, imacs_words=score)

@@ -52,6 +52,16 @@ class Edit:
         return np.logical_or.reduce(masks)
 
 
+def inpainted_relevance(scene: Scene, index: int) -> np.ndarray:
+    """Ground truth for inpainting a scene's object ``index`` from the caption: (n_words,) int64.
+
+    The masked object's colour, shape and size words are relevant (1); filler, position (the mask
+    fixes it) and the visible objects' words are not (0).
+    """
+    return np.array([int(w.object_index == index and w.role in ("colour", "shape", "size")) for w in scene.words],
+                    dtype=np.int64)
+
+
 def edit_vocabulary() -> list[str]:
     """Words instructions can contain beyond the scene vocabulary."""
     return ["please", "could", "you", "can", "make", "turn", "into", "move", "to", "remove", "add", "it"]
