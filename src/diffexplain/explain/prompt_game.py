@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..cache import GenerationCache, generation_key
-from ..embed.similarity import SIMILARITIES, pairwise_similarity, wasserstein_1d
+from ..embed.similarity import SIMILARITIES, bootstrap_w1_null, pairwise_similarity, wasserstein_1d
 
 PERTURBATIONS = ("drop", "empty_embedding")
 
@@ -201,10 +201,7 @@ class PromptGame:
         null = np.zeros((len(masks), n_bootstrap))
         for i in range(len(masks)):
             for k in range(len(self.seeds)):
-                pool = np.concatenate([embeddings[i, k], reference[k]])
-                size = embeddings.shape[-1]
-                draws = pool[rng.integers(0, len(pool), (n_bootstrap, 2 * size))]
-                null[i] += wasserstein_1d(draws[:, :size], draws[:, size:])
+                null[i] += bootstrap_w1_null(embeddings[i, k], reference[k], n_bootstrap, rng)
         null /= len(self.seeds)
         pvalues = (1 + (null >= observed[:, None]).sum(axis=1)) / (n_bootstrap + 1)
         return observed, pvalues
