@@ -115,6 +115,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=4, help="compare part: sampler seeds per prompt and method")
     parser.add_argument("--explainer-seeds", type=int, default=4,
                         help="accuracy part: seeds of each sampled method's own draw, AUC averaged over them")
+    parser.add_argument("--surrogate-budget", type=int, default=64,
+                        help="accuracy part: LIME's and SMILE's coalitions per explanation (their default: 64)")
     parser.add_argument("--caption-draw", type=int, default=REPORTED_DRAW,
                         help="accuracy part: seed of the caption draw (choose settings on another draw)")
     parser.add_argument("--cache", default=":memory:",
@@ -148,7 +150,8 @@ def main() -> None:
     for scene in (scenes if "accuracy" in parts else []):
         for method in methods:
             d = len(scene.words)
-            budget = None if method == "shapley" else (4 * d if method in ("permutation", "kernelshap") else 64)
+            budget = None if method == "shapley" else (4 * d if method in ("permutation", "kernelshap")
+                                                        else args.surrogate_budget)
             row = per_method[method]
             for run in range(n_runs[method]):  # explainer seeds: a sampled method's AUC varies with its draw
                 start = time.perf_counter()
@@ -239,6 +242,7 @@ def main() -> None:
         rerun_new = rerun.n_generations - rerun.n_cached
 
     payload = dict(n_captions=len(scenes), caption_draw=args.caption_draw, cache_images_at_start=images_at_start,
+                   surrogate_budget=args.surrogate_budget,
                    seeds=args.seeds, embedder=embedder.name, accuracy=accuracy,
                    sampled_vs_exact_mae=sampled, sampled_vs_exact_mae_l1=sampled_l1,
                    compare_prompts=[s.caption for s in compare], compare_totals=totals,
@@ -249,7 +253,8 @@ def main() -> None:
     if "accuracy" in parts:
         draw = "" if args.caption_draw == REPORTED_DRAW else f", caption draw {args.caption_draw}"
         lines += [f"Word attribution on {len(scenes)} distinct held-out shapes captions (5-8 words{draw}, "
-                  f"{args.seeds} seeds, embedder {embedder.name})", "",
+                  f"{args.seeds} seeds, embedder {embedder.name}; LIME / SMILE budget {args.surrogate_budget}, "
+                  "KernelSHAP / permutation 4d)", "",
                   f"A sampled method's figures are averaged over {args.explainer_seeds} seeds of its own draw (the "
                   "next column: the AUC of each seed); images asked and wall time are per pass, images generated "
                   "are all new images." + (f" The cache held {images_at_start} images at the start: wall times "
