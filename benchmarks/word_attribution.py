@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from _common import machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.embed import make_embedder  # noqa: E402
-from diffexplain.explain.api import explain_prompt  # noqa: E402
+from diffexplain.explain.api import default_budget, explain_prompt  # noqa: E402
 from diffexplain.metrics import precision_at_k, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
@@ -149,10 +149,11 @@ def main() -> None:
                           by_role={}, by_filler={}, auc_by_run={}) for m in methods}
     n_runs = {m: 1 if m == "shapley" else args.explainer_seeds for m in methods}
     for scene in (scenes if "accuracy" in parts else []):
+        # the model follows position words poorly (fidelity benchmark), so also score without them
+        keep = np.array([w.role != "position" for w in scene.words])
         for method in methods:
-            d = len(scene.words)
-            budget = None if method == "shapley" else (4 * d if method in ("permutation", "kernelshap")
-                                                        else args.surrogate_budget)
+            budget = (args.surrogate_budget if method in ("lime", "smile")
+                      else default_budget(method, len(scene.words)))
             row = per_method[method]
             for run in range(n_runs[method]):  # explainer seeds: a sampled method's AUC varies with its draw
                 start = time.perf_counter()
@@ -162,8 +163,6 @@ def main() -> None:
                 row["new_generations"] += e.n_generations - e.n_cached
                 row["auc"].append(roc_auc(e.values, scene.relevance))
                 row["auc_by_run"].setdefault(run, []).append(row["auc"][-1])
-                # the model follows position words poorly (fidelity benchmark), so also score without them
-                keep = np.array([w.role != "position" for w in scene.words])
                 row["auc_no_position"].append(roc_auc(e.values[keep], scene.relevance[keep]))
                 row["precision"].append(precision_at_k(e.values, scene.relevance))
                 share = e.values / max(float(np.abs(e.values).sum()), 1e-12)  # each word's signed share of sum |phi|

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from diffexplain.world.edits import EDIT_KINDS, sample_edit
+from diffexplain.world import Scene, ShapeObject
+from diffexplain.world.edits import EDIT_KINDS, inpainted_relevance, sample_edit
 
 
 @pytest.mark.parametrize("kind", EDIT_KINDS)
@@ -37,9 +38,6 @@ def test_split_and_bad_kind():
 
 
 def test_inpainted_relevance_on_a_hand_checked_scene():
-    from diffexplain.world import Scene, ShapeObject
-    from diffexplain.world.edits import inpainted_relevance
-
     scene = Scene(
         objects=(
             ShapeObject("red", "circle", "big", "left", 15.0, 32.0, name_size=True, name_position=True),
