@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from _common import machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.embed import make_embedder  # noqa: E402
-from diffexplain.explain.api import default_budget, explain_prompt  # noqa: E402
+from diffexplain.explain.api import SURROGATE_BUDGET, default_budget, explain_prompt  # noqa: E402
 from diffexplain.metrics import precision_at_k, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
@@ -116,8 +116,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=4, help="compare part: sampler seeds per prompt and method")
     parser.add_argument("--explainer-seeds", type=int, default=4,
                         help="accuracy part: seeds of each sampled method's own draw, AUC averaged over them")
-    parser.add_argument("--surrogate-budget", type=int, default=64,
-                        help="accuracy part: LIME's and SMILE's coalitions per explanation (their default: 64)")
+    parser.add_argument("--surrogate-budget", type=int, default=SURROGATE_BUDGET,
+                        help=f"accuracy part: LIME's and SMILE's coalitions per explanation [{SURROGATE_BUDGET}]")
     parser.add_argument("--caption-draw", type=int, default=REPORTED_DRAW,
                         help="accuracy part: seed of the caption draw (choose settings on another draw)")
     parser.add_argument("--cache", default=":memory:",

@@ -35,6 +35,18 @@ def test_efficientnet_embedder_uses_real_imagenet_weights():
     assert np.array_equal(vectors, EfficientNetEmbedder().embed(_images()))
 
 
+def test_embed_runs_in_batches_with_the_same_result():
+    images = np.concatenate([_images()] * 3)  # 9 images: batches of 4, 4 and 1
+    embedder = make_embedder("efficientnet", image_size=64)
+    whole = embedder.embed(images)
+    embedder.batch_size = 4
+    np.testing.assert_allclose(embedder.embed(images), whole, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(embedder.embed(images[:1])[0], whole[3], rtol=1e-4, atol=1e-5)
+    pixel = PixelEmbedder(4)
+    pixel.batch_size = 2
+    assert np.array_equal(pixel.embed(images), PixelEmbedder(4).embed(images))
+
+
 def test_efficientnet_image_size_is_in_the_name_and_changes_the_embedding():
     small = make_embedder("efficientnet", image_size=128)
     assert (small.name, EfficientNetEmbedder().name) == ("efficientnet-lite0-128", "efficientnet-lite0")

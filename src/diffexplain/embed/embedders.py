@@ -30,9 +30,16 @@ class Embedder(Protocol):
 class _TensorEmbedder:
     """``embed`` on uint8 arrays, built on the differentiable ``embed_tensor``."""
 
+    # Images per forward pass. Small batches are faster per image on CPU: EfficientNet-Lite0 at
+    # 224 px took 21 ms an image in batches of 8 and 72 ms in batches of 64 (cache-bound).
+    batch_size = 8
+
     def embed(self, images: np.ndarray) -> np.ndarray:
+        tensor = _to_tensor(images)
         with torch.no_grad():
-            return self.embed_tensor(_to_tensor(images)).float().cpu().numpy().astype(np.float32)
+            parts = [self.embed_tensor(tensor[start:start + self.batch_size]).float().cpu()
+                     for start in range(0, max(len(tensor), 1), self.batch_size)]
+        return torch.cat(parts).numpy().astype(np.float32)
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:

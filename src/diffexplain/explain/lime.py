@@ -81,7 +81,7 @@ class LimeExplainer(SurrogateExplainer):
                  n_bootstrap: int = 200):
         super().__init__(kernel_width, surrogate, alpha, n_bootstrap)
 
-    def explain(self, game, *, budget: int = 64, seed: int = 0,
+    def explain(self, game, *, budget: int = 128, seed: int = 0,
                 feature_names_: Optional[Sequence[str]] = None) -> Explanation:
         budget, rng, memo, masks, values = self._sample(game, budget, seed)
         weights = np.exp(-mask_cosine_distance(masks) ** 2 / self.kernel_width ** 2)

@@ -198,10 +198,12 @@ class PromptGame:
         embeddings = self.embeddings(masks)
         reference = self.reference()
         observed = wasserstein_1d(embeddings, reference[None]).mean(axis=1)
+        # one independent set of draws per sampler seed (the statistic averages independent images);
+        # within a seed all coalitions share the draws (each p-value stays exact, see bootstrap_w1_null)
         null = np.zeros((len(masks), n_bootstrap))
-        for i in range(len(masks)):
-            for k in range(len(self.seeds)):
-                null[i] += bootstrap_w1_null(embeddings[i, k], reference[k], n_bootstrap, rng)
+        for k in range(len(self.seeds)):
+            null += bootstrap_w1_null(embeddings[:, k], np.broadcast_to(reference[k], embeddings[:, k].shape),
+                                      n_bootstrap, rng)
         null /= len(self.seeds)
         pvalues = (1 + (null >= observed[:, None]).sum(axis=1)) / (n_bootstrap + 1)
         return observed, pvalues

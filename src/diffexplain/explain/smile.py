@@ -36,7 +36,7 @@ class SmileExplainer(SurrogateExplainer):
                  n_bootstrap: int = 1000):
         super().__init__(kernel_width, surrogate, alpha, n_bootstrap)
 
-    def explain(self, game, *, budget: int = 64, seed: int = 0,
+    def explain(self, game, *, budget: int = 128, seed: int = 0,
                 feature_names_: Optional[Sequence[str]] = None) -> Explanation:
         budget, rng, memo, masks, values = self._sample(game, budget, seed)
         text_distance = getattr(game, "text_distance", None)
