@@ -26,8 +26,12 @@ class SmileExplainer(SurrogateExplainer):
         4. Weighted surrogate (OLS by default, ridge or Bayesian ridge): coefficients are the
            attributions, the weighted R^2 is the fidelity.
         5. p-values. Each distance W1(a, b): pool the values of a and b, resample the pool B times
-           into two groups of the original sizes, p = (1 + #{W1* >= W1}) / (B + 1). Each
-           coefficient: refit on B row resamples; p = (1 + #{|b* - b| >= |b|}) / (B + 1).
+           into two groups of the original sizes, p = (1 + #{W1* >= W1}) / (B + 1); with several
+           sampler seeds, W1 and W1* are averaged over seeds (independent resamples per seed).
+           The coalitions of one seed share the resampling positions (drawn in the pools' sorted
+           order), so each p-value is an exact bootstrap p-value and all of them cost one matrix
+           product (``embed.similarity.bootstrap_w1_null``). Each coefficient: refit on B row
+           resamples; p = (1 + #{|b* - b| >= |b|}) / (B + 1).
     """
 
     name = "smile"
