@@ -44,7 +44,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from _common import machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.cli.attention import record_prompt  # noqa: E402
-from diffexplain.explain.api import explain_prompt  # noqa: E402
+from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
 from diffexplain.metrics import imacs, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
@@ -64,7 +64,7 @@ def _available(model: str) -> bool:
     return os.path.isdir(model)
 
 
-def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[int, ...] = (64,),
+def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[int, ...] = (SURROGATE_BUDGET,),
                  draw: int = EDIT_DRAW, guidance: float = shapes.DEFAULT_GUIDANCE,
                  image_guidance: float | None = None, explainer_seeds: int = 1) -> dict:
     pipe = load_pipeline(model)
@@ -214,8 +214,9 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=shapes.DEFAULT_GUIDANCE, help="InstructPix2Pix text guidance")
     parser.add_argument("--image-guidance", type=float, default=None,
                         help="InstructPix2Pix image guidance (default: the pipeline's, 1.5)")
-    parser.add_argument("--smile-budgets", default="64",
-                        help="comma-separated SMILE budgets on the explained instructions (the first is 'smile')")
+    parser.add_argument("--smile-budgets", default=str(SURROGATE_BUDGET),
+                        help="comma-separated SMILE budgets on the explained instructions (the first is 'smile') "
+                             f"[{SURROGATE_BUDGET}, SMILE's default]")
     parser.add_argument("--explainer-seeds", type=int, default=4,
                         help="SMILE's AUC is averaged over this many draws of its masks (no extra images)")
     parser.add_argument("--insertions", type=int, default=120)

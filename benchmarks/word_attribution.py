@@ -120,6 +120,8 @@ def main() -> None:
                         help=f"accuracy part: LIME's and SMILE's coalitions per explanation [{SURROGATE_BUDGET}]")
     parser.add_argument("--caption-draw", type=int, default=REPORTED_DRAW,
                         help="accuracy part: seed of the caption draw (choose settings on another draw)")
+    parser.add_argument("--perturbation", default="drop", choices=("drop", "empty_embedding"),
+                        help="how a coalition's missing words are removed (see PromptGame)")
     parser.add_argument("--cache", default=":memory:",
                         help="generation cache file: a re-run with another method or budget costs no images")
     args = parser.parse_args()
@@ -141,7 +143,8 @@ def main() -> None:
     embedder = make_embedder(args.embedder, pipe=pipe, image_size=args.embedder_size)
     cache = GenerationCache(args.cache)
     images_at_start = len(cache)  # a warm cache: wall times then exclude those images' generation
-    common = dict(seeds=args.seeds, embedder=embedder, cache=cache, similarity=args.similarity)  # None: the default
+    common = dict(seeds=args.seeds, embedder=embedder, cache=cache, similarity=args.similarity,  # None: the default
+                  perturbation=args.perturbation)
 
     # 1. accuracy against ground truth
     scenes = captions(args.captions, 5, 8, seed=args.caption_draw)
@@ -224,6 +227,7 @@ def main() -> None:
     scene = compare[0]
     overheads = {}
     cases = [("kernelshap", "pixel", None), ("kernelshap", "efficientnet", 224), ("kernelshap", "efficientnet", 128),
+             ("smile", "pixel", None), ("smile", "efficientnet", 224),
              ("smile", "efficientnet", 128)]  # SMILE adds text distances and bootstrap p-values
     for method, name, size in (cases if "overhead" in parts else ()):
         adapter.generation_seconds = 0.0
@@ -245,7 +249,7 @@ def main() -> None:
         rerun_new = rerun.n_generations - rerun.n_cached
 
     payload = dict(n_captions=len(scenes), caption_draw=args.caption_draw, cache_images_at_start=images_at_start,
-                   surrogate_budget=args.surrogate_budget,
+                   surrogate_budget=args.surrogate_budget, perturbation=args.perturbation,
                    seeds=args.seeds, embedder=embedder.name, accuracy=accuracy,
                    sampled_vs_exact_mae=sampled, sampled_vs_exact_mae_l1=sampled_l1,
                    compare_prompts=[s.caption for s in compare], compare_totals=totals,
@@ -257,7 +261,7 @@ def main() -> None:
         draw = "" if args.caption_draw == REPORTED_DRAW else f", caption draw {args.caption_draw}"
         lines += [f"Word attribution on {len(scenes)} distinct held-out shapes captions (5-8 words{draw}, "
                   f"{args.seeds} seeds, embedder {embedder.name}; LIME / SMILE budget {args.surrogate_budget}, "
-                  "KernelSHAP / permutation 4d)", "",
+                  f"KernelSHAP / permutation 4d; perturbation {args.perturbation})", "",
                   f"A sampled method's figures are averaged over {args.explainer_seeds} seeds of its own draw (the "
                   "next column: the AUC of each seed); images asked and wall time are per pass, images generated "
                   "are all new images." + (f" The cache held {images_at_start} images at the start: wall times "
