@@ -38,7 +38,7 @@ def bootstrap_w1_null(u: np.ndarray, v: np.ndarray, n_bootstrap: int, rng: np.ra
 
     Args:
         u, v: (n,) or (P, n) arrays of equal shape; n_bootstrap: B; rng: the generator to draw
-            from; block: replicates drawn at a time (bounds memory at about block * 2n * 16 bytes).
+            from; block: replicates drawn at a time (memory: about block * 2n * 32 bytes).
 
     Returns:
         (B,) distances for 1-D input, (P, B) for 2-D input.
