@@ -115,3 +115,13 @@ def test_every_explainer_runs_on_the_shipped_shapes_pipeline(shapes_pipe, method
     assert np.isfinite(explanation.values).all()
     with pytest.raises(ValueError, match="'hexagon'"):
         explain_prompt(adapter, "a big yellow hexagon", method=method, seeds=1, budget=budget)
+
+
+def test_smile_default_budget_and_distance_pvalues(adapter):
+    # 7 words: the default of 128 coalitions is capped at all 127 non-empty ones (64 would stop at 64)
+    explanation = explain_prompt(adapter, "a big red circle on the left", method="smile", seeds=1)
+    assert explanation.settings["budget"] == 128 and explanation.info["n_coalitions"] == 127
+    distances, pvalues = np.array(explanation.info["w1_distance"]), np.array(explanation.info["w1_pvalue"])
+    # the full prompt comes first: distance 0 to itself, so every resample is at least as far (p = 1)
+    assert distances[0] == 0.0 and pvalues[0] == 1.0
+    assert ((pvalues > 0) & (pvalues <= 1)).all() and (distances[1:] > 0).any()
