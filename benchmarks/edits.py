@@ -44,6 +44,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from _common import machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.cli.attention import record_prompt  # noqa: E402
+from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
 from diffexplain.metrics import imacs, roc_auc  # noqa: E402
@@ -87,13 +88,14 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
     # per method, per explainer seed (SMILE's own draw of masks; exact Shapley has none), per instruction
     attribution: dict[str, list[list[float]]] = {key: [] for key, _, _ in runs}
     explained = [e for e in edits if 0 < e.relevance.sum() < len(e.words) <= 9][:n_explain]
+    embedder = make_embedder("efficientnet")  # one network for every explanation (loading it is not free)
     for edit in explained:
         adapter = EditAdapter(pipe, image=edit.source.render(), **sampler)
         cache = GenerationCache()
         for key, method, budget in runs:
             aucs = []
             for explainer_seed in range(1 if method == "shapley" else explainer_seeds):
-                e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder="efficientnet",
+                e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder=embedder,
                                    budget=budget, cache=cache, seed=explainer_seed)
                 aucs.append(roc_auc(e.values, edit.relevance))
             attribution[key].append(aucs)
@@ -190,13 +192,14 @@ def inpainting_part(model: str, n: int, n_explain: int, draw: int = 7170) -> dic
     runs = {"shapley": ("shapley", None), "smile": ("smile", None), "smile@64": ("smile", 64)}
     attribution: dict[str, list[float]] = {key: [] for key in runs}
     explained = [t for t in tasks if len(t[0].words) <= 8][:n_explain]
+    embedder = make_embedder("efficientnet")
     for scene, index, box in explained:
         # composite: the explained image changes only inside the mask, where the ground truth lives
         adapter = EditAdapter(pipe, image=scene.render(), mask=box, num_inference_steps=shapes.DEFAULT_STEPS,
                               guidance_scale=shapes.DEFAULT_GUIDANCE, composite=True)
         cache = GenerationCache()  # SMILE reuses exact Shapley's images
         for key, (method, budget) in runs.items():
-            e = explain_prompt(adapter, scene.caption, method=method, seeds=1, embedder="efficientnet",
+            e = explain_prompt(adapter, scene.caption, method=method, seeds=1, embedder=embedder,
                                budget=budget, cache=cache)
             attribution[key].append(roc_auc(e.values, inpainted_relevance(scene, index)))
     return dict(n_inpaintings=n, success=float(success.mean()), success_whole_image=float(whole.mean()),

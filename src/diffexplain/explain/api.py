@@ -9,7 +9,7 @@ from ..cache import GenerationCache
 from ..embed import make_embedder
 from ..types import Explanation
 from .kernel_shap import KernelShapExplainer
-from .lime import LimeExplainer
+from .lime import SURROGATE_BUDGET, LimeExplainer
 from .permutation import PermutationExplainer
 from .prompt_game import PromptGame
 from .shapley import ShapleyExplainer
@@ -19,9 +19,6 @@ METHODS = {
     "shapley": ShapleyExplainer, "permutation": PermutationExplainer, "kernelshap": KernelShapExplainer,
     "lime": LimeExplainer, "smile": SmileExplainer,
 }
-
-
-SURROGATE_BUDGET = 128  # LIME's and SMILE's default coalitions (see default_budget)
 
 
 def default_budget(method: str, n_words: int) -> Optional[int]:

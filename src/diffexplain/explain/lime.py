@@ -11,6 +11,8 @@ from ._common import check_budget, combine_stderr, feature_names, generation_cou
 from .game import MemoGame
 from .surrogate import SURROGATES, fit_surrogate, weighted_r2
 
+SURROGATE_BUDGET = 128  # LIME's and SMILE's default coalitions (why: ``explain.api.default_budget``)
+
 
 def sample_masks(d: int, n: int, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
     """The all-ones mask, then distinct non-empty Bernoulli(p) masks: (min(n, 2^d - 1), d) bool."""
@@ -81,7 +83,7 @@ class LimeExplainer(SurrogateExplainer):
                  n_bootstrap: int = 200):
         super().__init__(kernel_width, surrogate, alpha, n_bootstrap)
 
-    def explain(self, game, *, budget: int = 128, seed: int = 0,
+    def explain(self, game, *, budget: int = SURROGATE_BUDGET, seed: int = 0,
                 feature_names_: Optional[Sequence[str]] = None) -> Explanation:
         budget, rng, memo, masks, values = self._sample(game, budget, seed)
         weights = np.exp(-mask_cosine_distance(masks) ** 2 / self.kernel_width ** 2)

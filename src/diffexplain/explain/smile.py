@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..types import Explanation
-from .lime import SurrogateExplainer, _surrogate_explanation, mask_cosine_distance
+from .lime import SURROGATE_BUDGET, SurrogateExplainer, _surrogate_explanation, mask_cosine_distance
 
 
 class SmileExplainer(SurrogateExplainer):
@@ -40,7 +40,7 @@ class SmileExplainer(SurrogateExplainer):
                  n_bootstrap: int = 1000):
         super().__init__(kernel_width, surrogate, alpha, n_bootstrap)
 
-    def explain(self, game, *, budget: int = 128, seed: int = 0,
+    def explain(self, game, *, budget: int = SURROGATE_BUDGET, seed: int = 0,
                 feature_names_: Optional[Sequence[str]] = None) -> Explanation:
         budget, rng, memo, masks, values = self._sample(game, budget, seed)
         text_distance = getattr(game, "text_distance", None)
