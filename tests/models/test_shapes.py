@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 
@@ -138,3 +140,32 @@ def test_shipped_inpaint_repaints_the_masked_object_from_the_caption():
         image = adapter.generate([scene.caption], [0])[0]
         done += check(adapter.paste(image[None])[0], scene.caption).edit_ok
     assert done >= 5
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_vae(name):
+    return shapes.load(name).vae
+
+
+@pytest.mark.parametrize("name", ["text2image", "instruct_pix2pix", "paint_by_example", "inpaint"])
+@pytest.mark.parametrize("background", ["white", "black", "gray"])
+def test_shipped_vae_round_trip_keeps_every_colour_on_every_background(name, background):
+    """Reconstructions keep object colours on every background. The VAEs once decoded gray-background
+    scenes with washed-out colours (17% right), which no overall PSNR showed: gray is 7.5% of scenes."""
+    import torch
+
+    from diffexplain.world import check, sample_scene
+
+    vae = _shipped_vae(name)
+    rng = np.random.default_rng(21)
+    scenes = []
+    while len(scenes) < 16:
+        scene = sample_scene(rng, split="any", p_background=1.0 if background != "white" else 0.0)
+        if scene.background == background:
+            scenes.append(scene)
+    images = np.stack([s.render() for s in scenes])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        y = vae.decode(vae.encode(x).latent_dist.mean).sample
+    recon = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    assert all(check(r, s.caption).colour for r, s in zip(recon, scenes))

@@ -169,3 +169,40 @@ def test_word_drop_batches_are_seeded_and_leave_the_default_stream_alone():
     assert (dropped[1][:, 0] < 5).any()  # some words gone
     changed = dropped[1][:, 0] != plain[1][:, 0]
     assert (dropped[3][changed] == -1).all() and (plain[3] == 0).all()
+
+
+def test_install_vae_copies_a_decoder_finetune_and_refuses_another_encoder(tmp_path):
+    """``install-vae`` puts a decoder fine-tune into a pipeline folder (float16, record added) only
+    when that folder's encoder is the one the fine-tune kept."""
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    from diffexplain.models import shapes
+
+    torch.manual_seed(0)
+    base = AutoencoderKL(**shapes.vae_config())
+    dest, run = tmp_path / "pipe", tmp_path / "run"
+    base.save_pretrained(dest / "vae")
+    (dest / "training.json").write_text(json.dumps({"pipeline": "text2image"}))
+    base.save_pretrained(run / "vae")
+    train.main(["vae-decoder", "--run-dir", str(run), "--steps", "2", "--batch", "4", "--calib", "16",
+                "--p-background", "1.0", "--lr", "1e-2"])
+    train.main(["install-vae", "--run-dir", str(run), "--dest", str(dest)])
+    weights = load_file(dest / "vae" / "diffusion_pytorch_model.safetensors")
+    reference = base.state_dict()
+    assert all(w.dtype == torch.float16 for w in weights.values())
+    assert all(torch.equal(weights[k], reference[k].half()) for k in reference if k.startswith("encoder."))
+    assert any(not torch.equal(weights[k], reference[k].half()) for k in reference if k.startswith("decoder."))
+    record = json.loads((dest / "training.json").read_text())
+    assert record["pipeline"] == "text2image"
+    assert record["vae_decoder_backgrounds"]["result"]["step"] == 2
+    commands = record["vae_decoder_backgrounds"]["commands"]
+    assert "--p-background" in commands[-2] and "install-vae" in commands[-1]
+
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    AutoencoderKL(**shapes.vae_config()).save_pretrained(other / "vae")
+    (other / "training.json").write_text("{}")
+    with pytest.raises(ValueError, match="encoder differs"):
+        train.main(["install-vae", "--run-dir", str(run), "--dest", str(other)])
+    assert json.loads((other / "training.json").read_text()) == {}
