@@ -55,6 +55,11 @@ def _log(run_dir: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
+def _read_log(run_dir: Path) -> list[dict]:
+    """Every record ``_log`` appended to the run's ``log.jsonl``, in order."""
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -249,9 +254,9 @@ def finetune_decoder(args) -> None:
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
     step, elapsed = _resume(ckpt_path, vae, optimizer)
     start = time.time() - elapsed
+    scene_kwargs = {} if args.p_background is None else {"p_background": args.p_background}
     while step < args.steps:
         rng = np.random.default_rng([args.seed, 6, step])
-        scene_kwargs = {} if args.p_background is None else {"p_background": args.p_background}
         x = _images([sample_scene(rng, **scene_kwargs) for _ in range(args.batch)])
         lr = _cosine_lr(optimizer, args.lr, step, args.steps)
         with torch.no_grad():
@@ -579,7 +584,7 @@ def export(args) -> None:
         pipe.to(torch.float16)
     pipe.save_pretrained(dest, safe_serialization=True)
     commands = (run_dir / "commands.txt").read_text().splitlines() if (run_dir / "commands.txt").exists() else []
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    log = _read_log(run_dir)
     vae_done = [r for r in log if r["stage"] == "vae_done"]
     decoder_done = [r for r in log if r["stage"] == "decoder_done"]
     colour_done = [r for r in log if r["stage"] == "vae_colour_done"]
@@ -615,7 +620,7 @@ def install_vae(args) -> None:
     run_dir = Path(args.run_dir)
     if not args.dest:
         raise ValueError("install-vae needs --dest, the pipeline folder(s) to install into")
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    log = _read_log(run_dir)
     done = [r for r in log if r["stage"] == "decoder_done"]
     if not done:
         raise ValueError(f"--run-dir {run_dir} has no finished vae-decoder stage")

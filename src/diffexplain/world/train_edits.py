@@ -46,7 +46,7 @@ import torch
 from ..models import shapes as shapes_models
 from .edits import instruction_vocabulary, sample_edit
 from .scene import Scene, sample_scene
-from .train import _atomic_save, denoising_loss, drop_words, log_window, optimise
+from .train import _atomic_save, _read_log, denoising_loss, drop_words, log_window, optimise
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
 REFERENCE_SIZE = 64
@@ -481,7 +481,7 @@ def export(args) -> None:
         shutil.rmtree(dest)
     pipe.save_pretrained(dest, safe_serialization=True)
     commands = (run_dir / "commands.txt").read_text().splitlines()
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    log = _read_log(run_dir)
     record = dict(pipeline=name, commands=commands, steps=state["step"], wall_s=round(state["elapsed"], 1),
                   final_loss=log[-1]["loss"] if log else None, base=str(args.base),
                   weights_dtype="float16" if args.fp16 else "float32")
