@@ -2,7 +2,7 @@
 and overhead.
 
 Usage: python benchmarks/word_attribution.py [--captions 50] [--seeds 2] [--embedder pixel]
-       [--similarity neg_l2] [--parts accuracy,compare,overhead] [--methods shapley,smile]
+       [--similarity neg_l2] [--parts accuracy,compare,ablation,overhead] [--methods shapley,smile]
        [--draws 4] [--explainer-seeds 4] [--caption-draw 2024] [--cache FILE] [--quick]
 
 Writes benchmarks/results/word_attribution.{json,md}:
@@ -19,6 +19,14 @@ Writes benchmarks/results/word_attribution.{json,md}:
   estimator is run with ``--draws`` sampler seeds per prompt and its error averaged over them (the
   exact game has evaluated every coalition, so the extra draws cost no generations): one draw per
   prompt leaves the mean error of 8 prompts too noisy to compare with a 0.05 target.
+- ablation: the model's own use of each word, judged without any embedder or explainer: each
+  word of each accuracy caption is dropped alone (the exact text a coalition sends; exact Shapley
+  has generated these images, so from its cache they are free) and the checker scores the image
+  against the *full* caption. A word "breaks" an attribute when the full prompt's image has it
+  right and the image without the word has it wrong. Reported per role and per filler word, with
+  the ROC-AUC of the number of broken attributes against relevance: where the model breaks
+  attributes without a filler, a faithful explainer must rank that filler high, so that AUC
+  shows how much of the ground truth the model itself follows.
 - overhead: the share of an explanation's wall time spent outside the pipeline call (split into
   embedding the images and everything else): KernelSHAP with the pixel embedder (the CLI default)
   and EfficientNet at 224 and 128, SMILE (text distances and bootstrap p-values on top) with
@@ -42,13 +50,16 @@ from _common import machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, default_budget, explain_prompt  # noqa: E402
+from diffexplain.explain.prompt_game import PromptGame  # noqa: E402
 from diffexplain.metrics import precision_at_k, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
-from diffexplain.world import check_vocabulary, sample_scene  # noqa: E402
+from diffexplain.world import check, check_vocabulary, sample_scene  # noqa: E402
 
 METHODS = ("shapley", "permutation", "kernelshap", "lime", "smile")
+PARTS = ("accuracy", "compare", "ablation", "overhead")
+ATTRIBUTES = ("colour", "count", "shape", "size", "position", "background_ok")
 REPORTED_DRAW = 2024  # the accuracy part's reported captions; settings are chosen on other draws
 
 
@@ -65,6 +76,26 @@ def captions(n: int, low: int, high: int, seed: int):
         if low <= len(scene.words) <= high and scene.relevance.min() == 0 and scene.caption not in seen:
             seen.add(scene.caption)
             out.append(scene)
+    return out
+
+
+def broken_attributes(adapter, scene, seeds, embedder, cache) -> np.ndarray:
+    """Attributes each word's removal breaks, per seed: int array (n_words, K).
+
+    The full caption's image and each image with one word dropped (the text a "drop" coalition
+    sends, so exact Shapley's cache holds them) are read by the checker against the full caption;
+    an attribute is broken when the full image has it right and the image without the word not.
+    """
+    game = PromptGame(adapter, scene.caption, seeds=seeds, embedder=embedder, cache=cache, perturbation="drop")
+    d = len(scene.words)
+    images = game.images(np.vstack([np.ones((1, d), bool), ~np.eye(d, dtype=bool)]))  # (d + 1, K, H, W, 3)
+    out = np.zeros((d, len(seeds)), dtype=np.int64)
+    for k in range(len(seeds)):
+        full = check(images[0, k], scene.caption)
+        right = [a for a in ATTRIBUTES if getattr(full, a) is True]
+        for i in range(d):
+            verdict = check(images[1 + i, k], scene.caption)
+            out[i, k] = sum(getattr(verdict, a) is not True for a in right)
     return out
 
 
@@ -109,8 +140,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 captions, 2 comparison prompts (smoke run)")
     parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="word_attribution")
-    parser.add_argument("--parts", default="accuracy,compare,overhead",
-                        help="comma-separated: accuracy, compare (sampled vs exact), overhead")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="comma-separated: accuracy, compare (sampled vs exact), ablation (leave one word out, "
+                             "judged by the checker), overhead")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated methods for the accuracy and compare parts")
     parser.add_argument("--draws", type=int, default=4, help="compare part: sampler seeds per prompt and method")
@@ -127,8 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     methods = tuple(args.methods.split(","))
-    if not parts <= {"accuracy", "compare", "overhead"} or not parts:
-        parser.error(f"--parts must name accuracy, compare and/or overhead, got {args.parts!r}")
+    if not parts <= set(PARTS) or not parts:
+        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
     if not set(methods) <= set(METHODS):
         parser.error(f"--methods must be among {METHODS}, got {args.methods!r}")
     if args.draws < 1 or args.explainer_seeds < 1:
@@ -148,12 +180,17 @@ def main() -> None:
 
     # 1. accuracy against ground truth
     scenes = captions(args.captions, 5, 8, seed=args.caption_draw)
-    per_method = {m: dict(auc=[], auc_no_position=[], precision=[], generations=0, new_generations=0, wall_s=0.0,
-                          by_role={}, by_filler={}, auc_by_run={}) for m in methods}
+    breaks_by_scene = ({scene.caption: broken_attributes(adapter, scene, list(range(args.seeds)), embedder, cache)
+                        for scene in scenes} if "ablation" in parts else {})
+    per_method = {m: dict(auc=[], auc_no_position=[], auc_no_used_fillers=[], precision=[], generations=0,
+                          new_generations=0, wall_s=0.0, by_role={}, by_filler={}, auc_by_run={}) for m in methods}
     n_runs = {m: 1 if m == "shapley" else args.explainer_seeds for m in methods}
     for scene in (scenes if "accuracy" in parts else []):
         # the model follows position words poorly (fidelity benchmark), so also score without them
         keep = np.array([w.role != "position" for w in scene.words])
+        # with the ablation: also score without the fillers this caption's images show the model uses
+        unused = (np.array([w.role != "filler" for w in scene.words])
+                  | (breaks_by_scene[scene.caption].sum(axis=1) == 0)) if breaks_by_scene else None
         for method in methods:
             budget = (args.surrogate_budget if method in ("lime", "smile")
                       else default_budget(method, len(scene.words)))
@@ -167,6 +204,8 @@ def main() -> None:
                 row["auc"].append(roc_auc(e.values, scene.relevance))
                 row["auc_by_run"].setdefault(run, []).append(row["auc"][-1])
                 row["auc_no_position"].append(roc_auc(e.values[keep], scene.relevance[keep]))
+                if unused is not None:
+                    row["auc_no_used_fillers"].append(roc_auc(e.values[unused], scene.relevance[unused]))
                 row["precision"].append(precision_at_k(e.values, scene.relevance))
                 share = e.values / max(float(np.abs(e.values).sum()), 1e-12)  # each word's signed share of sum |phi|
                 content = e.values[scene.relevance == 1]
@@ -178,6 +217,8 @@ def main() -> None:
                         explainer_seeds=n_runs[m],
                         auc_by_explainer_seed=[float(np.nanmean(v)) for _, v in sorted(r["auc_by_run"].items())],
                         auc_without_position_words=float(np.nanmean(r["auc_no_position"])),
+                        auc_without_used_fillers=(float(np.nanmean(r["auc_no_used_fillers"]))
+                                                  if r["auc_no_used_fillers"] else None),
                         precision_at_k=float(np.mean(r["precision"])), generations=r["generations"] // n_runs[m],
                         new_generations=r["new_generations"], wall_s=round(r["wall_s"] / n_runs[m], 1),
                         share_by_role={k: float(np.mean(v)) for k, v in sorted(r["by_role"].items())},
@@ -222,7 +263,26 @@ def main() -> None:
     sampled = {m: summary(by) for m, by in errors.items()}
     sampled_l1 = {m: summary(by) for m, by in errors_l1.items()}
 
-    # 3. overhead on a fresh cache (per embedder: the default pixel one, EfficientNet at 224 and 128),
+    # 3. the model's own use of each word (computed before the accuracy loop, which also uses it)
+    ablation = {}
+    if "ablation" in parts:
+        flat = [(word, n) for scene in scenes for word, row in zip(scene.words, breaks_by_scene[scene.caption])
+                for n in row]
+        by_role, by_filler = {}, {}
+        for word, n in flat:
+            by_role.setdefault(word.role, []).append(n)
+            if word.role == "filler":
+                by_filler.setdefault(word.text, []).append(n)
+
+        def rates(v):
+            return dict(n=len(v), breaks_any=float(np.mean(np.array(v) > 0)), mean_breaks=float(np.mean(v)))
+
+        ablation = dict(auc_breaks_vs_relevance=roc_auc(np.array([n for _, n in flat], float),
+                                                        np.array([w.relevance for w, _ in flat])),
+                        by_role={r: rates(v) for r, v in sorted(by_role.items())},
+                        by_filler_word={w: rates(v) for w, v in sorted(by_filler.items())})
+
+    # 4. overhead on a fresh cache (per embedder: the default pixel one, EfficientNet at 224 and 128),
     # then a re-run
     scene = compare[0]
     overheads = {}
@@ -253,7 +313,7 @@ def main() -> None:
                    seeds=args.seeds, embedder=embedder.name, accuracy=accuracy,
                    sampled_vs_exact_mae=sampled, sampled_vs_exact_mae_l1=sampled_l1,
                    compare_prompts=[s.caption for s in compare], compare_totals=totals,
-                   overhead=overheads, parts=sorted(parts), draws=args.draws,
+                   ablation=ablation, overhead=overheads, parts=sorted(parts), draws=args.draws,
                    rerun_new_generations=rerun_new,
                    machine=machine())
     lines = [f"# Word attribution ({', '.join(sorted(parts))})", ""]
@@ -273,6 +333,10 @@ def main() -> None:
                   f"{a['auc_without_position_words']:.3f} | {a['auc_min']:.2f} | "
                   f"{a['precision_at_k']:.3f} | {a['generations']} | "
                   f"{a['new_generations']} | {a['wall_s']} |" for m, a in accuracy.items()]
+        if "ablation" in parts:
+            lines += ["", "AUC without the fillers the model uses (on that caption, dropping the filler alone breaks "
+                      "an attribute; see the ablation section): "
+                      + ", ".join(f"{m} {a['auc_without_used_fillers']:.3f}" for m, a in accuracy.items()) + "."]
         lines += ["", "Mean signed share of sum |value| per word, by the word's role (the filler column should be "
                   "near 0; 'content < 0' is the share of content words given a negative value):", "",
                   "| method | " + " | ".join(roles) + " | content < 0 |", "|---|" + "---|" * (len(roles) + 1)]
@@ -299,6 +363,16 @@ def main() -> None:
                   "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
         lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
                   for m, v in sampled_l1.items()]
+    if "ablation" in parts:
+        lines += ["", f"## Leave one word out, judged by the checker ({len(scenes)} captions, {args.seeds} seeds)", "",
+                  "How often dropping one word alone breaks an attribute that the full prompt's image has right "
+                  "(the checker reads the image against the full caption). ROC-AUC of the number of broken "
+                  f"attributes against relevance: {ablation['auc_breaks_vs_relevance']:.3f}.", "",
+                  "| role or filler word | n | breaks an attribute | mean attributes broken |", "|---|---|---|---|"]
+        lines += [f"| {r} | {v['n']} | {v['breaks_any']:.1%} | {v['mean_breaks']:.2f} |"
+                  for r, v in ablation["by_role"].items()]
+        lines += [f"| filler \"{w}\" | {v['n']} | {v['breaks_any']:.1%} | {v['mean_breaks']:.2f} |"
+                  for w, v in ablation["by_filler_word"].items()]
     if "overhead" in parts:
         lines += ["", "## Non-generation overhead (each method at its default budget, fresh cache)", "",
                   "| method, embedder | overhead | embedding | everything else | wall s |", "|---|---|---|---|---|"]
