@@ -21,6 +21,10 @@ def test_edit_training_smoke_and_export(tmp_path, kind):
     pipe = load_pipeline(str(dest))
     base = json.loads((shapes.weights_path("text2image") / "scheduler" / "scheduler_config.json").read_text())
     assert pipe.scheduler.config.prediction_type == base["prediction_type"]  # trained on the base's target
+    # the VAE is the base's, and so is the record of its decoder's fine-tune
+    base_record = json.loads((shapes.weights_path("text2image") / "training.json").read_text())
+    record = json.loads((dest / "training.json").read_text())
+    assert record["vae_decoder_backgrounds"] == base_record["vae_decoder_backgrounds"]
     rng = np.random.default_rng(0)
     source = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     mask = np.zeros((64, 64), bool)

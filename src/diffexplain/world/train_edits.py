@@ -490,6 +490,8 @@ def export(args) -> None:
         derived = json.loads(base_record.read_text())
         if "narrowed_from" in derived:
             record["narrowed_base"] = derived
+        if "vae_decoder_backgrounds" in derived:  # the VAE is the base's: so is the record of its decoder
+            record["vae_decoder_backgrounds"] = derived["vae_decoder_backgrounds"]
     if (run_dir / "init.json").is_file():  # a fine-tune: keep the record of the run it started from
         init = json.loads((run_dir / "init.json").read_text())
         earlier = init["earlier_run"]
