@@ -47,6 +47,7 @@ from diffexplain.cli.attention import record_prompt  # noqa: E402
 from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
+from diffexplain.explain.prompt_game import PromptGame  # noqa: E402
 from diffexplain.metrics import imacs, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter  # noqa: E402
@@ -65,9 +66,27 @@ def _available(model: str) -> bool:
     return os.path.isdir(model)
 
 
+def broken_edits(adapter, edit, seeds, embedder, cache) -> np.ndarray:
+    """Whether dropping each word alone breaks the edit, per seed: bool (n_words, K).
+
+    The full instruction's edit and each edit with one word dropped (the text a "drop" coalition
+    sends, so exact Shapley's cache holds them) are read by the checker against the target
+    caption; a word's removal breaks the edit when the full instruction's edit succeeds and the
+    edit without the word does not.
+    """
+    game = PromptGame(adapter, edit.instruction, seeds=seeds, embedder=embedder, cache=cache, perturbation="drop")
+    d = len(edit.words)
+    images = game.images(np.vstack([np.ones((1, d), bool), ~np.eye(d, dtype=bool)]))  # (d + 1, K, H, W, 3)
+    out = np.zeros((d, len(seeds)), dtype=bool)
+    for k in range(len(seeds)):
+        if check(images[0, k], edit.target.caption).edit_ok:
+            out[:, k] = [not check(images[1 + i, k], edit.target.caption).edit_ok for i in range(d)]
+    return out
+
+
 def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[int, ...] = (SURROGATE_BUDGET,),
                  draw: int = EDIT_DRAW, guidance: float = shapes.DEFAULT_GUIDANCE,
-                 image_guidance: float | None = None, explainer_seeds: int = 1) -> dict:
+                 image_guidance: float | None = None, explainer_seeds: int = 1, cache_path: str = ":memory:") -> dict:
     pipe = load_pipeline(model)
     rng = np.random.default_rng(draw)
     sampler = dict(num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=guidance,
@@ -89,16 +108,31 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
     attribution: dict[str, list[list[float]]] = {key: [] for key, _, _ in runs}
     explained = [e for e in edits if 0 < e.relevance.sum() < len(e.words) <= 9][:n_explain]
     embedder = make_embedder("efficientnet")  # one network for every explanation (loading it is not free)
+    # the source image is part of the adapter's fingerprint, so one file can hold every instruction's images
+    cache = GenerationCache(cache_path)
+    per_instruction = []
     for edit in explained:
         adapter = EditAdapter(pipe, image=edit.source.render(), **sampler)
-        cache = GenerationCache()
+        record = dict(instruction=edit.instruction, kind=edit.kind, words=[w.text for w in edit.words],
+                      roles=[w.role for w in edit.words],
+                      relevance=[int(r) for r in edit.relevance], values={}, auc={})
         for key, method, budget in runs:
-            aucs = []
+            aucs, values = [], []
             for explainer_seed in range(1 if method == "shapley" else explainer_seeds):
                 e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder=embedder,
                                    budget=budget, cache=cache, seed=explainer_seed)
                 aucs.append(roc_auc(e.values, edit.relevance))
+                values.append([float(v) for v in e.values])
             attribution[key].append(aucs)
+            record["values"][key], record["auc"][key] = values, aucs
+        breaks = broken_edits(adapter, edit, [0, 1], embedder, cache)
+        # fillers whose removal alone breaks the edit (on either seed) are used by the model: the
+        # binary ground truth calls them irrelevant, so AUC is also reported without them
+        used = breaks.any(axis=1) & (edit.relevance == 0)
+        record.update(breaks=breaks.astype(int).tolist(), filler_used=used.astype(int).tolist(),
+                      auc_without_used_fillers={key: [roc_auc(np.asarray(v)[~used], edit.relevance[~used])
+                                                      for v in record["values"][key]] for key, _, _ in runs})
+        per_instruction.append(record)
     return dict(n_edits=len(edits), draw=draw, guidance=guidance, image_guidance=image_guidance, success=success,
                 success_by_kind={k: float(np.mean(v)) for k, v in by_kind.items()},
                 n_by_kind={k: len(v) for k, v in by_kind.items()}, fidelity_wall_s=round(fidelity_s, 1),
@@ -106,7 +140,11 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
                 explainer_seeds=explainer_seeds,
                 attribution_auc={m: float(np.nanmean(v)) if v else float("nan") for m, v in attribution.items()},
                 attribution_auc_per_seed={m: np.nanmean(np.array(v), axis=0).tolist() if v else []
-                                          for m, v in attribution.items()})
+                                          for m, v in attribution.items()},
+                attribution_auc_without_used_fillers={
+                    key: float(np.nanmean([np.nanmean(r["auc_without_used_fillers"][key]) for r in per_instruction]))
+                    if per_instruction else float("nan") for key, _, _ in runs},
+                per_instruction=per_instruction)
 
 
 def inserted_iou(image: np.ndarray, scene, index: int, box: np.ndarray) -> float:
@@ -224,6 +262,9 @@ def main() -> None:
                              f"[{SURROGATE_BUDGET}, SMILE's default]")
     parser.add_argument("--explainer-seeds", type=int, default=4,
                         help="SMILE's AUC is averaged over this many draws of its masks (no extra images)")
+    parser.add_argument("--cache", default=":memory:",
+                        help="generation cache file for the explained instructions: a re-run with other SMILE "
+                             "budgets or draws costs no images")
     parser.add_argument("--insertions", type=int, default=120)
     parser.add_argument("--insertion-draw", type=int, default=6160,
                         help="seed of the held-out scenes drawn for insertion (another value: a validation draw)")
@@ -244,7 +285,7 @@ def main() -> None:
         part = payload["pix2pix"] = pix2pix_part(args.pix2pix, args.edits, args.explain,
                                                        tuple(int(b) for b in args.smile_budgets.split(",")),
                                                        args.edit_draw, args.guidance, args.image_guidance,
-                                                       args.explainer_seeds)
+                                                       args.explainer_seeds, args.cache)
         draw = "" if args.edit_draw == EDIT_DRAW else f" (draw {args.edit_draw})"
         image_guidance = "pipeline default 1.5" if args.image_guidance is None else args.image_guidance
         lines += [f"InstructPix2Pix: {part['n_edits']} held-out edits{draw}, guidance {args.guidance}, image guidance "
@@ -256,6 +297,20 @@ def main() -> None:
                   "| method | instruction-word AUC | per explainer seed |", "|---|---|---|"]
         lines += [f"| {m} | {v:.3f} | {', '.join(f'{a:.3f}' for a in part['attribution_auc_per_seed'][m])} |"
                   for m, v in part["attribution_auc"].items()]
+        if part["per_instruction"]:
+            used: dict[str, list[int]] = {}
+            for r in part["per_instruction"]:
+                for w, rel, u in zip(r["words"], r["relevance"], r["filler_used"]):
+                    if not rel:
+                        used.setdefault(w, []).append(u)
+            lines += ["", "Fillers the model uses: a filler is *used* on an instruction when dropping it alone breaks "
+                      "an edit that succeeds with the full instruction (checker, either sampler seed; exact "
+                      "Shapley's images, no new generations).", "",
+                      "| filler | occurrences | used on |", "|---|---|---|"]
+            lines += [f"| {w} | {len(u)} | {sum(u)} |" for w, u in sorted(used.items(), key=lambda kv: -sum(kv[1]))]
+            lines += ["", "AUC with the used fillers left out of each instruction:", "",
+                      "| method | instruction-word AUC without used fillers |", "|---|---|"]
+            lines += [f"| {m} | {v:.3f} |" for m, v in part["attribution_auc_without_used_fillers"].items()]
     else:
         lines.append(f"InstructPix2Pix: skipped, no weights for {args.pix2pix!r}.")
     lines.append("")
