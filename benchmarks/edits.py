@@ -2,14 +2,16 @@
 
 Usage: python benchmarks/edits.py [--pix2pix instruct_pix2pix|DIR] [--pbe paint_by_example|DIR]
                                   [--inpaint inpaint|DIR] [--edits 64] [--explain 12]
-                                  [--insertions 120] [--inpaintings 120] [--quick]
+                                  [--insertions 120] [--inpaintings 120] [--cache FILE] [--quick]
 
 Writes benchmarks/results/edits.{json,md}:
 - pix2pix fidelity: held-out edits (source scene, instruction, target scene); an edit succeeds
   when the checker reads the *target* caption back from the edited image (colours, count, shapes,
   and position where the caption names one).
 - instruction attribution: exact Shapley and SMILE (the default -L2 on EfficientNet embeddings) on held-out
-  instructions; ROC-AUC of the values against the words' binary relevance (content vs filler).
+  instructions; ROC-AUC of the values against the words' binary relevance (content vs filler);
+  every instruction's words and values; the fillers the model uses (dropping one alone breaks a
+  successful edit) and the AUC without them.
 - insertion and IMACS: Paint-by-Example fills a held-out scene's object box from the object's
   reference crop. Success: the checker reads the scene's caption back from the source with the
   generated box pasted in (the pipeline redraws the whole image; success on the whole generated
