@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +29,18 @@ def test_edit_training_smoke_and_export(tmp_path, kind):
     base_record = json.loads((shapes.weights_path("text2image") / "training.json").read_text())
     record = json.loads((dest / "training.json").read_text())
     assert record["vae_decoder_backgrounds"] == base_record["vae_decoder_backgrounds"]
+    if kind == "pix2pix":
+        # the exported tokenizer must never ask the hub, even when exported without the offline variables
+        # (transformers then records local_files_only=False unless it is passed)
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(train_edits.__file__).parents[2]),
+                                                          env.get("PYTHONPATH")]))
+        online = tmp_path / "exported_online"
+        subprocess.run([sys.executable, "-m", "diffexplain.world.train_edits", "export", "--kind", kind, "--run-dir",
+                        str(run), "--dest", str(online)], check=True, env=env, capture_output=True)
+        for exported in (dest, online):
+            config = json.loads((exported / "tokenizer" / "tokenizer_config.json").read_text())
+            assert config["local_files_only"] is True
     rng = np.random.default_rng(0)
     source = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     mask = np.zeros((64, 64), bool)

@@ -353,7 +353,8 @@ def _build(kind: str, base, run_dir: Path):
     if kind == "pix2pix":
         directory = run_dir / "tokenizer"
         if (directory / "vocab.json").exists():
-            tokenizer = CLIPTokenizer.from_pretrained(str(directory), model_max_length=shapes_models.MAX_TOKENS)
+            tokenizer = CLIPTokenizer.from_pretrained(str(directory), model_max_length=shapes_models.MAX_TOKENS,
+                                                      local_files_only=True)
         else:
             tokenizer = shapes_models.build_tokenizer(directory, instruction_vocabulary())
         modules["text_encoder"] = extend_text_encoder(base.text_encoder, base.tokenizer, tokenizer)
