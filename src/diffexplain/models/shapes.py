@@ -120,12 +120,26 @@ def build_tokenizer(directory: str | os.PathLike, words: Optional[list[str]] = N
     )
     bpe.train_from_iterator(words, trainer)
     bpe.model.save(str(directory))
-    tokenizer = CLIPTokenizer.from_pretrained(str(directory), model_max_length=MAX_TOKENS)
+    tokenizer = CLIPTokenizer.from_pretrained(str(directory), model_max_length=MAX_TOKENS, local_files_only=True)
     for word in words:
         ids = tokenizer(word, add_special_tokens=False).input_ids
         if len(ids) != 1:  # the trainer's merges reproduce every training word; guard the invariant
             raise RuntimeError(f"word {word!r} is {len(ids)} tokens in the shapes vocabulary")
     return tokenizer
+
+
+def run_tokenizer(directory: str | os.PathLike, words: Optional[list[str]] = None):
+    """A training run's tokenizer: built in ``directory`` once (``build_tokenizer``), then always
+    loaded from there, so token ids never drift.
+
+    ``local_files_only=True``: otherwise transformers records ``local_files_only: false`` in the
+    config that an export saves, whenever the offline variables are unset.
+    """
+    from transformers import CLIPTokenizer
+
+    if (Path(directory) / "vocab.json").exists():
+        return CLIPTokenizer.from_pretrained(str(directory), model_max_length=MAX_TOKENS, local_files_only=True)
+    return build_tokenizer(directory, words)
 
 
 def weights_path(name: str) -> Path:

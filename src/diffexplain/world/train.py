@@ -159,15 +159,6 @@ def _images(scenes) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
 
 
-def _tokenizer(run_dir: Path):
-    """The run's tokenizer: built once, then always loaded, so token ids never drift."""
-    from transformers import CLIPTokenizer
-
-    if (run_dir / "tokenizer" / "vocab.json").exists():
-        return CLIPTokenizer.from_pretrained(str(run_dir / "tokenizer"), model_max_length=shapes_models.MAX_TOKENS)
-    return shapes_models.build_tokenizer(run_dir / "tokenizer")
-
-
 def _vae_losses(vae, x: torch.Tensor, kl_weight: float):
     """VAE training loss on images ``x`` (n, 3, 64, 64): L1 + MSE reconstruction + weighted KL.
 
@@ -446,7 +437,7 @@ def train_unet(args) -> None:
         for part in ("vae", "tokenizer"):
             if not (run_dir / part).exists():
                 shutil.copytree(Path(args.init_from) / part, run_dir / part)
-    tokenizer = _tokenizer(run_dir)
+    tokenizer = shapes_models.run_tokenizer(run_dir / "tokenizer")
     vae = AutoencoderKL.from_pretrained(run_dir / "vae").eval()
     torch.manual_seed(args.seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(**shapes_models.text_encoder_config(len(tokenizer))))
@@ -560,7 +551,7 @@ def build_pipeline(run_dir: Path, use_ema: bool = True):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    tokenizer = _tokenizer(run_dir)
+    tokenizer = shapes_models.run_tokenizer(run_dir / "tokenizer")
     vae = AutoencoderKL.from_pretrained(run_dir / "vae")
     text_encoder = CLIPTextModel(CLIPTextConfig(**shapes_models.text_encoder_config(len(tokenizer))))
     unet = UNet2DConditionModel(**shapes_models.unet_config())

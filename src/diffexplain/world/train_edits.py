@@ -345,18 +345,11 @@ def _load_exported(models: torch.nn.ModuleDict, source: Path) -> None:
 def _build(kind: str, base, run_dir: Path):
     """Trainable modules for ``kind``, initialised from the text2image pipeline ``base``, and the
     tokenizer (the edit vocabulary's is built once into ``run_dir/tokenizer``, then loaded)."""
-    from transformers import CLIPTokenizer
-
     latent = base.vae.config.latent_channels
     modules = {"unet": widen_conv_in(base.unet, 2 * latent + (0 if kind == "pix2pix" else 1))}
     tokenizer = base.tokenizer
     if kind == "pix2pix":
-        directory = run_dir / "tokenizer"
-        if (directory / "vocab.json").exists():
-            tokenizer = CLIPTokenizer.from_pretrained(str(directory), model_max_length=shapes_models.MAX_TOKENS,
-                                                      local_files_only=True)
-        else:
-            tokenizer = shapes_models.build_tokenizer(directory, instruction_vocabulary())
+        tokenizer = shapes_models.run_tokenizer(run_dir / "tokenizer", instruction_vocabulary())
         modules["text_encoder"] = extend_text_encoder(base.text_encoder, base.tokenizer, tokenizer)
     elif kind == "inpaint":
         modules["text_encoder"] = copy.deepcopy(base.text_encoder)
