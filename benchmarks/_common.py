@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: peak-memory probes and result writers."""
+"""Helpers shared by the benchmarks: peak-memory probes, result writers and leave-one-word-out images."""
 
 from __future__ import annotations
 
@@ -39,3 +39,18 @@ def write(name: str, payload: dict, table: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table)
     print(table)
+
+
+def drop_one_images(adapter, text: str, seeds: list[int], embedder, cache):
+    """The full text's images and the images with each word dropped alone: (d + 1, K, H, W, 3) uint8.
+
+    Row 0 is the full text, row 1 + i the text without word i: the texts "drop" coalitions send,
+    so an exact Shapley run on the same cache has generated them already.
+    """
+    import numpy as np
+
+    from diffexplain.explain.prompt_game import PromptGame
+
+    game = PromptGame(adapter, text, seeds=seeds, embedder=embedder, cache=cache, perturbation="drop")
+    d = game.n_players
+    return game.images(np.vstack([np.ones((1, d), bool), ~np.eye(d, dtype=bool)]))

@@ -43,13 +43,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from _common import machine, write  # noqa: E402
+from _common import drop_one_images, machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.cli.attention import record_prompt  # noqa: E402
 from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
-from diffexplain.explain.prompt_game import PromptGame  # noqa: E402
 from diffexplain.metrics import imacs, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter  # noqa: E402
@@ -76,9 +75,8 @@ def broken_edits(adapter, edit, seeds, embedder, cache) -> np.ndarray:
     caption; a word's removal breaks the edit when the full instruction's edit succeeds and the
     edit without the word does not.
     """
-    game = PromptGame(adapter, edit.instruction, seeds=seeds, embedder=embedder, cache=cache, perturbation="drop")
     d = len(edit.words)
-    images = game.images(np.vstack([np.ones((1, d), bool), ~np.eye(d, dtype=bool)]))  # (d + 1, K, H, W, 3)
+    images = drop_one_images(adapter, edit.instruction, seeds, embedder, cache)  # (d + 1, K, H, W, 3)
     out = np.zeros((d, len(seeds)), dtype=bool)
     for k in range(len(seeds)):
         if check(images[0, k], edit.target.caption).edit_ok:
@@ -106,12 +104,11 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
     # larger budget costs no generations here
     runs = [("shapley", "shapley", None)] + [("smile" if i == 0 else f"smile@{b}", "smile", b)
                                               for i, b in enumerate(smile_budgets)]
-    # per method, per explainer seed (SMILE's own draw of masks; exact Shapley has none), per instruction
-    attribution: dict[str, list[list[float]]] = {key: [] for key, _, _ in runs}
     explained = [e for e in edits if 0 < e.relevance.sum() < len(e.words) <= 9][:n_explain]
     embedder = make_embedder("efficientnet")  # one network for every explanation (loading it is not free)
     # the source image is part of the adapter's fingerprint, so one file can hold every instruction's images
     cache = GenerationCache(cache_path)
+    sampler_seeds = [0, 1]  # every coalition's images, and the leave-one-out check's
     per_instruction = []
     for edit in explained:
         adapter = EditAdapter(pipe, image=edit.source.render(), **sampler)
@@ -121,13 +118,12 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
         for key, method, budget in runs:
             aucs, values = [], []
             for explainer_seed in range(1 if method == "shapley" else explainer_seeds):
-                e = explain_prompt(adapter, edit.instruction, method=method, seeds=2, embedder=embedder,
+                e = explain_prompt(adapter, edit.instruction, method=method, seeds=sampler_seeds, embedder=embedder,
                                    budget=budget, cache=cache, seed=explainer_seed)
                 aucs.append(roc_auc(e.values, edit.relevance))
                 values.append([float(v) for v in e.values])
-            attribution[key].append(aucs)
             record["values"][key], record["auc"][key] = values, aucs
-        breaks = broken_edits(adapter, edit, [0, 1], embedder, cache)
+        breaks = broken_edits(adapter, edit, sampler_seeds, embedder, cache)
         # fillers whose removal alone breaks the edit (on either seed) are used by the model: the
         # binary ground truth calls them irrelevant, so AUC is also reported without them
         used = breaks.any(axis=1) & (edit.relevance == 0)
@@ -135,6 +131,8 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
                       auc_without_used_fillers={key: [roc_auc(np.asarray(v)[~used], edit.relevance[~used])
                                                       for v in record["values"][key]] for key, _, _ in runs})
         per_instruction.append(record)
+    # per method: per instruction, per explainer seed (SMILE's own draw of masks; exact Shapley has none)
+    attribution = {key: [r["auc"][key] for r in per_instruction] for key, _, _ in runs}
     return dict(n_edits=len(edits), draw=draw, guidance=guidance, image_guidance=image_guidance, success=success,
                 success_by_kind={k: float(np.mean(v)) for k, v in by_kind.items()},
                 n_by_kind={k: len(v) for k, v in by_kind.items()}, fidelity_wall_s=round(fidelity_s, 1),

@@ -46,11 +46,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import machine, write  # noqa: E402
+from _common import drop_one_images, machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, default_budget, explain_prompt  # noqa: E402
-from diffexplain.explain.prompt_game import PromptGame  # noqa: E402
 from diffexplain.metrics import precision_at_k, roc_auc  # noqa: E402
 from diffexplain.models import shapes  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
@@ -86,9 +85,8 @@ def broken_attributes(adapter, scene, seeds, embedder, cache) -> np.ndarray:
     sends, so exact Shapley's cache holds them) are read by the checker against the full caption;
     an attribute is broken when the full image has it right and the image without the word not.
     """
-    game = PromptGame(adapter, scene.caption, seeds=seeds, embedder=embedder, cache=cache, perturbation="drop")
     d = len(scene.words)
-    images = game.images(np.vstack([np.ones((1, d), bool), ~np.eye(d, dtype=bool)]))  # (d + 1, K, H, W, 3)
+    images = drop_one_images(adapter, scene.caption, seeds, embedder, cache)  # (d + 1, K, H, W, 3)
     out = np.zeros((d, len(seeds)), dtype=np.int64)
     for k in range(len(seeds)):
         full = check(images[0, k], scene.caption)
