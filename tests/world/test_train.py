@@ -171,6 +171,44 @@ def test_word_drop_batches_are_seeded_and_leave_the_default_stream_alone():
     assert (dropped[3][changed] == -1).all() and (plain[3] == 0).all()
 
 
+def test_filler_drop_keeps_content_words_and_moves_their_grounding_targets(tmp_path):
+    """Captions lose only filler words, and each kept word keeps its object in the grounding targets."""
+    import numpy as np
+
+    from diffexplain.models import shapes
+    from diffexplain.world.grounding import token_objects
+    from diffexplain.world.scene import sample_scene
+
+    tokenizer = shapes.build_tokenizer(tmp_path / "tok")
+    rng = np.random.default_rng(0)
+    scenes = [sample_scene(rng) for _ in range(24)]
+    pool = train._LatentPool.__new__(train._LatentPool)
+    pool.seed, pool.tokenizer = 0, tokenizer
+    pool.captions = [s.caption for s in scenes]
+    pool.fillers = [[w.role == "filler" for w in s.words] for s in scenes]
+    pool.latents = torch.zeros(24, 1)
+    pool.masks = torch.zeros(24, 3, 2, 2)
+    pool.token_object = torch.stack([torch.from_numpy(token_objects(s, tokenizer, tokenizer.model_max_length))
+                                     for s in scenes])
+    plain = pool.batch(5, 24, 0.0)
+    dropped = pool.batch(5, 24, 0.0, p_filler_drop=1.0)
+    assert torch.equal(plain[1], pool.batch(5, 24, 0.0)[1])  # the default stream is untouched
+    idx = np.random.default_rng([0, 5, 5]).choice(24, size=24, replace=False)  # the batch's own draw
+    shortened = 0
+    for row, i in enumerate(idx):
+        words = scenes[i].words
+        text = tokenizer.decode(dropped[1][row], skip_special_tokens=True).split()
+        content = [w.text for w in words if w.role != "filler"]
+        assert [t for t in text if t in content] == content
+        shortened += len(text) < len(words)
+        grounded = {(w.text, w.object_index) for w in words if w.object_index is not None and w.role != "position"}
+        for position, token in enumerate(text, start=1):
+            obj = int(dropped[3][row, position])
+            assert obj == -1 or (token, obj) in grounded
+        assert (dropped[3][row] >= 0).sum() == (plain[3][row] >= 0).sum()  # no target lost or gained
+    assert shortened > 12
+
+
 def test_install_vae_copies_a_decoder_finetune_and_refuses_another_encoder(tmp_path):
     """``install-vae`` puts a decoder fine-tune into a pipeline folder (float16, record added) only
     when that folder's encoder is the one the fine-tune kept."""

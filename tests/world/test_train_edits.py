@@ -15,8 +15,9 @@ from diffexplain.world import train_edits
 def test_edit_training_smoke_and_export(tmp_path, kind):
     """Two optimisation steps from the shipped text2image model, then an exported pipeline that loads and runs."""
     run = tmp_path / "run"
+    pix2pix_only = ["--filler-drop", "0.5", "--kind-weights", "add=2,move=2"] if kind == "pix2pix" else []
     train_edits.main([kind, "--run-dir", str(run), "--steps", "2", "--batch", "2", "--pool", "8", "--refresh", "2",
-                      "--word-drop", "0.5"])
+                      "--word-drop", "0.5", *pix2pix_only])
     dest = tmp_path / "weights"
     train_edits.main(["export", "--kind", kind, "--run-dir", str(run), "--dest", str(dest)])
     from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter
@@ -54,6 +55,43 @@ def test_edit_training_smoke_and_export(tmp_path, kind):
     else:
         image = EditAdapter(pipe, image=source, mask=mask, num_inference_steps=2).generate(["a red circle"], [0])
     assert image.shape == (1, 64, 64, 3)
+
+
+def test_filler_dropout_removes_only_fillers_and_keeps_the_order():
+    from diffexplain.world.edits import sample_edit
+
+    rng = np.random.default_rng(0)
+    seen_sizes = set()
+    for _ in range(200):
+        edit = sample_edit(rng, split="train")
+        words = edit.instruction.split()
+        fillers = [w.role == "filler" for w in edit.words]
+        kept = train_edits.drop_fillers(words, fillers, rng).split()
+        content = [w for w, f in zip(words, fillers) if not f]
+        assert [w for w in kept if w in content] == content  # every content word, in order
+        it = iter(words)
+        assert all(w in it for w in kept)  # a subsequence of the instruction
+        seen_sizes.add(len(kept) - len(content))
+    assert 0 in seen_sizes and max(seen_sizes) >= 4  # from no fillers to many
+
+
+def test_kind_weights_shape_the_pool_and_bad_specs_are_refused(tmp_path):
+    p = train_edits.parse_kind_weights("add=2,move=2")
+    assert p.sum() == pytest.approx(1.0)
+    assert dict(zip(train_edits.EDIT_KINDS, p)) == pytest.approx(dict(recolour=0.125, reshape=0.125, resize=0.125,
+                                                                       move=0.25, remove=0.125, add=0.25))
+    assert train_edits.parse_kind_weights(None) is None
+    rng = np.random.default_rng(1)
+    weighted = [train_edits._sample("pix2pix", rng, p)["kind"] for _ in range(400)]
+    uniform = [train_edits._sample("pix2pix", rng)["kind"] for _ in range(400)]
+    assert 0.18 < weighted.count("add") / 400 < 0.32 and 0.18 < weighted.count("move") / 400 < 0.32
+    assert uniform.count("add") + uniform.count("move") < weighted.count("add") + weighted.count("move")
+    for bad in ("ad=2", "add", "add=-1", "add=0,move=0,recolour=0,reshape=0,resize=0,remove=0"):
+        with pytest.raises(ValueError, match="kind_weights"):
+            train_edits.parse_kind_weights(bad)
+    with pytest.raises(SystemExit):
+        train_edits.main(["paint_by_example", "--run-dir", str(tmp_path / "run"), "--filler-drop", "0.3"])
+    assert not (tmp_path / "run").exists()
 
 
 def test_widened_unet_starts_as_the_base_denoiser(shapes_pipe):

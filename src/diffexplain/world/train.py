@@ -365,6 +365,7 @@ class _LatentPool:
         self.vae, self.tokenizer, self.seed, self.scaling = vae, tokenizer, seed, scaling
         self.latents = torch.empty(size, shapes_models.LATENT_CHANNELS, 16, 16)
         self.captions: list[str] = [""] * size
+        self.fillers: list[list[bool]] = [[] for _ in range(size)]  # per caption word, for --filler-drop
         # for the grounding loss: visible object masks at latent resolution, object per token
         self.masks = torch.zeros(size, 3, 16, 16, dtype=torch.float16)
         self.token_object = torch.full((size, tokenizer.model_max_length), -1, dtype=torch.int8)
@@ -378,6 +379,7 @@ class _LatentPool:
         self.latents[indices] = self.vae.encode(_images(scenes)).latent_dist.mean * self.scaling
         for i, scene in zip(indices, scenes):
             self.captions[i] = scene.caption
+            self.fillers[i] = [w.role == "filler" for w in scene.words]
             masks = torch.from_numpy(scene.masks()).float()[:, None]
             self.masks[i] = 0
             self.masks[i, :len(scene.objects)] = F.avg_pool2d(masks, 4)[:, 0].half()
@@ -387,11 +389,24 @@ class _LatentPool:
         rng = np.random.default_rng([self.seed, 4, step])
         self._fill(rng.choice(len(self.captions), size=count, replace=False), rng)
 
-    def batch(self, step: int, size: int, p_uncond: float, p_word_drop: float = 0.0):
+    def batch(self, step: int, size: int, p_uncond: float, p_word_drop: float = 0.0, p_filler_drop: float = 0.0):
         rng = np.random.default_rng([self.seed, 5, step])
         idx = rng.choice(len(self.captions), size=size, replace=False)
         captions = ["" if rng.random() < p_uncond else self.captions[i] for i in idx]
         ungrounded = [c == "" for c in captions]
+        token_object = self.token_object[idx].long()
+        if p_filler_drop > 0:  # its own stream as well
+            filler_rng = np.random.default_rng([self.seed, 7, step])
+            for j, caption in enumerate(captions):
+                if caption and filler_rng.random() < p_filler_drop:
+                    words, fillers = caption.split(), self.fillers[idx[j]]
+                    keep = filler_keep(fillers, filler_rng)
+                    captions[j] = " ".join(w for w, k in zip(words, keep) if k)
+                    # one token per word in the shapes vocabulary, so the grounding targets move with the words
+                    kept = 1 + torch.from_numpy(np.flatnonzero(keep))
+                    row = torch.full_like(token_object[j], -1)
+                    row[1:1 + len(kept)] = token_object[j, kept]
+                    token_object[j] = row
         if p_word_drop > 0:  # a separate stream, so runs without word dropout draw the same batches
             drop_rng = np.random.default_rng([self.seed, 6, step])
             for j, caption in enumerate(captions):
@@ -400,7 +415,6 @@ class _LatentPool:
                     ungrounded[j] = True  # token positions moved; the grounding targets no longer apply
         ids = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
-        token_object = self.token_object[idx].long()
         token_object[torch.tensor(ungrounded)] = -1
         return self.latents[idx], ids, self.masks[idx].float(), token_object
 
@@ -415,6 +429,23 @@ def drop_words(caption: str, rng: np.random.Generator) -> str:
     words = caption.split()
     keep = rng.random(len(words)) < rng.random()
     return " ".join(w for w, k in zip(words, keep) if k)
+
+
+def drop_fillers(words: list[str], fillers: list[bool], rng: np.random.Generator) -> str:
+    """The text with a random subset of its filler words removed; every content word stays, in order.
+
+    As ``drop_words`` but over the fillers only: the share of fillers kept is uniform on [0, 1)
+    and each is kept independently with it. Trains terse phrasings ("red circle blue", "a red
+    circle the centre") to mean what the full text means, which is what the word ground truth
+    (fillers are irrelevant) assumes of the model.
+    """
+    return " ".join(w for w, k in zip(words, filler_keep(fillers, rng)) if k)
+
+
+def filler_keep(fillers: list[bool], rng: np.random.Generator) -> np.ndarray:
+    """Which words ``drop_fillers`` keeps: (n_words,) bool, True for every content word."""
+    keep_share = rng.random()
+    return ~np.asarray(fillers, dtype=bool) | (rng.random(len(fillers)) < keep_share)
 
 
 def _lr_at(step: int, args, warm_start: int = 0) -> float:
@@ -472,7 +503,8 @@ def train_unet(args) -> None:
     ground_window: list[float] = []
     taps = AttentionTaps(unet) if args.ground > 0 else contextlib.nullcontext()
     while step < args.steps:
-        latents, ids, masks, token_object = pool.batch(step, args.batch, args.p_uncond, args.word_drop)
+        latents, ids, masks, token_object = pool.batch(step, args.batch, args.p_uncond, args.word_drop,
+                                                       args.filler_drop)
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
@@ -659,6 +691,9 @@ def main(argv=None) -> None:
     parser.add_argument("--word-drop", type=float, default=0.0,
                         help="unet: share of captions trained with a random subset of their words removed, so the "
                              "model learns that an unnamed attribute is free and a dropped filler word changes nothing")
+    parser.add_argument("--filler-drop", type=float, default=0.0,
+                        help="unet: share of captions trained with a random subset of their filler words removed "
+                             "(drop_fillers); content words and their grounding targets stay")
     parser.add_argument("--ground", type=float, default=0.0,
                         help="weight of the token grounding loss on cross-attention (world/grounding.py)")
     parser.add_argument("--pool", type=int, default=16384)
@@ -677,6 +712,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.stage == "vae-colour" and not args.init_vae:
         parser.error("vae-colour needs --init-vae, the VAE folder to fine-tune")
+    for name in ("word_drop", "filler_drop"):
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
     defaults = {"vae": (2000, 32, 1e-3), "vae-colour": (1500, 32, 3e-4), "vae-decoder": (3000, 32, 5e-4),
                 "vae-center": (0, 0, 0.0), "unet": (20000, 64, 5e-4),
                 "export": (0, 0, 0.0), "pack": (0, 0, 0.0), "install-vae": (0, 0, 0.0)}[args.stage]

@@ -44,9 +44,9 @@ import numpy as np
 import torch
 
 from ..models import shapes as shapes_models
-from .edits import instruction_vocabulary, sample_edit
+from .edits import EDIT_KINDS, instruction_vocabulary, sample_edit
 from .scene import Scene, sample_scene
-from .train import _atomic_save, _read_log, denoising_loss, drop_words, log_window, optimise
+from .train import _atomic_save, _read_log, denoising_loss, drop_fillers, drop_words, log_window, optimise
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
 REFERENCE_SIZE = 64
@@ -234,11 +234,34 @@ def reference_crop(scene: Scene, index: int) -> np.ndarray:
     return Scene(objects=(centred,)).render(REFERENCE_SIZE, REFERENCE_SIZE)
 
 
-def _sample(kind: str, rng: np.random.Generator) -> dict:
+def parse_kind_weights(spec: Optional[str]) -> Optional[np.ndarray]:
+    """``"add=2,move=2"`` -> sampling probabilities over EDIT_KINDS (unnamed kinds weigh 1); None -> None."""
+    if not spec:
+        return None
+    weights = dict.fromkeys(EDIT_KINDS, 1.0)
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() not in weights:
+            raise ValueError(f"kind_weights names an unknown edit kind {name.strip()!r}; kinds are {EDIT_KINDS}")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"kind_weights needs KIND=NUMBER pairs, got {part!r}") from None
+        if not weights[name.strip()] >= 0:
+            raise ValueError(f"kind_weights must be >= 0, got {part!r}")
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"kind_weights must not all be 0, got {spec!r}")
+    return np.array([weights[k] / total for k in EDIT_KINDS])
+
+
+def _sample(kind: str, rng: np.random.Generator, kind_weights: Optional[np.ndarray] = None) -> dict:
     """One training example as arrays: target, conditioning image(s), mask and text."""
     if kind == "pix2pix":
-        edit = sample_edit(rng, split="train")
-        return dict(target=edit.target.render(), source=edit.source.render(), text=edit.instruction)
+        edit_kind = None if kind_weights is None else str(rng.choice(EDIT_KINDS, p=kind_weights))
+        edit = sample_edit(rng, kind=edit_kind, split="train")
+        return dict(target=edit.target.render(), source=edit.source.render(), text=edit.instruction,
+                    kind=edit.kind, fillers=[w.role == "filler" for w in edit.words])
     scene = sample_scene(rng, split="train")
     index = int(rng.integers(len(scene.objects)))
     mask = box_mask(scene, index)
@@ -251,8 +274,8 @@ def _sample(kind: str, rng: np.random.Generator) -> dict:
 class EditPool:
     """Encoded training examples, refreshed a few per step (as text2image's latent pool)."""
 
-    def __init__(self, kind, vae, size, seed):
-        self.kind, self.vae, self.seed = kind, vae, seed
+    def __init__(self, kind, vae, size, seed, kind_weights=None):
+        self.kind, self.vae, self.seed, self.kind_weights = kind, vae, seed, kind_weights
         self.scale = vae.config.scaling_factor
         self.items: list[dict] = [None] * size  # type: ignore[list-item]
         for start in range(0, size, 128):
@@ -261,7 +284,7 @@ class EditPool:
     @torch.no_grad()
     def _fill(self, indices, rng):
         indices = list(indices)
-        examples = [_sample(self.kind, rng) for _ in indices]
+        examples = [_sample(self.kind, rng, self.kind_weights) for _ in indices]
         targets = self.vae.encode(_images_from(e["target"] for e in examples)).latent_dist.mean * self.scale
         if self.kind == "pix2pix":
             conditions = self.vae.encode(_images_from(e["source"] for e in examples)).latent_dist.mean * self.scale
@@ -274,6 +297,8 @@ class EditPool:
             conditions = self.vae.encode(torch.stack(masked)).latent_dist.mean * self.scale
         for i, e, target, condition in zip(indices, examples, targets, conditions):
             item = dict(target=target, condition=condition, text=e["text"])
+            if "fillers" in e:
+                item["fillers"] = e["fillers"]
             if self.kind != "pix2pix":
                 mask = torch.from_numpy(e["mask"]).float()[None, None]
                 small = torch.nn.functional.interpolate(mask, size=target.shape[-2:])[0]  # nearest, as the pipelines
@@ -397,7 +422,7 @@ def train(args) -> None:
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed"]
     vae = base.vae.eval().requires_grad_(False)
-    pool = EditPool(args.kind, vae, args.pool, args.seed)
+    pool = EditPool(args.kind, vae, args.pool, args.seed, parse_kind_weights(args.kind_weights))
     features = _feature_extractor()
     start = time.time() - elapsed
     window: list[float] = []
@@ -419,6 +444,10 @@ def train(args) -> None:
         else:
             drop_text = (draw < 0.05) | (draw >= 0.10) & (draw < 0.15) if args.kind == "pix2pix" else draw < 0.1
             texts = ["" if d else i["text"] for d, i in zip(drop_text, items)]
+            if args.filler_drop > 0:  # its own stream too
+                filler_rng = np.random.default_rng([args.seed, 11, step])
+                texts = [drop_fillers(x.split(), i["fillers"], filler_rng)
+                         if x and filler_rng.random() < args.filler_drop else x for x, i in zip(texts, items)]
             if args.word_drop > 0:  # its own stream, so runs without word dropout draw the same batches
                 drop_rng = np.random.default_rng([args.seed, 10, step])
                 texts = [drop_words(x, drop_rng) if x and drop_rng.random() < args.word_drop else x for x in texts]
@@ -515,6 +544,12 @@ def main(argv=None) -> None:
     parser.add_argument("--word-drop", type=float, default=0.0,
                         help="share of instructions trained with a random subset of their words removed "
                              "(see train.drop_words)")
+    parser.add_argument("--filler-drop", type=float, default=0.0,
+                        help="pix2pix: share of instructions trained with a random subset of their filler words "
+                             "removed (see train.drop_fillers)")
+    parser.add_argument("--kind-weights", default=None,
+                        help='pix2pix: relative frequency of edit kinds in the training pool, e.g. "add=2,move=2" '
+                             "(unnamed kinds 1; default uniform)")
     parser.add_argument("--init-from", default=None,
                         help="an exported pipeline of the same kind to start from (fresh optimizer and LR schedule)")
     parser.add_argument("--dest", default=None)
@@ -530,6 +565,14 @@ def main(argv=None) -> None:
         args.kind = args.stage
     elif args.stage == "export" and args.kind is None:
         parser.error("export needs --kind")
+    if args.stage != "pix2pix" and (args.filler_drop or args.kind_weights):
+        parser.error("--filler-drop and --kind-weights apply to pix2pix only")
+    if not 0 <= args.filler_drop <= 1:
+        parser.error(f"--filler-drop must be in [0, 1], got {args.filler_drop}")
+    try:
+        parse_kind_weights(args.kind_weights)
+    except ValueError as error:
+        parser.error(str(error))
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "commands.txt", "a") as handle:
