@@ -26,6 +26,8 @@ text encoder of the instruction models extends text2image's to the edit vocabula
 rows of shared words. Paint-by-Example conditions on a small CLIP vision encoder trained from
 scratch on reference crops. Conditioning dropout: pix2pix drops the instruction, the source image
 or both 5% of the time each (as InstructPix2Pix); the others drop their condition 10%.
+pix2pix can also train terse instructions (``--filler-drop``: filler words removed, content kept)
+and reweight edit kinds in its pool (``--kind-weights add=2,move=2``); the shipped model used both.
 """
 
 from __future__ import annotations
