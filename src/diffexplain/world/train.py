@@ -379,7 +379,7 @@ class _LatentPool:
         self.latents[indices] = self.vae.encode(_images(scenes)).latent_dist.mean * self.scaling
         for i, scene in zip(indices, scenes):
             self.captions[i] = scene.caption
-            self.fillers[i] = [w.role == "filler" for w in scene.words]
+            self.fillers[i] = (scene.relevance == 0).tolist()  # the words the ground truth calls irrelevant
             masks = torch.from_numpy(scene.masks()).float()[:, None]
             self.masks[i] = 0
             self.masks[i, :len(scene.objects)] = F.avg_pool2d(masks, 4)[:, 0].half()

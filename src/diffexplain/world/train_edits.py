@@ -263,7 +263,7 @@ def _sample(kind: str, rng: np.random.Generator, kind_weights: Optional[np.ndarr
         edit_kind = None if kind_weights is None else str(rng.choice(EDIT_KINDS, p=kind_weights))
         edit = sample_edit(rng, kind=edit_kind, split="train")
         return dict(target=edit.target.render(), source=edit.source.render(), text=edit.instruction,
-                    kind=edit.kind, fillers=[w.role == "filler" for w in edit.words])
+                    kind=edit.kind, fillers=(edit.relevance == 0).tolist())  # as ground truth
     scene = sample_scene(rng, split="train")
     index = int(rng.integers(len(scene.objects)))
     mask = box_mask(scene, index)
