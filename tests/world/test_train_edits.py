@@ -94,6 +94,15 @@ def test_kind_weights_shape_the_pool_and_bad_specs_are_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("flag", ["--word-drop", "--filler-drop"])
+@pytest.mark.parametrize("value", ["-0.1", "1.5"])
+def test_dropout_shares_outside_0_1_are_refused_before_any_work(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        train_edits.main(["pix2pix", "--run-dir", str(tmp_path / "run"), flag, value])
+    assert f"{flag} must be in [0, 1], got {float(value)}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_widened_unet_starts_as_the_base_denoiser(shapes_pipe):
     import torch
 

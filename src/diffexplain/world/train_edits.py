@@ -569,8 +569,9 @@ def main(argv=None) -> None:
         parser.error("export needs --kind")
     if args.stage != "pix2pix" and (args.filler_drop or args.kind_weights):
         parser.error("--filler-drop and --kind-weights apply to pix2pix only")
-    if not 0 <= args.filler_drop <= 1:
-        parser.error(f"--filler-drop must be in [0, 1], got {args.filler_drop}")
+    for name in ("word_drop", "filler_drop"):
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
     try:
         parse_kind_weights(args.kind_weights)
     except ValueError as error:
