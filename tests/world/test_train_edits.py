@@ -42,6 +42,19 @@ def test_edit_training_smoke_and_export(tmp_path, kind):
         for exported in (dest, online):
             config = json.loads((exported / "tokenizer" / "tokenizer_config.json").read_text())
             assert config["local_files_only"] is True
+        # averaged with the shipped model: every weight is the mean, and the record keeps both sides
+        shipped = shapes.weights_path("instruct_pix2pix")
+        mixed = tmp_path / "mixed"
+        train_edits.main(["export", "--kind", kind, "--run-dir", str(run), "--dest", str(mixed),
+                          "--average-with", str(shipped), "--mix", "0.5"])
+        import torch
+
+        ours = pipe.unet.conv_in.weight.detach()
+        theirs = load_pipeline(str(shipped)).unet.conv_in.weight.detach().float()
+        assert torch.allclose(load_pipeline(str(mixed)).unet.conv_in.weight.detach(), (ours + theirs) / 2, atol=1e-6)
+        record = json.loads((mixed / "training.json").read_text())
+        assert record["mix"] == 0.5 and record["averaged_with"] == str(shipped)
+        assert record["averaged_record"] == json.loads((shipped / "training.json").read_text())
     rng = np.random.default_rng(0)
     source = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     mask = np.zeros((64, 64), bool)
@@ -243,3 +256,34 @@ def test_inpainting_trains_on_a_narrowed_base_and_runs_in_the_diffusers_pipeline
     adapter = EditAdapter(pipe, image=source, mask=mask, num_inference_steps=2)
     image = adapter.generate(["a red circle"], [0])[0]
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+
+
+def test_interpolate_mixes_float_weights_and_leaves_integer_buffers():
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    mine, theirs = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    for module in (mine, theirs):
+        module.weight.data = torch.randn(2, 3, generator=gen)
+        module.register_buffer("count", torch.tensor([7]))
+    theirs.count.fill_(100)
+    expected = 0.25 * mine.weight.detach().clone() + 0.75 * theirs.weight.detach()
+    before = theirs.weight.detach().clone()
+    train_edits.interpolate_(mine, theirs, 0.25)
+    assert torch.allclose(mine.weight, expected)
+    assert mine.count.item() == 7 and torch.equal(theirs.weight, before)
+    train_edits.interpolate_(mine, theirs, 0.0)
+    assert torch.equal(mine.weight, theirs.weight)
+    with pytest.raises(ValueError, match="mix must be in"):
+        train_edits.interpolate_(mine, theirs, 1.5)
+
+
+def test_average_with_is_for_export_only_and_mix_is_range_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_edits.main(["pix2pix", "--run-dir", str(tmp_path / "a"), "--average-with", str(tmp_path)])
+    assert "--average-with applies to export only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_edits.main(["export", "--kind", "pix2pix", "--run-dir", str(tmp_path / "b"), "--average-with",
+                          str(tmp_path), "--mix", "2"])
+    assert "--mix must be in [0, 1], got 2.0" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -488,6 +488,10 @@ def export(args) -> None:
     models, tokenizer = _build(args.kind, base, run_dir)
     state = torch.load(run_dir / "model.ckpt", weights_only=True)
     models.load_state_dict(state["ema"])
+    if args.average_with:
+        other, _ = _build(args.kind, base, run_dir)
+        _load_exported(other, Path(args.average_with))
+        interpolate_(models, other, args.mix)
     scheduler = DDIMScheduler(**shapes_models.scheduler_config(base.scheduler.config.prediction_type))
     common = dict(vae=base.vae, unet=models["unet"], scheduler=scheduler, safety_checker=None,
                   requires_safety_checker=False)
@@ -522,8 +526,27 @@ def export(args) -> None:
         earlier = init["earlier_run"]
         record.update(init_from=init["init_from"], earlier_run=earlier,
                       total_steps=state["step"] + earlier.get("total_steps", earlier["steps"]))
+    if args.average_with:  # the weights are a mix: keep the record of the other side whole
+        other_record = Path(args.average_with) / "training.json"
+        record.update(averaged_with=args.average_with, mix=args.mix,
+                      averaged_record=json.loads(other_record.read_text()) if other_record.is_file() else None)
     (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"exported {name} at step {state['step']} to {dest}", flush=True)
+    mixed = f", mixed {args.mix} : {1 - args.mix} with {args.average_with}" if args.average_with else ""
+    print(f"exported {name} at step {state['step']}{mixed} to {dest}", flush=True)
+
+
+def interpolate_(models: torch.nn.Module, other: torch.nn.Module, mix: float) -> None:
+    """Set every floating-point weight of ``models`` to ``mix * models + (1 - mix) * other``, in place.
+
+    Both must have the same architecture; ``mix`` 1 keeps ``models``, 0 copies ``other``.
+    """
+    if not 0 <= mix <= 1:
+        raise ValueError(f"mix must be in [0, 1], got {mix}")
+    theirs = other.state_dict()
+    with torch.no_grad():
+        for key, tensor in models.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(mix * tensor + (1 - mix) * theirs[key].to(tensor.dtype))
 
 
 def main(argv=None) -> None:
@@ -559,6 +582,10 @@ def main(argv=None) -> None:
     parser.add_argument("--calib", type=int, default=2048, help="for narrow: training scenes for the PCA")
     parser.add_argument("--distill-steps", type=int, default=400, help="for narrow: decoder repair steps")
     parser.add_argument("--fp16", action="store_true")
+    parser.add_argument("--average-with", default=None,
+                        help="for export: an exported pipeline of the same kind to average the run's weights with")
+    parser.add_argument("--mix", type=float, default=0.5,
+                        help="for export with --average-with: the run's share of each weight [0.5]")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
     if args.threads:
@@ -569,6 +596,10 @@ def main(argv=None) -> None:
         parser.error("export needs --kind")
     if args.stage != "pix2pix" and (args.filler_drop or args.kind_weights):
         parser.error("--filler-drop and --kind-weights apply to pix2pix only")
+    if args.average_with and args.stage != "export":
+        parser.error("--average-with applies to export only")
+    if not 0 <= args.mix <= 1:
+        parser.error(f"--mix must be in [0, 1], got {args.mix}")
     for name in ("word_drop", "filler_drop"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
