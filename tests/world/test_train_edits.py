@@ -42,18 +42,22 @@ def test_edit_training_smoke_and_export(tmp_path, kind):
         for exported in (dest, online):
             config = json.loads((exported / "tokenizer" / "tokenizer_config.json").read_text())
             assert config["local_files_only"] is True
-        # averaged with the shipped model: every weight is the mean, and the record keeps both sides
+        # averaged with (a copy of) the shipped model, in place: every weight is the mean, and the record
+        # keeps both sides, the other side's read before its folder is replaced
+        import shutil
+
         shipped = shapes.weights_path("instruct_pix2pix")
         mixed = tmp_path / "mixed"
+        shutil.copytree(shipped, mixed)
         train_edits.main(["export", "--kind", kind, "--run-dir", str(run), "--dest", str(mixed),
-                          "--average-with", str(shipped), "--mix", "0.5"])
+                          "--average-with", str(mixed), "--mix", "0.5"])
         import torch
 
         ours = pipe.unet.conv_in.weight.detach()
         theirs = load_pipeline(str(shipped)).unet.conv_in.weight.detach().float()
         assert torch.allclose(load_pipeline(str(mixed)).unet.conv_in.weight.detach(), (ours + theirs) / 2, atol=1e-6)
         record = json.loads((mixed / "training.json").read_text())
-        assert record["mix"] == 0.5 and record["averaged_with"] == str(shipped)
+        assert record["mix"] == 0.5 and record["averaged_with"] == str(mixed)
         assert record["averaged_record"] == json.loads((shipped / "training.json").read_text())
     rng = np.random.default_rng(0)
     source = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)

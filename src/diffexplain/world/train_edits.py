@@ -488,7 +488,10 @@ def export(args) -> None:
     models, tokenizer = _build(args.kind, base, run_dir)
     state = torch.load(run_dir / "model.ckpt", weights_only=True)
     models.load_state_dict(state["ema"])
-    if args.average_with:
+    other_record = None
+    if args.average_with:  # read before anything is written: the destination may be the same folder
+        record_path = Path(args.average_with) / "training.json"
+        other_record = json.loads(record_path.read_text()) if record_path.is_file() else None
         other, _ = _build(args.kind, base, run_dir)
         _load_exported(other, Path(args.average_with))
         interpolate_(models, other, args.mix)
@@ -527,9 +530,7 @@ def export(args) -> None:
         record.update(init_from=init["init_from"], earlier_run=earlier,
                       total_steps=state["step"] + earlier.get("total_steps", earlier["steps"]))
     if args.average_with:  # the weights are a mix: keep the record of the other side whole
-        other_record = Path(args.average_with) / "training.json"
-        record.update(averaged_with=args.average_with, mix=args.mix,
-                      averaged_record=json.loads(other_record.read_text()) if other_record.is_file() else None)
+        record.update(averaged_with=args.average_with, mix=args.mix, averaged_record=other_record)
     (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     mixed = f", mixed {args.mix} : {1 - args.mix} with {args.average_with}" if args.average_with else ""
     print(f"exported {name} at step {state['step']}{mixed} to {dest}", flush=True)
