@@ -47,7 +47,7 @@ def explain_prompt(
     prompt: str,
     *,
     method: str = "kernelshap",
-    seeds: Union[int, Sequence[int]] = 1,
+    seeds: Union[int, Sequence[int]] = 2,
     budget: Optional[int] = None,
     embedder="pixel",
     similarity: Optional[str] = None,
@@ -65,7 +65,9 @@ def explain_prompt(
         adapter: a ``TextToImageAdapter`` over the user's pipeline.
         prompt: the text to explain; features are its whitespace-separated words.
         method: "shapley", "permutation", "kernelshap", "lime" or "smile".
-        seeds: K (seeds 0..K-1) or an explicit list; every coalition uses the same seeds.
+        seeds: K (seeds 0..K-1) or an explicit list; every coalition uses the same seeds. The
+            default 2, as in the CLI: on the shapes world it takes exact Shapley's word-relevance
+            AUC from 0.910 (1 seed) to 0.956 (`word_attribution_fd_2seeds.md`).
         budget: coalitions to evaluate (default: ``default_budget``); images = coalitions x seeds.
         embedder: an embedder object or a name ("pixel", "latent", "efficientnet", "clip", "dinov2").
         similarity: "neg_l2" (default), "cosine" or "wasserstein" (SMILE's paper). neg_l2 is the
