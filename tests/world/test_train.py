@@ -110,6 +110,16 @@ def test_vae_colour_needs_init_vae(tmp_path, capsys):
     assert "--init-vae" in capsys.readouterr().err
 
 
+def test_dropout_shares_outside_0_1_are_refused_before_any_work(tmp_path, capsys):
+    import pytest
+
+    for flag, value in (("--word-drop", "1.5"), ("--filler-drop", "-0.1")):
+        with pytest.raises(SystemExit):
+            train.main(["unet", "--run-dir", str(tmp_path / "run"), flag, value])
+        assert f"{flag} must be in [0, 1], got {float(value)}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_v_loss_is_an_x0_loss_with_weight_floored_at_one():
     """v-MSE weighted by min(SNR+1, g)/(SNR+1) equals min(SNR+1, g) times the x0 error."""
     gen = torch.Generator().manual_seed(0)

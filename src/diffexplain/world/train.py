@@ -431,6 +431,13 @@ def drop_words(caption: str, rng: np.random.Generator) -> str:
     return " ".join(w for w, k in zip(words, keep) if k)
 
 
+def check_shares(parser: argparse.ArgumentParser, args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Exit through ``parser.error`` naming the flag when any of ``args``' ``names`` is outside [0, 1]."""
+    for name in names:
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+
+
 def drop_fillers(words: list[str], fillers: list[bool], rng: np.random.Generator) -> str:
     """The text with a random subset of its filler words removed; every content word stays, in order.
 
@@ -712,9 +719,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.stage == "vae-colour" and not args.init_vae:
         parser.error("vae-colour needs --init-vae, the VAE folder to fine-tune")
-    for name in ("word_drop", "filler_drop"):
-        if not 0 <= getattr(args, name) <= 1:
-            parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    check_shares(parser, args, ("word_drop", "filler_drop"))
     defaults = {"vae": (2000, 32, 1e-3), "vae-colour": (1500, 32, 3e-4), "vae-decoder": (3000, 32, 5e-4),
                 "vae-center": (0, 0, 0.0), "unet": (20000, 64, 5e-4),
                 "export": (0, 0, 0.0), "pack": (0, 0, 0.0), "install-vae": (0, 0, 0.0)}[args.stage]

@@ -48,7 +48,9 @@ import torch
 from ..models import shapes as shapes_models
 from .edits import EDIT_KINDS, instruction_vocabulary, sample_edit
 from .scene import Scene, sample_scene
-from .train import _atomic_save, _read_log, denoising_loss, drop_fillers, drop_words, log_window, optimise
+from .train import (
+    _atomic_save, _read_log, check_shares, denoising_loss, drop_fillers, drop_words, log_window, optimise,
+)
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
 REFERENCE_SIZE = 64
@@ -599,11 +601,7 @@ def main(argv=None) -> None:
         parser.error("--filler-drop and --kind-weights apply to pix2pix only")
     if args.average_with and args.stage != "export":
         parser.error("--average-with applies to export only")
-    if not 0 <= args.mix <= 1:
-        parser.error(f"--mix must be in [0, 1], got {args.mix}")
-    for name in ("word_drop", "filler_drop"):
-        if not 0 <= getattr(args, name) <= 1:
-            parser.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    check_shares(parser, args, ("word_drop", "filler_drop", "mix"))
     try:
         parse_kind_weights(args.kind_weights)
     except ValueError as error:
