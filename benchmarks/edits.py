@@ -46,7 +46,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from _common import drop_one_images, machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.cli.attention import record_prompt  # noqa: E402
-from diffexplain.embed import make_embedder  # noqa: E402
+from diffexplain.embed import efficientnet_size, make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
 from diffexplain.metrics import imacs, roc_auc  # noqa: E402
@@ -55,7 +55,7 @@ from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter  
 from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.world import check, sample_scene  # noqa: E402
 from diffexplain.world.edits import inpainted_relevance, sample_edit  # noqa: E402
-from diffexplain.world.scene import COLOURS  # noqa: E402
+from diffexplain.world.scene import COLOURS, IMAGE_SIZE  # noqa: E402
 from diffexplain.world.train_edits import box_mask, reference_crop  # noqa: E402
 
 EDIT_DRAW = 5150  # the reported InstructPix2Pix edits; sampler settings are checked on other draws
@@ -86,7 +86,8 @@ def broken_edits(adapter, edit, seeds, embedder, cache) -> np.ndarray:
 
 def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[int, ...] = (SURROGATE_BUDGET,),
                  draw: int = EDIT_DRAW, guidance: float = shapes.DEFAULT_GUIDANCE,
-                 image_guidance: float | None = None, explainer_seeds: int = 1, cache_path: str = ":memory:") -> dict:
+                 image_guidance: float | None = None, explainer_seeds: int = 1, cache_path: str = ":memory:",
+                 embedder_size: int | None = None) -> dict:
     pipe = load_pipeline(model)
     rng = np.random.default_rng(draw)
     sampler = dict(num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=guidance,
@@ -105,7 +106,8 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
     runs = [("shapley", "shapley", None)] + [("smile" if i == 0 else f"smile@{b}", "smile", b)
                                               for i, b in enumerate(smile_budgets)]
     explained = [e for e in edits if 0 < e.relevance.sum() < len(e.words) <= 9][:n_explain]
-    embedder = make_embedder("efficientnet")  # one network for every explanation (loading it is not free)
+    # one network for every explanation (loading it is not free); None: the library's default side
+    embedder = make_embedder("efficientnet", image_size=embedder_size or efficientnet_size(IMAGE_SIZE))
     # the source image is part of the adapter's fingerprint, so one file can hold every instruction's images
     cache = GenerationCache(cache_path)
     sampler_seeds = [0, 1]  # every coalition's images, and the leave-one-out check's
@@ -137,7 +139,7 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
                 success_by_kind={k: float(np.mean(v)) for k, v in by_kind.items()},
                 n_by_kind={k: len(v) for k, v in by_kind.items()}, fidelity_wall_s=round(fidelity_s, 1),
                 instructions=[e.instruction for e in explained],
-                explainer_seeds=explainer_seeds,
+                explainer_seeds=explainer_seeds, embedder=embedder.name,
                 attribution_auc={m: float(np.nanmean(v)) if v else float("nan") for m, v in attribution.items()},
                 attribution_auc_per_seed={m: np.nanmean(np.array(v), axis=0).tolist() if v else []
                                           for m, v in attribution.items()},
@@ -265,6 +267,9 @@ def main() -> None:
     parser.add_argument("--cache", default=":memory:",
                         help="generation cache file for the explained instructions: a re-run with other SMILE "
                              "budgets or draws costs no images")
+    parser.add_argument("--embedder-size", type=int, default=None,
+                        help="EfficientNet input side for the explained instructions [the library's default: "
+                             "128 for these 64-px images]")
     parser.add_argument("--insertions", type=int, default=120)
     parser.add_argument("--insertion-draw", type=int, default=6160,
                         help="seed of the held-out scenes drawn for insertion (another value: a validation draw)")
@@ -285,7 +290,7 @@ def main() -> None:
         part = payload["pix2pix"] = pix2pix_part(args.pix2pix, args.edits, args.explain,
                                                        tuple(int(b) for b in args.smile_budgets.split(",")),
                                                        args.edit_draw, args.guidance, args.image_guidance,
-                                                       args.explainer_seeds, args.cache)
+                                                       args.explainer_seeds, args.cache, args.embedder_size)
         draw = "" if args.edit_draw == EDIT_DRAW else f" (draw {args.edit_draw})"
         image_guidance = "pipeline default 1.5" if args.image_guidance is None else args.image_guidance
         lines += [f"InstructPix2Pix: {part['n_edits']} held-out edits{draw}, guidance {args.guidance}, image guidance "
@@ -293,7 +298,7 @@ def main() -> None:
                   "| edit kind | n | success |", "|---|---|---|"]
         lines += [f"| {k} | {part['n_by_kind'][k]} | {v:.1%} |" for k, v in sorted(part["success_by_kind"].items())]
         lines += ["", f"Instruction-word AUC on {len(part['instructions'])} explained instructions (2 sampler seeds, "
-                  f"EfficientNet-224, -L2); SMILE averaged over {part['explainer_seeds']} draws of its masks.", "",
+                  f"{part['embedder']}, -L2); SMILE averaged over {part['explainer_seeds']} draws of its masks.", "",
                   "| method | instruction-word AUC | per explainer seed |", "|---|---|---|"]
         lines += [f"| {m} | {v:.3f} | {', '.join(f'{a:.3f}' for a in part['attribution_auc_per_seed'][m])} |"
                   for m, v in part["attribution_auc"].items()]

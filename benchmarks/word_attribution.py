@@ -130,8 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--captions", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--embedder", default="pixel")
-    parser.add_argument("--embedder-size", type=int, default=None, help="efficientnet: resize side [224]")
+    parser.add_argument("--embedder", default="efficientnet", help="the library's default")
+    parser.add_argument("--embedder-size", type=int, default=None,
+                        help="efficientnet: resize side [the library's default: 128 for 64-px images]")
     parser.add_argument("--similarity", default=None)
     parser.add_argument("--compare-prompts", type=int, default=8)
     parser.add_argument("--max-compare-words", type=int, default=10)
@@ -170,7 +171,8 @@ def main() -> None:
     pipe = load_pipeline(args.model)
     adapter = TimedAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.TEXT2IMAGE_GUIDANCE,
                            batch_size=64, vocabulary_check=check_vocabulary)
-    embedder = make_embedder(args.embedder, pipe=pipe, image_size=args.embedder_size)
+    embedder = make_embedder(args.embedder, pipe=pipe, image_size=args.embedder_size,
+                             image_side=max(adapter.height, adapter.width))
     cache = GenerationCache(args.cache)
     images_at_start = len(cache)  # a warm cache: wall times then exclude those images' generation
     common = dict(seeds=args.seeds, embedder=embedder, cache=cache, similarity=args.similarity,  # None: the default
@@ -280,7 +282,7 @@ def main() -> None:
                         by_role={r: rates(v) for r, v in sorted(by_role.items())},
                         by_filler_word={w: rates(v) for w, v in sorted(by_filler.items())})
 
-    # 4. overhead on a fresh cache (per embedder: the default pixel one, EfficientNet at 224 and 128),
+    # 4. overhead on a fresh cache (per embedder: pixels, EfficientNet at 224 and at 128, the default here),
     # then a re-run
     scene = compare[0]
     overheads = {}

@@ -63,8 +63,8 @@ def test_explain_reports_bad_input_as_usage_errors(tmp_path):
     result = CliRunner().invoke(cli, ["explain", "a red circle", "--model", str(tmp_path / "missing"),
                                       "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "model must be" in result.output
-    result = CliRunner().invoke(cli, ["explain", "a red circle", "--model", model, "--embedder-size", "128",
-                                      "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(cli, ["explain", "a red circle", "--model", model, "--embedder", "pixel",
+                                      "--embedder-size", "128", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "image_size applies to the 'efficientnet' embedder only" in result.output
 
 

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffexplain.embed import EfficientNetEmbedder, LatentEmbedder, PixelEmbedder, make_embedder
+from diffexplain.embed import (
+    DEFAULT_EMBEDDER, EfficientNetEmbedder, LatentEmbedder, PixelEmbedder, efficientnet_size, make_embedder,
+)
 from diffexplain.world import Scene, ShapeObject
 
 
@@ -95,6 +97,20 @@ def test_transformers_embedders_load_from_a_local_directory(tmp_path, kind, buil
     x = torch.from_numpy(_images()).permute(0, 3, 1, 2).float().div(255).requires_grad_(True)
     embedder.embed_tensor(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_efficientnet_input_side_follows_the_image_side():
+    assert [efficientnet_size(s) for s in (8, 16, 64, 100, 112, 512)] == [32, 32, 128, 200, 224, 224]
+    assert DEFAULT_EMBEDDER == "efficientnet"
+    assert make_embedder("efficientnet", image_side=64).image_size == 128
+    assert make_embedder("efficientnet", image_side=64).name == "efficientnet-lite0-128"
+    # an explicit size wins; without a side it is ImageNet's 224
+    assert make_embedder("efficientnet", image_size=96, image_side=64).image_size == 96
+    assert make_embedder("efficientnet").image_size == 224
+    assert isinstance(make_embedder("pixel", image_side=64), PixelEmbedder)  # a hint, not an error
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="side must be a positive integer"):
+            efficientnet_size(bad)
 
 
 def test_embedder_errors():

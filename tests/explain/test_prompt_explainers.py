@@ -89,6 +89,8 @@ def test_empty_embedding_perturbation_keeps_positions(adapter):
     (dict(similarity="dot"), "similarity must be one of"),
     (dict(method="kernelshap", budget=3), "budget=3 is too small for kernelshap"),
     (dict(embedder="clip"), "needs a local model path"),
+    (dict(embedder="pixel", embedder_size=128), "embedder_size applies to embedder 'efficientnet'"),
+    (dict(embedder_size=8), "image_size must be an integer >= 32, got 8"),
 ])
 def test_bad_input_is_a_clear_error(adapter, kwargs, match):
     arguments = dict(prompt=PROMPT, method="shapley")
@@ -113,6 +115,8 @@ def test_every_explainer_runs_on_the_shipped_shapes_pipeline(shapes_pipe, method
     explanation = explain_prompt(adapter, "a big yellow circle", method=method, seeds=1, budget=budget)
     assert explanation.features == ("a", "big", "yellow", "circle")
     assert np.isfinite(explanation.values).all()
+    # the default embedder, at twice the 64-px image side
+    assert explanation.settings["embedder"] == "efficientnet-lite0-128"
     with pytest.raises(ValueError, match="'hexagon'"):
         explain_prompt(adapter, "a big yellow hexagon", method=method, seeds=1, budget=budget)
 

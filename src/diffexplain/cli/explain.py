@@ -18,11 +18,12 @@ def explanation_options(function):
         click.option("--seeds", type=int, default=2, show_default=True,
                      help="seeds per coalition (common random numbers)"),
         click.option("--budget", type=int, default=None, help="coalitions to evaluate [method default]"),
-        click.option("--embedder", default="pixel", show_default=True,
-                     help="pixel | latent | efficientnet | clip | dinov2"),
+        click.option("--embedder", default="efficientnet", show_default=True,
+                     help="efficientnet | pixel | latent | clip | dinov2"),
         click.option("--embedder-path", default=None, help="local model directory for clip / dinov2"),
         click.option("--embedder-size", type=int, default=None,
-                     help="efficientnet: side images are resized to [224]; 128 costs 0.3x on small images"),
+                     help="efficientnet: side images are resized to [twice the image side, at most 224: "
+                          "128 for the shapes models]"),
         click.option("--similarity", default=None,
                      help="neg_l2 | cosine | wasserstein (SMILE paper) [neg_l2]"),
         click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop",
@@ -57,7 +58,8 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
 
     out.mkdir(parents=True, exist_ok=True)
     cache = GenerationCache(cache_path or out / "cache.sqlite")
-    embedder_obj = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path, image_size=embedder_size)
+    embedder_obj = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path, image_size=embedder_size,
+                                 image_side=max(adapter.height, adapter.width))
     with progress_bar(f"generating ({method})") as update:
         explanation = explain_prompt(adapter, prompt, method=method, seeds=seeds, budget=budget, embedder=embedder_obj,
                                      similarity=similarity, perturbation=perturbation, cache=cache, seed=seed,

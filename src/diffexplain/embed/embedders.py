@@ -46,6 +46,8 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 of shape (n, H, W, 3), got {images.dtype} {images.shape}")
+    if not images.flags.writeable:  # e.g. read back from the cache; torch warns on read-only memory
+        images = images.copy()
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
@@ -139,11 +141,32 @@ class TransformersEmbedder(_TensorEmbedder):
         return self.model(pixel_values=pixels).last_hidden_state.mean(dim=1)
 
 
-def make_embedder(name: str, *, pipe=None, path: str | None = None, image_size: int | None = None) -> Embedder:
-    """Build an embedder by name: "pixel", "latent" (needs ``pipe``), "efficientnet" (optional
-    ``image_size``, default 224), "clip" or "dinov2" (need ``path``)."""
+DEFAULT_EMBEDDER = "efficientnet"
+
+
+def efficientnet_size(side: int) -> int:
+    """EfficientNet-Lite0's default input side for images of ``side`` pixels: twice the side, at
+    least 32 and at most ImageNet's 224. For the shapes world's 64x64 images that is 128, which
+    ranks words as well as 224 at 0.3x the cost (README, "Settings")."""
+    if isinstance(side, bool) or not isinstance(side, int) or side < 1:
+        raise ValueError(f"side must be a positive integer, got {side!r}")
+    return min(224, max(32, 2 * side))
+
+
+def make_embedder(name: str, *, pipe=None, path: str | None = None, image_size: int | None = None,
+                  image_side: int | None = None) -> Embedder:
+    """Build an embedder by name: "pixel", "latent" (needs ``pipe``), "efficientnet", "clip" or
+    "dinov2" (need ``path``).
+
+    Args:
+        image_size: EfficientNet's input side; default ``efficientnet_size(image_side)``, or 224
+            when ``image_side`` is not given either.
+        image_side: the longer side of the images that will be embedded (an adapter's output).
+    """
     if image_size is not None and name != "efficientnet":
         raise ValueError(f"image_size applies to the 'efficientnet' embedder only, got embedder {name!r}")
+    if image_size is None and image_side is not None and name == "efficientnet":
+        image_size = efficientnet_size(image_side)
     if name == "pixel":
         return PixelEmbedder()
     if name == "latent":
