@@ -56,7 +56,7 @@ from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.world import check, sample_scene  # noqa: E402
 from diffexplain.world.edits import inpainted_relevance, sample_edit  # noqa: E402
 from diffexplain.world.scene import COLOURS, IMAGE_SIZE  # noqa: E402
-from diffexplain.world.train_edits import box_mask, reference_crop  # noqa: E402
+from diffexplain.world.train_edits import box_mask, reference_crop, reference_object_mask  # noqa: E402
 
 EDIT_DRAW = 5150  # the reported InstructPix2Pix edits; sampler settings are checked on other draws
 
@@ -180,11 +180,12 @@ def insertion_part(model: str, n: int, draw: int = 6160) -> dict:
         box = box_mask(scene, index)
         adapter = PaintByExampleAdapter(pipe, image=scene.render(), mask=box, reference=reference_crop(scene, index),
                                         num_inference_steps=shapes.DEFAULT_STEPS)
-        result = i2am_paint_by_example(adapter, seed=i)
+        result = i2am_paint_by_example(adapter, seed=i, reference_mask=reference_object_mask(scene, index))
         verdict = check(result.image, scene.caption)
         pasted = check(adapter.paste(result.image[None])[0], scene.caption)  # the insertion itself
         rows.append(dict(success=pasted.edit_ok, success_whole_image=verdict.edit_ok,
                          iou=inserted_iou(result.image, scene, index, box), imacs=result.imacs_r2g,
+                         imacs_g2r=result.imacs_g2r,
                          imacs_guidance=result.imacs_guidance, n_found=len(verdict.objects),
                          imacs_guidance_time=list(result.imacs_guidance_time)))
     success = np.array([r["success"] for r in rows], dtype=int)
@@ -193,7 +194,7 @@ def insertion_part(model: str, n: int, draw: int = 6160) -> dict:
 
     # I2AM's map; the guidance difference, summed and per time group (the time-level view)
     scores = {name: separation(np.array([r[key] for r in rows], dtype=float), success, whole, ious)
-              for key, name in (("imacs", "r2g"), ("imacs_guidance", "guidance"))}
+              for key, name in (("imacs", "r2g"), ("imacs_g2r", "g2r"), ("imacs_guidance", "guidance"))}
     by_time = np.array([r["imacs_guidance_time"] for r in rows], dtype=float)  # (n, G)
     scores.update({f"guidance_t{g}": separation(by_time[:, g], success, whole, ious) for g in range(by_time.shape[1])})
     return dict(n_insertions=n, success=float(success.mean()), success_whole_image=float(whole.mean()),
@@ -326,7 +327,9 @@ def main() -> None:
                   f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
                   "| map scored by IMACS (lambda 3, vs the mask) | ROC-AUC, success vs failure | same, whole image "
                   "| Spearman with IoU | mean IMACS |", "|---|---|---|---|---|"]
-        names = {"r2g": "I2AM reference-to-generated attention", "guidance": "guidance difference"}
+        names = {"r2g": "I2AM reference-to-generated attention",
+                 "g2r": "I2AM generated-to-reference, encoder rollout (vs the reference object's mask)",
+                 "guidance": "guidance difference"}
         names.update({f"guidance_t{g}": f"guidance difference, time group {g} (0 = noisiest)" for g in range(10)})
         lines += [f"| {names[k]} | {v['success_auc']:.3f} | {v['whole_image_success_auc']:.3f} | "
                   f"{v['iou_spearman']:.3f} | {v['mean']:.3f} |" for k, v in part["imacs"].items()]

@@ -191,13 +191,22 @@ def test_i2am_writes_maps_imacs_and_a_report(tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "i2am.json").read_text())
-    assert np.isfinite(summary["imacs_r2g"]) and "single token" in summary["g2r"]
+    assert np.isfinite(summary["imacs_r2g"]) and "rollout" in summary["g2r"]
+    assert summary["imacs_g2r"] is None  # no reference mask given
     assert (out / "report.html").exists() and (out / "r2g_overlay.png").exists()
     assert np.isfinite(summary["imacs_guidance"]) and (out / "guidance_overlay.png").exists()
     assert "guidance difference" in (out / "report.html").read_text()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small-mask.png")
     bad = CliRunner().invoke(cli, [*args[:3], "--mask", str(tmp_path / "small-mask.png"), *args[5:]])
     assert bad.exit_code == 2 and "source image's size" in bad.output
+    reference_mask = np.zeros((8, 8), np.uint8)
+    reference_mask[2:6, 2:6] = 255
+    Image.fromarray(reference_mask).save(tmp_path / "ref-mask.png")
+    scored = CliRunner().invoke(cli, [*args, "--reference-mask", str(tmp_path / "ref-mask.png")])
+    assert scored.exit_code == 0, scored.output
+    assert np.isfinite(json.loads((out / "i2am.json").read_text())["imacs_g2r"])
+    wrong = CliRunner().invoke(cli, [*args, "--reference-mask", str(tmp_path / "mask.png")])  # 16x16, not 8x8
+    assert wrong.exit_code == 2 and "reference_mask" in wrong.output
 
 
 def test_demo_runs_the_main_job_on_the_builtin_models(tmp_path):

@@ -3,7 +3,10 @@ import pytest
 import torch
 
 from diffexplain.attention import AttentionRecorder
-from diffexplain.explain.i2am import g2r, i2am_paint_by_example, record_reference_attention
+from diffexplain.metrics import imacs
+from diffexplain.explain.i2am import (
+    _reference_pixels, encoder_g2r, g2r, i2am_paint_by_example, record_reference_attention,
+)
 from diffexplain.models.edit_adapter import PaintByExampleAdapter
 from tests.helpers import tiny_paint_by_example, tiny_text2image
 
@@ -15,9 +18,16 @@ def test_paint_by_example_r2g_views_and_imacs(tmp_path):
     mask[4:12, 18:30] = True
     adapter = PaintByExampleAdapter(pipe, image=rng.integers(0, 256, (16, 32, 3), dtype=np.uint8), mask=mask,
                                     reference=rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), num_inference_steps=5)
-    result = i2am_paint_by_example(adapter, seed=1)
+    reference_mask = np.zeros((8, 8), bool)
+    reference_mask[2:6, 1:4] = True
+    result = i2am_paint_by_example(adapter, seed=1, reference_mask=reference_mask)
     assert result.r2g.shape == (16, 32) and (result.r2g >= 0).all()
-    assert result.g2r is None and result.imacs_g2r is None  # one reference token: no map over the reference
+    # one reference token: G2R is read off the image encoder, on the reference's pixels
+    assert result.g2r.shape == (8, 8) and (result.g2r >= 0).all() and result.g2r.max() > 0
+    assert result.imacs_g2r == pytest.approx(imacs(result.g2r, reference_mask, 3.0))
+    assert i2am_paint_by_example(adapter, seed=1).imacs_g2r is None  # no reference mask, no score
+    with pytest.raises(ValueError, match="reference_mask must have the reference's size"):
+        i2am_paint_by_example(adapter, seed=1, reference_mask=np.ones((16, 32), bool))
     assert np.isfinite(result.imacs_r2g)
     assert result.maps.time_view("reference").shape[0] == 5
     assert result.maps.layer_view("reference").shape[0] == len(result.maps.layers)
@@ -111,3 +121,47 @@ def test_single_token_attention_logits_get_no_gradient(tmp_path):
         for weight in (attn.to_k.weight, attn.to_q.weight):
             relative = float(weight.grad.abs().max() / scale)
             assert relative < 1e-4 if zero else relative > 1e-3
+
+
+def test_encoder_g2r_is_the_rollout_of_the_encoders_own_attention(tmp_path):
+    pipe = tiny_paint_by_example(tmp_path)
+    encoder = pipe.image_encoder
+    pixels = _reference_pixels(pipe, np.random.default_rng(3).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    # reference implementation: transformers' own attention probabilities (eager kernel), rolled out here
+    encoder.model.set_attn_implementation("eager")
+    with torch.no_grad():
+        attentions = encoder.model(pixel_values=pixels, output_attentions=True).attentions
+    assert len(attentions) == 2 and attentions[0].shape == (1, 2, 17, 17)  # class token + 4x4 patches
+    rollout = torch.eye(17)
+    for layer in attentions:
+        mixed = 0.5 * layer[0].mean(0) + 0.5 * torch.eye(17)
+        rollout = (mixed / mixed.sum(-1, keepdim=True)) @ rollout
+    expected = rollout[0, 1:].reshape(4, 4).numpy()
+    encoder.model.set_attn_implementation("sdpa")  # the hooks do not depend on the kernel
+    np.testing.assert_allclose(encoder_g2r(encoder, pixels, (4, 4)), expected, rtol=1e-4, atol=1e-6)
+    assert encoder_g2r(encoder, pixels, (8, 12)).shape == (8, 12)  # upsampled to any reference size
+
+
+def test_encoder_g2r_removes_its_hooks_after_an_exception(tmp_path):
+    encoder = tiny_paint_by_example(tmp_path).image_encoder
+    with pytest.raises(RuntimeError):
+        encoder_g2r(encoder, torch.zeros(1, 5, 32, 32), (8, 8))  # 5 channels: the patch embedding fails
+    assert all(not m._forward_pre_hooks for m in encoder.modules())
+    with pytest.raises(ValueError, match="no self-attention layer"):
+        encoder_g2r(torch.nn.Linear(2, 2), torch.zeros(1, 3, 32, 32), (8, 8))
+
+
+def test_encoder_g2r_follows_the_object_on_the_shipped_model():
+    from diffexplain.models import shapes
+    from diffexplain.world import Scene, ShapeObject
+
+    pipe = shapes.load("paint_by_example")
+    for x, y in ((16.0, 16.0), (48.0, 16.0), (16.0, 48.0)):  # off-centre: rows follow y, columns x
+        square = ShapeObject("red", "square", "small", "left", x, y)
+        reference = Scene(objects=(square,)).render(64, 64)
+        reverse = encoder_g2r(pipe.image_encoder, _reference_pixels(pipe, reference), (64, 64))
+        row, column = np.unravel_index(reverse.argmax(), reverse.shape)
+        assert abs(column - x) <= 6 and abs(row - y) <= 6
+        inside = square.mask(64, 64)
+        assert reverse[inside].mean() > 5 * reverse[~inside].mean()
+

@@ -15,6 +15,8 @@ from ._common import usage_errors
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="region to fill (white); grey levels thresholded at 0.5")
 @click.option("--reference", "reference_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--reference-mask", "reference_mask_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="the reference object's pixels (white), the reference's size: scores G2R by IMACS")
 @click.option("--model", default="paint_by_example", show_default=True,
               help="the built-in shapes Paint-by-Example or a local Paint-by-Example pipeline directory")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -25,20 +27,25 @@ from ._common import usage_errors
               help="paste the generation into the source inside the mask only")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @usage_errors
-def command(image_path, mask_path, reference_path, model, seed, steps, guidance, time_groups, composite, out) -> None:
-    """Reference-to-generated (and, for patch-token references, generated-to-reference) maps with IMACS."""
+def command(image_path, mask_path, reference_path, reference_mask_path, model, seed, steps, guidance, time_groups,
+            composite, out) -> None:
+    """Reference-to-generated and generated-to-reference maps with IMACS."""
     from PIL import Image
 
     from ..attention.maps import overlay
     from ..attention.report import view_grid
     from ..explain.i2am import i2am_paint_by_example
-    from ..models.edit_adapter import PaintByExampleAdapter
+    from ..models.edit_adapter import PaintByExampleAdapter, load_mask
     from ..models.loading import load_pipeline
     from ..report.html import _STYLE, png_data_uri
 
     adapter = PaintByExampleAdapter(load_pipeline(model), image=image_path, mask=mask_path, reference=reference_path,
                                     num_inference_steps=steps, guidance_scale=guidance, composite=composite)
-    result = i2am_paint_by_example(adapter, seed=seed, time_groups=time_groups)
+    reference_mask = None
+    if reference_mask_path is not None:
+        reference_mask = load_mask(reference_mask_path, adapter.reference.shape[:2], argument="reference_mask",
+                                   of="the reference")
+    result = i2am_paint_by_example(adapter, seed=seed, time_groups=time_groups, reference_mask=reference_mask)
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(result.image).save(out / "generated.png")
     result.maps.save(out)
@@ -50,10 +57,11 @@ def command(image_path, mask_path, reference_path, model, seed, steps, guidance,
     if result.guidance is not None:
         guidance_overlay = overlay(result.image, torch.from_numpy(result.guidance))
         Image.fromarray(guidance_overlay).save(out / "guidance_overlay.png")
+    single = result.maps.spans[0][0][1] - result.maps.spans[0][0][0] == 1
     summary = dict(seed=seed, steps=steps, imacs_r2g=result.imacs_r2g, imacs_g2r=result.imacs_g2r,
                    imacs_guidance=result.imacs_guidance, composite=composite,
                    imacs_guidance_by_time_group=result.imacs_guidance_time,
-                   g2r="available" if result.g2r is not None else "undefined: the reference is a single token")
+                   g2r="image encoder's attention rollout (one reference token)" if single else "cross-attention")
     (out / "i2am.json").write_text(json.dumps(summary, indent=2) + "\n")
     mask_image = (adapter.mask[..., None].repeat(3, axis=2) * 255).astype("uint8")
     tiles = "".join(f"<div class='tile'><img src='{png_data_uri(im)}'><br>{name}</div>" for name, im in
@@ -69,11 +77,12 @@ def command(image_path, mask_path, reference_path, model, seed, steps, guidance,
     views = guidance_views + "".join(
         f"<h3>{v} view</h3><img src='{png_data_uri(view_grid(result.maps, v, [0], result.image))}'>"
         for v in ("time", "head", "layer"))
-    if result.g2r is None:
-        g2r_html = "<p>Generated-to-reference: undefined, this model conditions on a single reference token.</p>"
-    else:
-        reverse = overlay(adapter.reference, torch.from_numpy(result.g2r))
-        g2r_html = f"<h2>Generated to reference</h2><img src='{png_data_uri(reverse)}'>"
+    reverse = overlay(adapter.reference, torch.from_numpy(result.g2r))
+    how = ("one reference token: every generated position attends to it alone, so this is how the image encoder's "
+           "class token draws on the reference's patches (attention rollout)" if single else
+           "the generated positions inside the mask, their attention over the reference tokens")
+    scored = "" if result.imacs_g2r is None else f" IMACS vs the reference mask: <b>{result.imacs_g2r:.3f}</b>."
+    g2r_html = (f"<h2>Generated to reference</h2><img src='{png_data_uri(reverse)}'><p>{how}.{scored}</p>")
     document = (f"<!doctype html><html><head><meta charset='utf-8'><title>diffexplain i2am</title><style>{_STYLE}"
                 f"</style></head><body><h1>How the reference is used (I2AM)</h1><div class='tiles'>{tiles}</div>"
                 f"<p>IMACS (reference-to-generated vs the mask, lambda 3): <b>{result.imacs_r2g:.3f}</b></p>"

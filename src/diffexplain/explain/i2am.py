@@ -10,7 +10,10 @@ image through cross-attention (Paint-by-Example, virtual try-on), and their IMAC
   mask, or one position: the specific-reference map, SRAM), their attention averaged over the
   reference tokens, laid out on the reference's token grid: a map over the reference image.
   It needs several reference tokens on a square grid (an optional leading class token is
-  dropped); for a single token there is no map over the reference and ``g2r`` says so.
+  dropped). With a single token (Paint-by-Example) every generated position attends to that one
+  token alone, so the map over the reference is read one step earlier, inside the image encoder
+  that makes the token: attention rollout (Abnar & Zuidema, 2020) from its class token to its
+  patches (``encoder_g2r``).
 - Guidance difference (not in I2AM): ``|pred(reference) - pred(unconditional)|`` per position,
   summed over steps (``attention.guidance``), also scored by IMACS. With one reference token the
   attention logits never reach the output (the key-softmax is 1), so training does not shape the
@@ -44,8 +47,8 @@ class I2AMResult:
         maps: the recording; ``maps.word_heatmap("reference")`` is R2G, with ``time_view``,
             ``head_view`` and ``layer_view``.
         r2g: float32 (H, W) reference-to-generated map.
-        g2r: float32 (h_ref, w_ref) generated-to-reference map over the reference image, or None
-            for a single reference token.
+        g2r: float32 (h_ref, w_ref) generated-to-reference map over the reference image; for a
+            single reference token, the image encoder's rollout (``encoder_g2r``).
         imacs_r2g: IMACS of R2G against the inpainting mask (lambda 3).
         imacs_g2r: IMACS of G2R against ``reference_mask`` when both exist, else None.
         guidance: float32 (H, W) guidance-difference map, or None without guidance (scale <= 1).
@@ -115,10 +118,79 @@ def g2r(maps: AttentionMaps, *, region: Optional[np.ndarray] = None, reference_s
     return upsampled[0, 0].clamp(min=0).numpy()
 
 
+def _is_self_attention(module) -> bool:
+    """A transformers-style self-attention block, found by its public attributes."""
+    return all(hasattr(module, a) for a in ("q_proj", "k_proj", "num_heads", "head_dim", "scale"))
+
+
+def encoder_g2r(image_encoder, pixel_values: torch.Tensor, reference_size: tuple[int, int]) -> np.ndarray:
+    """Generated-to-reference map for a single reference token: how the image encoder's class
+    token draws on the reference's patches, by attention rollout.
+
+    Each self-attention layer's probabilities are averaged over heads, the residual path is added
+    as the identity (A' = (A + I) / 2, rows renormalised), and the layers are multiplied in order;
+    the class token's row over the patches is the map. The probabilities are recomputed from
+    each layer's input with its own ``q_proj`` / ``k_proj`` (forward pre-hooks, removed on exit),
+    so they are those of the forward pass whatever attention kernel it used.
+
+    Args:
+        image_encoder: a ``PaintByExampleImageEncoder`` (its ``model`` is a CLIP vision model).
+        pixel_values: float (1, 3, h, w), the encoder's input (the pipeline's feature extractor).
+        reference_size: (h_ref, w_ref) of the map, the reference image's size.
+
+    Returns:
+        float32 (h_ref, w_ref) >= 0, the patch grid upsampled (bicubic).
+    """
+    vision = getattr(image_encoder, "model", image_encoder)
+    layers = [m for m in vision.modules() if _is_self_attention(m)]
+    if not layers:
+        raise ValueError("image_encoder has no self-attention layer with q_proj / k_proj: "
+                         f"{type(image_encoder).__name__}")
+    probabilities: list[torch.Tensor] = []
+
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        b, t, _ = hidden.shape
+        q = module.q_proj(hidden).view(b, t, module.num_heads, module.head_dim).transpose(1, 2)
+        k = module.k_proj(hidden).view(b, t, module.num_heads, module.head_dim).transpose(1, 2)
+        probabilities.append(((q @ k.transpose(-1, -2)) * module.scale).softmax(-1).mean(1)[0].float())
+
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in layers]
+    try:
+        with torch.no_grad():
+            image_encoder(pixel_values)
+    finally:
+        for handle in handles:
+            handle.remove()
+    n = probabilities[0].shape[-1]
+    side = math.isqrt(n - 1)
+    if side * side != n - 1:
+        raise ValueError(f"the image encoder's {n} tokens are not a class token and a square grid of patches")
+    rollout = torch.eye(n)
+    for attention in probabilities:
+        mixed = 0.5 * attention + 0.5 * torch.eye(n)
+        rollout = (mixed / mixed.sum(-1, keepdim=True)) @ rollout
+    grid = rollout[0, 1:].reshape(1, 1, side, side)
+    upsampled = F.interpolate(grid, size=tuple(reference_size), mode="bicubic", align_corners=False)
+    return upsampled[0, 0].clamp(min=0).numpy().astype(np.float32)
+
+
+def _reference_pixels(pipe, reference: np.ndarray) -> torch.Tensor:
+    """The image encoder's input for ``reference`` (uint8 (h, w, 3)), as the pipeline makes it."""
+    from PIL import Image
+
+    parameter = next(pipe.image_encoder.parameters())
+    pixels = pipe.feature_extractor(images=Image.fromarray(reference), return_tensors="pt").pixel_values
+    return pixels.to(parameter.device, parameter.dtype)
+
+
 def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, reference_mask: Optional[np.ndarray] = None,
                           lam: float = 3.0) -> I2AMResult:
     """I2AM for a ``PaintByExampleAdapter`` generation: R2G over the generated image scored by IMACS
-    against the inpainting mask, and G2R (None for Paint-by-Example's single token)."""
+    against the inpainting mask, and G2R over the reference scored against ``reference_mask``
+    (bool (h_ref, w_ref), the reference object's pixels) when it is given.
+
+    Paint-by-Example's encoder returns one token, so G2R is ``encoder_g2r``'s rollout."""
     pipe = adapter.pipe
     n_tokens = 1  # PaintByExampleImageEncoder returns one embedding
     size = (adapter.height, adapter.width)
@@ -135,8 +207,15 @@ def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, refer
     by_time = recorder.time_view(size) if recorder is not None else None
     r2g = maps.word_heatmap(REFERENCE).numpy()
     reverse = g2r(maps, region=adapter.mask, reference_size=adapter.reference.shape[:2])
+    if reverse is None:  # one token: every position attends to it alone; read the encoder instead
+        reverse = encoder_g2r(pipe.image_encoder, _reference_pixels(pipe, adapter.reference),
+                              adapter.reference.shape[:2])
     imacs_g2r = None
-    if reverse is not None and reference_mask is not None:
+    if reference_mask is not None:
+        reference_mask = np.asarray(reference_mask)
+        if reference_mask.shape != reverse.shape:
+            raise ValueError(f"reference_mask must have the reference's size {reverse.shape}, "
+                             f"got {reference_mask.shape}")
         imacs_g2r = imacs(reverse, reference_mask, lam)
     return I2AMResult(image=image, maps=maps, r2g=r2g, g2r=reverse, imacs_r2g=imacs(r2g, adapter.mask, lam),
                       imacs_g2r=imacs_g2r, guidance=guidance,

@@ -34,7 +34,8 @@ def load_image(image: ImageLike, argument: str = "image") -> np.ndarray:
     return array
 
 
-def load_mask(mask: ImageLike, size: tuple[int, int], argument: str = "mask", threshold: float = 0.5) -> np.ndarray:
+def load_mask(mask: ImageLike, size: tuple[int, int], argument: str = "mask", threshold: float = 0.5,
+              of: str = "the source image") -> np.ndarray:
     """A boolean mask (H, W). Grey or colour masks are converted to grey in [0, 1] and thresholded
     at ``threshold`` (documented, never silent: values strictly between 0 and 1 are counted in
     the adapter's settings)."""
@@ -52,7 +53,7 @@ def load_mask(mask: ImageLike, size: tuple[int, int], argument: str = "mask", th
             array = array.mean(axis=2)
         array = array.astype(np.float64) / (255.0 if array.max() > 1 else 1.0)
     if array.shape != tuple(size):
-        raise ValueError(f"{argument} must have the source image's size {tuple(size)} (H, W), got {array.shape}")
+        raise ValueError(f"{argument} must have {of}'s size {tuple(size)} (H, W), got {array.shape}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     return array >= threshold

@@ -229,13 +229,20 @@ def box_mask(scene: Scene, index: int, margin: int = 3) -> np.ndarray:
     return out
 
 
-def reference_crop(scene: Scene, index: int) -> np.ndarray:
-    """The object alone on white, centred, uint8 (REFERENCE_SIZE, REFERENCE_SIZE, 3)."""
+def _centred(scene: Scene, index: int):
     import dataclasses
 
-    obj = scene.objects[index]
-    centred = dataclasses.replace(obj, x=32.0, y=32.0, position="centre")
-    return Scene(objects=(centred,)).render(REFERENCE_SIZE, REFERENCE_SIZE)
+    return dataclasses.replace(scene.objects[index], x=32.0, y=32.0, position="centre")
+
+
+def reference_crop(scene: Scene, index: int) -> np.ndarray:
+    """The object alone on white, centred, uint8 (REFERENCE_SIZE, REFERENCE_SIZE, 3)."""
+    return Scene(objects=(_centred(scene, index),)).render(REFERENCE_SIZE, REFERENCE_SIZE)
+
+
+def reference_object_mask(scene: Scene, index: int) -> np.ndarray:
+    """The object's pixels in ``reference_crop(scene, index)``: bool (REFERENCE_SIZE, REFERENCE_SIZE)."""
+    return _centred(scene, index).mask(REFERENCE_SIZE, REFERENCE_SIZE)
 
 
 def parse_kind_weights(spec: Optional[str]) -> Optional[np.ndarray]:
