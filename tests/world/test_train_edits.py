@@ -291,3 +291,17 @@ def test_average_with_is_for_export_only_and_mix_is_range_checked(tmp_path, caps
                           str(tmp_path), "--mix", "2"])
     assert "--mix must be in [0, 1], got 2.0" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_reference_object_mask_is_the_crops_object():
+    from diffexplain.world import COLOURS, Scene, ShapeObject
+
+    scene = Scene(objects=(ShapeObject("blue", "square", "small", "left", 14.0, 30.0),
+                           ShapeObject("red", "triangle", "big", "right", 48.0, 30.0)))
+    for index in (0, 1):
+        crop = train_edits.reference_crop(scene, index)
+        mask = train_edits.reference_object_mask(scene, index)
+        assert mask.shape == crop.shape[:2] and mask.dtype == bool
+        colour = np.array(COLOURS[scene.objects[index].colour])
+        assert (crop[mask] == colour).all(axis=-1).mean() > 0.95  # the object's pixels
+        assert not (crop[~mask] == colour).all(axis=-1).any()  # nothing of it outside
