@@ -161,11 +161,19 @@ def inserted_iou(image: np.ndarray, scene, index: int, box: np.ndarray) -> float
 
 def separation(values: np.ndarray, success: np.ndarray, whole: np.ndarray, ious: np.ndarray) -> dict:
     """How well one IMACS column separates success (pasted; whole image) from failure, and its
-    Spearman correlation with the IoU."""
+    Spearman correlation with the IoU. Failures are also split by where the object went: IMACS
+    reads where a map's mass lies, so it can see a misplaced object (IoU < 0.5 with the target
+    box) but not a well-placed one of the wrong colour, shape or size."""
+    def auc(labels, keep=slice(None)):
+        labels, scores = labels[keep], values[keep]
+        return float(roc_auc(scores, labels)) if 0 < labels.sum() < len(labels) else float("nan")
+
+    failed = success == 0
     return dict(
-        mean=float(values.mean()),
-        success_auc=float(roc_auc(values, success)) if 0 < success.sum() < len(success) else float("nan"),
-        whole_image_success_auc=float(roc_auc(values, whole)) if 0 < whole.sum() < len(whole) else float("nan"),
+        mean=float(values.mean()), success_auc=auc(success), whole_image_success_auc=auc(whole),
+        misplaced_failure_auc=auc(success, ~failed | (ious < 0.5)),
+        well_placed_failure_auc=auc(success, ~failed | (ious >= 0.5)),
+        n_misplaced_failures=int((failed & (ious < 0.5)).sum()),
         iou_spearman=float(spearmanr(values, ious).statistic) if np.ptp(ious) > 0 else float("nan"))
 
 
@@ -326,13 +334,19 @@ def main() -> None:
                   f"(source outside the box, generation inside; the whole generated image: "
                   f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
                   "| map scored by IMACS (lambda 3, vs the mask) | ROC-AUC, success vs failure | same, whole image "
-                  "| Spearman with IoU | mean IMACS |", "|---|---|---|---|---|"]
+                  "| success vs misplaced failures (IoU < 0.5) | success vs well-placed failures "
+                  "| Spearman with IoU | mean IMACS |", "|---|---|---|---|---|---|---|"]
         names = {"r2g": "I2AM reference-to-generated attention",
                  "g2r": "I2AM generated-to-reference, encoder rollout (vs the reference object's mask)",
                  "guidance": "guidance difference"}
         names.update({f"guidance_t{g}": f"guidance difference, time group {g} (0 = noisiest)" for g in range(10)})
         lines += [f"| {names[k]} | {v['success_auc']:.3f} | {v['whole_image_success_auc']:.3f} | "
+                  f"{v['misplaced_failure_auc']:.3f} | {v['well_placed_failure_auc']:.3f} | "
                   f"{v['iou_spearman']:.3f} | {v['mean']:.3f} |" for k, v in part["imacs"].items()]
+        first = next(iter(part["imacs"].values()))
+        lines += ["", f"Failures: {first['n_misplaced_failures']} misplaced (inserted object's IoU with the target "
+                  f"box < 0.5), {round((1 - part['success']) * part['n_insertions']) - first['n_misplaced_failures']} "
+                  "well placed but wrong in colour, shape or size."]
     else:
         lines.append(f"Paint-by-Example: skipped, no weights for {args.pbe!r}.")
     lines.append("")
