@@ -222,6 +222,7 @@ def test_demo_runs_the_main_job_on_the_builtin_models(tmp_path):
     assert data["edit"]["features"] == data["edit"]["instruction"].split()
     assert isinstance(data["edit"]["done"], bool) and 0.0 <= data["edit"]["auc"] <= 1.0
     assert abs(data["insertion"]["imacs_guidance"]) < 4 and abs(data["insertion"]["imacs_r2g"]) < 4
+    assert data["insertion"]["imacs_g2r"] > 0  # the encoder's map lies on the reference object
     assert isinstance(data["inpainting"]["done"], bool) and abs(data["inpainting"]["imacs_words"]) < 4
     for name in ("samples.png", "edit.png", "insertion.png", "inpainting.png", "explanation/report.html"):
         assert (out / name).exists(), name

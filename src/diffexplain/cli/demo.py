@@ -143,7 +143,7 @@ def _insertion_section(console, out: Path, seed: int) -> dict:
     from ..models.edit_adapter import PaintByExampleAdapter
     from ..report.figures import image_grid
     from ..world import check, sample_scene
-    from ..world.train_edits import box_mask, reference_crop
+    from ..world.train_edits import box_mask, reference_crop, reference_object_mask
 
     scene = sample_scene(np.random.default_rng(seed + 1), split="heldout")
     index = 0
@@ -151,19 +151,21 @@ def _insertion_section(console, out: Path, seed: int) -> dict:
     adapter = PaintByExampleAdapter(shapes.load("paint_by_example"), image=scene.render(), mask=box,
                                     reference=reference_crop(scene, index), num_inference_steps=shapes.DEFAULT_STEPS,
                                     composite=True)
-    result = i2am_paint_by_example(adapter, seed=seed)
+    result = i2am_paint_by_example(adapter, seed=seed, reference_mask=reference_object_mask(scene, index))
     verdict = check(result.image, scene.caption)
     done = verdict.edit_ok
     tiles = [adapter.source, (box[..., None].repeat(3, axis=2) * 255).astype(np.uint8), adapter.reference,
              result.image, overlay(result.image, torch.from_numpy(result.r2g)),
-             overlay(result.image, torch.from_numpy(result.guidance))]
-    image_grid([Image.fromarray(t) for t in tiles], columns=6, scale=3).save(out / "insertion.png")
+             overlay(result.image, torch.from_numpy(result.guidance)),
+             overlay(adapter.reference, torch.from_numpy(result.g2r))]
+    image_grid([Image.fromarray(t) for t in tiles], columns=7, scale=3).save(out / "insertion.png")
     console.print(f"\n[bold]insertion[/] of the {scene.objects[index].colour} {scene.objects[index].shape} into "
                   f"{scene.caption!r}: {'done' if done else '[red]not done[/]'}; IMACS of I2AM's "
                   f"reference-to-generated map {result.imacs_r2g:+.2f}, of the guidance difference "
-                  f"{result.imacs_guidance:+.2f}")
+                  f"{result.imacs_guidance:+.2f}, of generated-to-reference vs the reference object "
+                  f"{result.imacs_g2r:+.2f}")
     return dict(scene=scene.caption, object=index, done=done, imacs_r2g=result.imacs_r2g,
-                imacs_guidance=result.imacs_guidance)
+                imacs_guidance=result.imacs_guidance, imacs_g2r=result.imacs_g2r)
 
 
 def _inpainting_section(console, out: Path, seed: int) -> dict:
