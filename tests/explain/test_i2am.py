@@ -147,6 +147,8 @@ def test_encoder_g2r_removes_its_hooks_after_an_exception(tmp_path):
     with pytest.raises(RuntimeError):
         encoder_g2r(encoder, torch.zeros(1, 5, 32, 32), (8, 8))  # 5 channels: the patch embedding fails
     assert all(not m._forward_pre_hooks for m in encoder.modules())
+    with pytest.raises(ValueError, match=r"pixel_values must be one image, \(1, 3, h, w\), got \(2, 3, 32, 32\)"):
+        encoder_g2r(encoder, torch.zeros(2, 3, 32, 32), (8, 8))
     with pytest.raises(ValueError, match="no self-attention layer"):
         encoder_g2r(torch.nn.Linear(2, 2), torch.zeros(1, 3, 32, 32), (8, 8))
 

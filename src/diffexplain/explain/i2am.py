@@ -141,6 +141,8 @@ def encoder_g2r(image_encoder, pixel_values: torch.Tensor, reference_size: tuple
     Returns:
         float32 (h_ref, w_ref) >= 0, the patch grid upsampled (bicubic).
     """
+    if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
+        raise ValueError(f"pixel_values must be one image, (1, 3, h, w), got {tuple(pixel_values.shape)}")
     vision = getattr(image_encoder, "model", image_encoder)
     layers = [m for m in vision.modules() if _is_self_attention(m)]
     if not layers:
