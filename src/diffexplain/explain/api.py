@@ -74,7 +74,7 @@ def explain_prompt(
             The default, EfficientNet-Lite0 (real ImageNet weights, no download), at
             ``efficientnet_size`` of the adapter's image side (128 px for the 64-px shapes models),
             reaches the word-relevance targets on the shapes world; "pixel" is cheaper but ranks
-            words worse (README, "Settings").
+            words worse (README, "Command line").
         embedder_path: local model directory for "clip" / "dinov2".
         embedder_size: EfficientNet's input side when ``embedder`` is "efficientnet" by name.
         similarity: "neg_l2" (default), "cosine" or "wasserstein" (SMILE's paper). neg_l2 is the
