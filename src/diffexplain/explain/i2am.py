@@ -50,7 +50,7 @@ class I2AMResult:
         g2r: float32 (h_ref, w_ref) generated-to-reference map over the reference image; for a
             single reference token, the image encoder's rollout (``encoder_g2r``).
         imacs_r2g: IMACS of R2G against the inpainting mask (lambda 3).
-        imacs_g2r: IMACS of G2R against ``reference_mask`` when both exist, else None.
+        imacs_g2r: IMACS of G2R against ``reference_mask`` when one is given, else None.
         guidance: float32 (H, W) guidance-difference map, or None without guidance (scale <= 1).
         imacs_guidance: IMACS of ``guidance`` against the inpainting mask, or None.
         guidance_time: float32 (G, H, W) the guidance difference per time group (group 0 =
