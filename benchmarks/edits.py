@@ -46,7 +46,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from _common import drop_one_images, machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.cli.attention import record_prompt  # noqa: E402
-from diffexplain.embed import efficientnet_size, make_embedder  # noqa: E402
+from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
 from diffexplain.metrics import imacs, roc_auc  # noqa: E402
@@ -107,7 +107,7 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
                                               for i, b in enumerate(smile_budgets)]
     explained = [e for e in edits if 0 < e.relevance.sum() < len(e.words) <= 9][:n_explain]
     # one network for every explanation (loading it is not free); None: the library's default side
-    embedder = make_embedder("efficientnet", image_size=embedder_size or efficientnet_size(IMAGE_SIZE))
+    embedder = make_embedder("efficientnet", image_size=embedder_size, image_side=IMAGE_SIZE)
     # the source image is part of the adapter's fingerprint, so one file can hold every instruction's images
     cache = GenerationCache(cache_path)
     sampler_seeds = [0, 1]  # every coalition's images, and the leave-one-out check's
@@ -168,12 +168,11 @@ def separation(values: np.ndarray, success: np.ndarray, whole: np.ndarray, ious:
         labels, scores = labels[keep], values[keep]
         return float(roc_auc(scores, labels)) if 0 < labels.sum() < len(labels) else float("nan")
 
-    failed = success == 0
+    succeeded = success == 1
     return dict(
         mean=float(values.mean()), success_auc=auc(success), whole_image_success_auc=auc(whole),
-        misplaced_failure_auc=auc(success, ~failed | (ious < 0.5)),
-        well_placed_failure_auc=auc(success, ~failed | (ious >= 0.5)),
-        n_misplaced_failures=int((failed & (ious < 0.5)).sum()),
+        misplaced_failure_auc=auc(success, succeeded | (ious < 0.5)),
+        well_placed_failure_auc=auc(success, succeeded | (ious >= 0.5)),
         iou_spearman=float(spearmanr(values, ious).statistic) if np.ptp(ious) > 0 else float("nan"))
 
 
@@ -205,7 +204,10 @@ def insertion_part(model: str, n: int, draw: int = 6160) -> dict:
               for key, name in (("imacs", "r2g"), ("imacs_g2r", "g2r"), ("imacs_guidance", "guidance"))}
     by_time = np.array([r["imacs_guidance_time"] for r in rows], dtype=float)  # (n, G)
     scores.update({f"guidance_t{g}": separation(by_time[:, g], success, whole, ious) for g in range(by_time.shape[1])})
+    failed = success == 0
     return dict(n_insertions=n, success=float(success.mean()), success_whole_image=float(whole.mean()),
+                n_misplaced_failures=int((failed & (ious < 0.5)).sum()),
+                n_well_placed_failures=int((failed & (ious >= 0.5)).sum()),
                 mean_iou=float(ious.mean()), imacs=scores,
                 wall_s=round(time.perf_counter() - start, 1), rows=rows)
 
@@ -343,10 +345,8 @@ def main() -> None:
         lines += [f"| {names[k]} | {v['success_auc']:.3f} | {v['whole_image_success_auc']:.3f} | "
                   f"{v['misplaced_failure_auc']:.3f} | {v['well_placed_failure_auc']:.3f} | "
                   f"{v['iou_spearman']:.3f} | {v['mean']:.3f} |" for k, v in part["imacs"].items()]
-        first = next(iter(part["imacs"].values()))
-        lines += ["", f"Failures: {first['n_misplaced_failures']} misplaced (inserted object's IoU with the target "
-                  f"box < 0.5), {round((1 - part['success']) * part['n_insertions']) - first['n_misplaced_failures']} "
-                  "well placed but wrong in colour, shape or size."]
+        lines += ["", f"Failures: {part['n_misplaced_failures']} misplaced (inserted object's IoU with the target "
+                  f"box < 0.5), {part['n_well_placed_failures']} well placed but wrong in colour, shape or size."]
     else:
         lines.append(f"Paint-by-Example: skipped, no weights for {args.pbe!r}.")
     lines.append("")

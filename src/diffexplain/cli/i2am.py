@@ -57,11 +57,10 @@ def command(image_path, mask_path, reference_path, reference_mask_path, model, s
     if result.guidance is not None:
         guidance_overlay = overlay(result.image, torch.from_numpy(result.guidance))
         Image.fromarray(guidance_overlay).save(out / "guidance_overlay.png")
-    single = result.maps.spans[0][0][1] - result.maps.spans[0][0][0] == 1
     summary = dict(seed=seed, steps=steps, imacs_r2g=result.imacs_r2g, imacs_g2r=result.imacs_g2r,
                    imacs_guidance=result.imacs_guidance, composite=composite,
                    imacs_guidance_by_time_group=result.imacs_guidance_time,
-                   g2r="image encoder's attention rollout (one reference token)" if single else "cross-attention")
+                   g2r="image encoder's attention rollout (one reference token)")
     (out / "i2am.json").write_text(json.dumps(summary, indent=2) + "\n")
     mask_image = (adapter.mask[..., None].repeat(3, axis=2) * 255).astype("uint8")
     tiles = "".join(f"<div class='tile'><img src='{png_data_uri(im)}'><br>{name}</div>" for name, im in
@@ -78,11 +77,10 @@ def command(image_path, mask_path, reference_path, reference_mask_path, model, s
         f"<h3>{v} view</h3><img src='{png_data_uri(view_grid(result.maps, v, [0], result.image))}'>"
         for v in ("time", "head", "layer"))
     reverse = overlay(adapter.reference, torch.from_numpy(result.g2r))
-    how = ("one reference token: every generated position attends to it alone, so this is how the image encoder's "
-           "class token draws on the reference's patches (attention rollout)" if single else
-           "the generated positions inside the mask, their attention over the reference tokens")
     scored = "" if result.imacs_g2r is None else f" IMACS vs the reference mask: <b>{result.imacs_g2r:.3f}</b>."
-    g2r_html = (f"<h2>Generated to reference</h2><img src='{png_data_uri(reverse)}'><p>{how}.{scored}</p>")
+    g2r_html = (f"<h2>Generated to reference</h2><img src='{png_data_uri(reverse)}'><p>One reference token: every "
+                "generated position attends to it alone, so this is how the image encoder's class token draws on "
+                f"the reference's patches (attention rollout).{scored}</p>")
     document = (f"<!doctype html><html><head><meta charset='utf-8'><title>diffexplain i2am</title><style>{_STYLE}"
                 f"</style></head><body><h1>How the reference is used (I2AM)</h1><div class='tiles'>{tiles}</div>"
                 f"<p>IMACS (reference-to-generated vs the mask, lambda 3): <b>{result.imacs_r2g:.3f}</b></p>"

@@ -208,10 +208,9 @@ def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, refer
     guidance = recorder.map(size) if recorder is not None else None
     by_time = recorder.time_view(size) if recorder is not None else None
     r2g = maps.word_heatmap(REFERENCE).numpy()
-    reverse = g2r(maps, region=adapter.mask, reference_size=adapter.reference.shape[:2])
-    if reverse is None:  # one token: every position attends to it alone; read the encoder instead
-        reverse = encoder_g2r(pipe.image_encoder, _reference_pixels(pipe, adapter.reference),
-                              adapter.reference.shape[:2])
+    # one token: every generated position attends to it alone (``g2r`` has no grid to lay it on),
+    # so the map over the reference is read in the encoder that makes the token
+    reverse = encoder_g2r(pipe.image_encoder, _reference_pixels(pipe, adapter.reference), adapter.reference.shape[:2])
     imacs_g2r = None
     if reference_mask is not None:
         reference_mask = np.asarray(reference_mask)

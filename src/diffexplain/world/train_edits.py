@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import shlex
 import shutil
@@ -230,8 +231,6 @@ def box_mask(scene: Scene, index: int, margin: int = 3) -> np.ndarray:
 
 
 def _centred(scene: Scene, index: int):
-    import dataclasses
-
     return dataclasses.replace(scene.objects[index], x=32.0, y=32.0, position="centre")
 
 
