@@ -10,12 +10,13 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: setup demo test bench clean
 
-$(BIN)/diffexplain: pyproject.toml
+$(BIN)/diffexplain: pyproject.toml packages/diffexplain-shapes/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, from this machine's local CPU build, so nothing pulls a CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	# the core with its test tools, and the shapes testbed (pipelines, world, demo) from this repository
+	$(BIN)/pip install --quiet -e '.[test,shapes]' -e packages/diffexplain-shapes
 	touch $@
 
 setup: $(BIN)/diffexplain

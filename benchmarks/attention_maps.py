@@ -9,7 +9,7 @@ Writes benchmarks/results/attention_maps.{json,md}:
   heatmap is scored against the mask of the object it names: mIoU (min-max normalised map
   thresholded at tau), pointing game and mass ratio. Which layers to average (a minimum query
   grid) and tau are chosen on --select training-split scenes; the shipped constants
-  (shapes.ATTENTION_MIN_GRID / ATTENTION_TAU) are then scored on the held-out scenes, next to
+  (DEFAULTS.attention_min_grid / ATTENTION_TAU) are then scored on the held-out scenes, next to
   DAAM's settings (every layer, tau 0.4), per layer and per time group.
 - regions: each scene is segmented (k-means over the words' heatmaps, or Felzenszwalb superpixels
   of the image); a colour / shape word is matched right if its best region lies mostly inside its
@@ -36,10 +36,12 @@ from _common import machine, peak_rss_mib, reset_peak_rss, write  # noqa: E402
 from diffexplain.attention import AttentionRecorder, threshold  # noqa: E402
 from diffexplain.explain.regions import match_regions, segment  # noqa: E402
 from diffexplain.metrics import iou, mass_ratio, pointing_game  # noqa: E402
-from diffexplain.models import shapes  # noqa: E402
+from diffexplain_shapes import pipelines as shapes  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
-from diffexplain.world import sample_scene  # noqa: E402
+from diffexplain_shapes import sample_scene  # noqa: E402
+
+DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 
 TIMESTEPS = (100, 300, 500, 700, 900)
 GROUP_TIMESTEP = sorted(TIMESTEPS, reverse=True)  # the recorder's time group 0 is the noisiest
@@ -85,8 +87,8 @@ def main() -> None:
         args.captions, args.select = 5, 5
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
-    adapter = TextToImageAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS,
-                                 guidance_scale=shapes.TEXT2IMAGE_GUIDANCE)
+    adapter = TextToImageAdapter(pipe, num_inference_steps=DEFAULTS.num_inference_steps,
+                                 guidance_scale=DEFAULTS.guidance_scale)
     # Settings are chosen on training-split scenes, then measured on held-out ones.
     selection_scenes = [sample_scene(np.random.default_rng([777, i]), split="train") for i in range(args.select)]
     selection = collections.defaultdict(list)
@@ -116,7 +118,7 @@ def main() -> None:
         maps = record_rendered(pipe, adapter, scene)
         layers = maps.layers
         masks = scene.masks()
-        fine_layers = maps.layers_at_least(shapes.ATTENTION_MIN_GRID)
+        fine_layers = maps.layers_at_least(DEFAULTS.attention_min_grid)
         rendered = scene.render()
         heatmaps = {"all layers": maps.all_word_heatmaps().numpy(),
                     "fine layers": maps.all_word_heatmaps(layers=fine_layers).numpy()}
@@ -132,7 +134,7 @@ def main() -> None:
                 continue
             mask = masks[word.object_index]
             overall[word.role].append(score(maps.word_heatmap(index), mask))
-            fine[word.role].append(score(maps.word_heatmap(index, layers=fine_layers), mask, shapes.ATTENTION_TAU))
+            fine[word.role].append(score(maps.word_heatmap(index, layers=fine_layers), mask, DEFAULTS.attention_tau))
             for name in maps.layers:
                 by_layer[(word.role, name)].append(score(maps.word_heatmap(index, layers=[name]), mask))
             for group in range(len(TIMESTEPS)):
@@ -166,7 +168,7 @@ def main() -> None:
     overhead = float(np.median(recorded_t) / np.median(plain_t) - 1)
     memory = {}
     for steps in (10, 50):
-        stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=shapes.TEXT2IMAGE_GUIDANCE)
+        stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=DEFAULTS.guidance_scale)
         reset_peak_rss()
         base = peak_rss_mib()
         with AttentionRecorder(pipe) as recorder:
@@ -176,18 +178,18 @@ def main() -> None:
 
     payload = dict(n_captions=len(scenes), n_selection=len(selection_scenes), timesteps=TIMESTEPS,
                    localisation_daam=localisation, localisation_shapes_settings=localisation_fine,
-                   shapes_settings=dict(min_grid=shapes.ATTENTION_MIN_GRID, tau=shapes.ATTENTION_TAU),
+                   shapes_settings=dict(min_grid=DEFAULTS.attention_min_grid, tau=DEFAULTS.attention_tau),
                    selected_on_training_split=dict(min_grid=selected[0], tau=selected[1]),
                    selection_miou=selection_table, per_layer=per_layer,
                    per_time=per_group, region_word_accuracy=regions_acc, recording_overhead=overhead,
                    plain_s=plain_t, recorded_s=recorded_t, peak_rss_increase_mib=memory, machine=machine())
-    grid = shapes.ATTENTION_MIN_GRID
-    settings = f"layers with a grid >= {grid}x{grid}, tau {shapes.ATTENTION_TAU}"
+    grid = DEFAULTS.attention_min_grid
+    settings = f"layers with a grid >= {grid}x{grid}, tau {DEFAULTS.attention_tau}"
     lines = [f"# Cross-attention localisation on {len(scenes)} held-out rendered scenes (t in {TIMESTEPS})", "",
-             f"Shapes settings ({settings}; `shapes.ATTENTION_MIN_GRID`, `shapes.ATTENTION_TAU`). "
+             f"Shapes settings ({settings}; `DEFAULTS.attention_min_grid`, `DEFAULTS.attention_tau`). "
              f"Best on {len(selection_scenes)} training-split scenes: min grid {selected[0]}, tau {selected[1]} "
              f"(mIoU {np.mean(selection[selected]):.3f})"
-             + (" - the same." if selected == (shapes.ATTENTION_MIN_GRID, shapes.ATTENTION_TAU)
+             + (" - the same." if selected == (DEFAULTS.attention_min_grid, DEFAULTS.attention_tau)
                 else " - DIFFERENT from the shipped constants."), "",
              "| word role | mIoU | pointing game | mass ratio |", "|---|---|---|---|"]
     lines += [f"| {role} | {v['iou']:.3f} | {v['pointing']:.3f} | {v['mass']:.2f} |"

@@ -45,18 +45,21 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from _common import drop_one_images, machine, write  # noqa: E402
 from diffexplain.cache import GenerationCache  # noqa: E402
-from diffexplain.cli.attention import record_prompt  # noqa: E402
+from diffexplain.attention import record_prompt  # noqa: E402
 from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt  # noqa: E402
 from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
 from diffexplain.metrics import imacs, roc_auc  # noqa: E402
-from diffexplain.models import shapes  # noqa: E402
+from diffexplain_shapes import pipelines as shapes  # noqa: E402
 from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
-from diffexplain.world import check, sample_scene  # noqa: E402
-from diffexplain.world.edits import inpainted_relevance, sample_edit  # noqa: E402
-from diffexplain.world.scene import COLOURS, IMAGE_SIZE  # noqa: E402
-from diffexplain.world.train_edits import box_mask, reference_crop, reference_object_mask  # noqa: E402
+from diffexplain_shapes import check, sample_scene  # noqa: E402
+from diffexplain_shapes.edits import inpainted_relevance, sample_edit  # noqa: E402
+from diffexplain_shapes.scene import COLOURS, IMAGE_SIZE  # noqa: E402
+from diffexplain_shapes.tasks import box_mask, reference_crop, reference_object_mask  # noqa: E402
+
+DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
+EDIT_DEFAULTS = shapes.defaults("instruct_pix2pix")  # and the editing models'
 
 EDIT_DRAW = 5150  # the reported InstructPix2Pix edits; sampler settings are checked on other draws
 
@@ -85,12 +88,12 @@ def broken_edits(adapter, edit, seeds, embedder, cache) -> np.ndarray:
 
 
 def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[int, ...] = (SURROGATE_BUDGET,),
-                 draw: int = EDIT_DRAW, guidance: float = shapes.DEFAULT_GUIDANCE,
+                 draw: int = EDIT_DRAW, guidance: float = EDIT_DEFAULTS.guidance_scale,
                  image_guidance: float | None = None, explainer_seeds: int = 1, cache_path: str = ":memory:",
                  embedder_size: int | None = None) -> dict:
     pipe = load_pipeline(model)
     rng = np.random.default_rng(draw)
-    sampler = dict(num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=guidance,
+    sampler = dict(num_inference_steps=DEFAULTS.num_inference_steps, guidance_scale=guidance,
                    image_guidance_scale=image_guidance)
     edits = [sample_edit(rng, split="heldout") for _ in range(n_edits)]
     by_kind: dict[str, list[bool]] = {}
@@ -186,7 +189,7 @@ def insertion_part(model: str, n: int, draw: int = 6160) -> dict:
         index = int(rng.integers(len(scene.objects)))
         box = box_mask(scene, index)
         adapter = PaintByExampleAdapter(pipe, image=scene.render(), mask=box, reference=reference_crop(scene, index),
-                                        num_inference_steps=shapes.DEFAULT_STEPS)
+                                        num_inference_steps=DEFAULTS.num_inference_steps)
         result = i2am_paint_by_example(adapter, seed=i, reference_mask=reference_object_mask(scene, index))
         verdict = check(result.image, scene.caption)
         pasted = check(adapter.paste(result.image[None])[0], scene.caption)  # the insertion itself
@@ -223,12 +226,12 @@ def inpainting_part(model: str, n: int, n_explain: int, draw: int = 7170) -> dic
         box = box_mask(scene, index)
         tasks.append((scene, index, box))
         source = scene.render()  # the pipeline blanks the box itself (masked image = image * (mask < 0.5))
-        adapter = EditAdapter(pipe, image=source, mask=box, num_inference_steps=shapes.DEFAULT_STEPS,
-                              guidance_scale=shapes.DEFAULT_GUIDANCE)
+        adapter = EditAdapter(pipe, image=source, mask=box, num_inference_steps=DEFAULTS.num_inference_steps,
+                              guidance_scale=EDIT_DEFAULTS.guidance_scale)
         image, maps = record_prompt(adapter, scene.caption, seed=i)  # hooks leave the image bit-identical
         # IMACS of the masked object's words' attention: text tokens, so the key-softmax is informative
         relevant = np.flatnonzero(inpainted_relevance(scene, index))
-        layers = maps.layers_at_least(shapes.ATTENTION_MIN_GRID)
+        layers = maps.layers_at_least(DEFAULTS.attention_min_grid)
         heat = torch.stack([maps.word_heatmap(int(w), layers=layers) for w in relevant]).mean(0).numpy()
         pasted = adapter.paste(image[None])[0]
         rows.append(dict(success=check(pasted, scene.caption).edit_ok,
@@ -246,8 +249,8 @@ def inpainting_part(model: str, n: int, n_explain: int, draw: int = 7170) -> dic
     embedder = make_embedder("efficientnet")
     for scene, index, box in explained:
         # composite: the explained image changes only inside the mask, where the ground truth lives
-        adapter = EditAdapter(pipe, image=scene.render(), mask=box, num_inference_steps=shapes.DEFAULT_STEPS,
-                              guidance_scale=shapes.DEFAULT_GUIDANCE, composite=True)
+        adapter = EditAdapter(pipe, image=scene.render(), mask=box, num_inference_steps=DEFAULTS.num_inference_steps,
+                              guidance_scale=EDIT_DEFAULTS.guidance_scale, composite=True)
         cache = GenerationCache()  # SMILE reuses exact Shapley's images
         for key, (method, budget) in runs.items():
             e = explain_prompt(adapter, scene.caption, method=method, seeds=1, embedder=embedder,
@@ -267,7 +270,8 @@ def main() -> None:
     parser.add_argument("--explain", type=int, default=12)
     parser.add_argument("--edit-draw", type=int, default=EDIT_DRAW,
                         help="seed of the held-out edits drawn for InstructPix2Pix (another value: a validation draw)")
-    parser.add_argument("--guidance", type=float, default=shapes.DEFAULT_GUIDANCE, help="InstructPix2Pix text guidance")
+    parser.add_argument("--guidance", type=float, default=EDIT_DEFAULTS.guidance_scale,
+                        help="InstructPix2Pix text guidance")
     parser.add_argument("--image-guidance", type=float, default=None,
                         help="InstructPix2Pix image guidance (default: the pipeline's, 1.5)")
     parser.add_argument("--smile-budgets", default=str(SURROGATE_BUDGET),

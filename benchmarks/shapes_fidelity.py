@@ -25,10 +25,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _common import machine, peak_rss_mib, reset_peak_rss, write  # noqa: E402
-from diffexplain.models import shapes  # noqa: E402
+from diffexplain_shapes import pipelines as shapes  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
-from diffexplain.world import check, sample_scene  # noqa: E402
+from diffexplain_shapes import check, sample_scene  # noqa: E402
+
+DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 
 SCHEDULERS = ("pipeline", "ddim", "dpm", "unipc", "euler")  # pipeline: its own (shapes: DDIM); others for sweeps
 ATTRIBUTES = ("colour", "count", "shape", "size", "position", "background_ok")
@@ -85,8 +87,8 @@ def _training(model: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=shapes.DEFAULT_STEPS)
-    parser.add_argument("--guidance", type=float, default=shapes.TEXT2IMAGE_GUIDANCE)
+    parser.add_argument("--steps", type=int, default=DEFAULTS.num_inference_steps)
+    parser.add_argument("--guidance", type=float, default=DEFAULTS.guidance_scale)
     parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
     parser.add_argument("--name", default="shapes_fidelity")
     parser.add_argument("--split", default="heldout", choices=["heldout", "train"],

@@ -51,10 +51,12 @@ from diffexplain.cache import GenerationCache  # noqa: E402
 from diffexplain.embed import make_embedder  # noqa: E402
 from diffexplain.explain.api import SURROGATE_BUDGET, default_budget, explain_prompt  # noqa: E402
 from diffexplain.metrics import precision_at_k, roc_auc  # noqa: E402
-from diffexplain.models import shapes  # noqa: E402
+from diffexplain_shapes import pipelines as shapes  # noqa: E402
 from diffexplain.models.loading import load_pipeline  # noqa: E402
 from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
-from diffexplain.world import check, check_vocabulary, sample_scene  # noqa: E402
+from diffexplain_shapes import check, check_vocabulary, sample_scene  # noqa: E402
+
+DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 
 METHODS = ("shapley", "permutation", "kernelshap", "lime", "smile")
 PARTS = ("accuracy", "compare", "ablation", "overhead")
@@ -169,8 +171,8 @@ def main() -> None:
         args.captions, args.compare_prompts, args.seeds, max_compare_words = 5, 2, 1, 8
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
-    adapter = TimedAdapter(pipe, num_inference_steps=shapes.DEFAULT_STEPS, guidance_scale=shapes.TEXT2IMAGE_GUIDANCE,
-                           batch_size=64, vocabulary_check=check_vocabulary)
+    adapter = TimedAdapter(pipe, num_inference_steps=DEFAULTS.num_inference_steps,
+                           guidance_scale=DEFAULTS.guidance_scale, batch_size=64, vocabulary_check=check_vocabulary)
     embedder = make_embedder(args.embedder, pipe=pipe, image_size=args.embedder_size,
                              image_side=max(adapter.height, adapter.width))
     cache = GenerationCache(args.cache)

@@ -13,6 +13,6 @@ torch.set_flush_denormal(True)
 @pytest.fixture(scope="session")
 def shapes_pipe():
     """The shipped shapes text-to-image pipeline (loaded once per session)."""
-    from diffexplain.models import shapes
+    from diffexplain_shapes import pipelines as shapes
 
     return shapes.load("text2image")

@@ -31,7 +31,7 @@ def _vae():
 def _text(directory: Path):
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from diffexplain.models import shapes
+    from diffexplain_shapes import pipelines as shapes
 
     tokenizer = shapes.build_tokenizer(directory / "_tokenizer_src")
     text_encoder = CLIPTextModel(CLIPTextConfig(
@@ -57,7 +57,7 @@ def tiny_text2image(directory: Path, *, seed: int = 0, height: int = 16, width: 
     """
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    from diffexplain.models import shapes
+    from diffexplain_shapes import pipelines as shapes
 
     torch.manual_seed(seed)
     tokenizer, text_encoder = _text(directory)
@@ -76,7 +76,7 @@ def tiny_image_pipeline(directory: Path, kind: str, *, seed: int = 0, height: in
         StableDiffusionInstructPix2PixPipeline,
     )
 
-    from diffexplain.models import shapes
+    from diffexplain_shapes import pipelines as shapes
 
     torch.manual_seed(seed)
     tokenizer, text_encoder = _text(directory)
@@ -95,7 +95,7 @@ def tiny_paint_by_example(directory: Path, *, seed: int = 0, height: int = 16, w
     from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
     from transformers import CLIPImageProcessor, CLIPVisionConfig
 
-    from diffexplain.models import shapes
+    from diffexplain_shapes import pipelines as shapes
 
     torch.manual_seed(seed)
     encoder = PaintByExampleImageEncoder(CLIPVisionConfig(

@@ -124,7 +124,7 @@ def test_edit_defaults_to_the_builtin_pix2pix_and_ranks_its_content_words(tmp_pa
 
     from PIL import Image
 
-    from diffexplain.world.scene import Scene, ShapeObject
+    from diffexplain_shapes.scene import Scene, ShapeObject
 
     source = tmp_path / "source.png"
     scene = Scene(objects=(ShapeObject(colour="red", shape="circle", size="big", position="centre", x=32.0, y=32.0),))
@@ -149,8 +149,8 @@ def test_edit_on_the_builtin_inpaint_model_ranks_the_masked_objects_words(tmp_pa
 
     from PIL import Image
 
-    from diffexplain.world.scene import Scene, ShapeObject
-    from diffexplain.world.train_edits import box_mask
+    from diffexplain_shapes.scene import Scene, ShapeObject
+    from diffexplain_shapes.tasks import box_mask
 
     scene = Scene(objects=(ShapeObject(colour="red", shape="circle", size="big", position="left", x=18.0, y=32.0),
                            ShapeObject(colour="blue", shape="square", size="big", position="right", x=46.0, y=32.0)))
@@ -229,10 +229,10 @@ def test_demo_runs_the_main_job_on_the_builtin_models(tmp_path):
 
 
 def test_default_guidance_is_the_shapes_choice_only_for_the_builtin_model(tmp_path):
-    """1.5 was chosen on the shapes world; a user's own pipeline keeps the earlier default of 4.0."""
+    """1.5 was chosen on the shapes world (its diffexplain.json); a user's own pipeline gets GENERIC's 7.5."""
     from diffexplain.cli._common import build_adapter
-    from diffexplain.models import shapes
+    from diffexplain.models.defaults import GENERIC
 
-    assert build_adapter("shapes", None, None).guidance_scale == shapes.TEXT2IMAGE_GUIDANCE == 1.5
-    assert build_adapter(_tiny_model_dir(tmp_path), None, None).guidance_scale == shapes.DEFAULT_GUIDANCE == 4.0
+    assert build_adapter("shapes", None, None).guidance_scale == 1.5
+    assert build_adapter(_tiny_model_dir(tmp_path), None, None).guidance_scale == GENERIC.guidance_scale == 7.5
     assert build_adapter(_tiny_model_dir(tmp_path / "b"), None, 6.0).guidance_scale == 6.0

@@ -5,7 +5,7 @@ import torch
 from diffexplain.embed import (
     DEFAULT_EMBEDDER, EfficientNetEmbedder, LatentEmbedder, PixelEmbedder, efficientnet_size, make_embedder,
 )
-from diffexplain.world import Scene, ShapeObject
+from diffexplain_shapes import Scene, ShapeObject
 
 
 def _images():

@@ -154,8 +154,8 @@ def test_encoder_g2r_removes_its_hooks_after_an_exception(tmp_path):
 
 
 def test_encoder_g2r_follows_the_object_on_the_shipped_model():
-    from diffexplain.models import shapes
-    from diffexplain.world import Scene, ShapeObject
+    from diffexplain_shapes import pipelines as shapes
+    from diffexplain_shapes import Scene, ShapeObject
 
     pipe = shapes.load("paint_by_example")
     for x, y in ((16.0, 16.0), (48.0, 16.0), (16.0, 48.0)):  # off-centre: rows follow y, columns x

@@ -107,7 +107,7 @@ def test_exact_shapley_word_cap_suggests_sampled_methods(adapter):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_explainer_runs_on_the_shipped_shapes_pipeline(shapes_pipe, method):
-    from diffexplain.world import check_vocabulary
+    from diffexplain_shapes import check_vocabulary
 
     adapter = TextToImageAdapter(shapes_pipe, num_inference_steps=4, guidance_scale=4.0, batch_size=32,
                                  vocabulary_check=check_vocabulary)

@@ -3,7 +3,7 @@ import pytest
 
 from diffexplain.embed import PixelEmbedder
 from diffexplain.explain.regions import match_regions, segment
-from diffexplain.world import Scene, ShapeObject
+from diffexplain_shapes import Scene, ShapeObject
 
 
 def _scene():

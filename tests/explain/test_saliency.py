@@ -5,7 +5,7 @@ import torch
 from diffexplain.embed import PixelEmbedder
 from diffexplain.explain.saliency import denoise, pixel_saliency, token_saliency
 from diffexplain.models.adapter import TextToImageAdapter
-from diffexplain.world import Scene, ShapeObject
+from diffexplain_shapes import Scene, ShapeObject
 from tests.helpers import tiny_text2image
 
 

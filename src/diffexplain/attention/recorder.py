@@ -226,3 +226,20 @@ class AttentionRecorder:
         if not self.accumulators:
             raise RuntimeError("nothing was recorded: run the pipeline inside the `with` block")
         return AttentionMaps.from_recorder(self, tokenizer, list(prompts), image_size)
+
+
+def record_prompt(adapter, prompt: str, seed: int):
+    """Generate ``prompt`` with ``seed`` while recording cross-attention.
+
+    Args:
+        adapter: a ``TextToImageAdapter`` (or ``EditAdapter``); the prompt is validated by its ``words``.
+        prompt: the text.
+        seed: the generation's seed.
+
+    Returns:
+        (image uint8 (H, W, 3), ``AttentionMaps`` of that generation).
+    """
+    adapter.words(prompt)
+    with AttentionRecorder(adapter.pipe) as recorder:
+        image = adapter.generate([prompt], [seed])[0]
+    return image, recorder.maps(adapter.tokenizer, [prompt], image_size=(adapter.height, adapter.width))

@@ -8,23 +8,12 @@ import click
 
 
 def build_adapter(model: str, steps, guidance, batch_size: int = 16):
-    """Load ``--model`` and wrap it in a TextToImageAdapter with the shapes defaults."""
-    from ..models import shapes
+    """Load ``--model`` and wrap it in a TextToImageAdapter with the pipeline's own defaults."""
     from ..models.adapter import TextToImageAdapter
-    from ..models.loading import is_shapes_pipeline, load_pipeline
+    from ..models.loading import load_pipeline
 
-    pipe = load_pipeline(model)
-    vocabulary_check = None
-    builtin = is_shapes_pipeline(pipe)
-    if builtin:
-        from ..world import check_vocabulary
-
-        vocabulary_check = check_vocabulary
-    if guidance is None:  # 1.5 was chosen for the shapes model only; other pipelines keep 4.0
-        guidance = shapes.TEXT2IMAGE_GUIDANCE if builtin else shapes.DEFAULT_GUIDANCE
-    return TextToImageAdapter(
-        pipe, num_inference_steps=steps or shapes.DEFAULT_STEPS, guidance_scale=guidance,
-        batch_size=batch_size, vocabulary_check=vocabulary_check)
+    return TextToImageAdapter(load_pipeline(model), num_inference_steps=steps, guidance_scale=guidance,
+                              batch_size=batch_size)
 
 
 @contextlib.contextmanager

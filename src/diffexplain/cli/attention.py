@@ -10,16 +10,6 @@ import click
 from ._common import build_adapter, usage_errors
 
 
-def record_prompt(adapter, prompt: str, seed: int):
-    """Generate ``prompt`` with ``seed`` while recording cross-attention; returns (image, maps)."""
-    from ..attention import AttentionRecorder
-
-    adapter.words(prompt)
-    with AttentionRecorder(adapter.pipe) as recorder:
-        image = adapter.generate([prompt], [seed])[0]
-    return image, recorder.maps(adapter.tokenizer, [prompt], image_size=(adapter.height, adapter.width))
-
-
 @click.command("attention")
 @click.argument("prompt")
 @click.option("--model", default="shapes", show_default=True)
@@ -32,17 +22,16 @@ def record_prompt(adapter, prompt: str, seed: int):
 @click.option("--regions", "n_regions", type=int, default=4, show_default=True)
 @click.option("--sam-path", default=None, help="local SAM weights directory (for --segmenter sam)")
 @click.option("--min-grid", type=int, default=None,
-              help="average only layers whose query grid is at least N x N [default: 8 for shapes models "
-                   "(shapes.ATTENTION_MIN_GRID), every layer otherwise]")
+              help="average only layers whose query grid is at least N x N [default: the pipeline's "
+                   "diffexplain.json (16 for the shapes models), every layer otherwise]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @usage_errors
 def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, min_grid, out) -> None:
     """Record cross-attention while generating PROMPT; write heatmaps, overlays, views and a report."""
     from PIL import Image
 
+    from ..attention import record_prompt
     from ..explain.regions import match_regions, segment
-    from ..models import shapes
-    from ..models.loading import is_shapes_pipeline
     from ..report.html import _STYLE
     from ..attention.report import attention_section
 
@@ -56,7 +45,7 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
     Image.fromarray(image).save(out / "image.png")
     maps.save(out)
     if min_grid is None:
-        min_grid = shapes.ATTENTION_MIN_GRID if is_shapes_pipeline(adapter.pipe) else 1
+        min_grid = adapter.defaults.attention_min_grid
     layers = maps.layers_at_least(min_grid)
     heatmaps = maps.all_word_heatmaps(layers=layers).numpy()
     labels = segment(image, segmenter, n_segments=n_regions, heatmaps=heatmaps, sam_path=sam_path, seed=seed)

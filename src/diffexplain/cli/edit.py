@@ -32,24 +32,13 @@ from .explain import METHOD, explanation_options, run_explanation
 def command(instruction, image_path, model, mask_path, strength, composite, image_guidance, reference, steps,
             guidance, out, **options) -> None:
     """Attribute an edit of the image at --image to the words of INSTRUCTION (source and mask fixed)."""
-    from ..models import shapes
     from ..models.edit_adapter import EditAdapter
-    from ..models.loading import is_shapes_pipeline, load_pipeline
+    from ..models.loading import load_pipeline
     from ..report.html import png_data_uri
 
-    pipe = load_pipeline(model)
-    builtin = is_shapes_pipeline(pipe)
-    adapter = EditAdapter(pipe, image=image_path, mask=mask_path, strength=strength,
-                          image_guidance_scale=image_guidance, composite=composite,
-                          num_inference_steps=steps or (shapes.DEFAULT_STEPS if builtin else 20),
-                          guidance_scale=guidance if guidance is not None else
-                          (shapes.DEFAULT_GUIDANCE if builtin else 7.5))
-    if builtin:  # shapes models know only the world's words (and InstructPix2Pix the instructions' too)
-        from ..world import check_vocabulary
-        from ..world.edits import instruction_vocabulary
-
-        words = None if adapter.mask is not None else instruction_vocabulary()  # inpaint reads scene captions
-        adapter.vocabulary_check = lambda text: check_vocabulary(text, "instruction", vocab=words)
+    adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
+                          image_guidance_scale=image_guidance, composite=composite, num_inference_steps=steps,
+                          guidance_scale=guidance)
 
     def source_and_edit(explanation):
         edit = adapter.generate([instruction], [explanation.settings["seeds"][0]])[0]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
+from pathlib import Path
 
 import click
 
-_PACKAGES = ("diffexplain", "torch", "diffusers", "transformers", "tokenizers", "safetensors", "numpy",
-             "scipy", "scikit-learn", "scikit-image", "pillow", "click", "rich")
+_PACKAGES = ("diffexplain", "diffexplain-shapes", "torch", "diffusers", "transformers", "tokenizers", "safetensors",
+             "numpy", "scipy", "scikit-learn", "scikit-image", "pillow", "click", "rich")
 
 
 def environment() -> dict[str, str]:
@@ -23,11 +24,11 @@ def environment() -> dict[str, str]:
 
     info["torch threads"] = str(torch.get_num_threads())
     info["cuda available"] = str(torch.cuda.is_available())
-    from ..models import shapes
+    from ..models.loading import registered_pipelines
 
-    info["shapes weights"] = ", ".join(
-        f"{name}: {'present' if (shapes.weights_path(name) / 'model_index.json').is_file() else 'missing'}"
-        for name in shapes.PIPELINES)
+    info["registered pipelines"] = ", ".join(
+        f"{name}: {'present' if (Path(folder) / 'model_index.json').is_file() else 'missing'}"
+        for name, folder in registered_pipelines().items()) or "none"
     return info
 
 

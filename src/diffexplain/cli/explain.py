@@ -99,7 +99,7 @@ def command(prompt, method, model, attention, steps, guidance, out, **options) -
 
     def attention_views(explanation):
         from ..attention.report import attention_section
-        from .attention import record_prompt
+        from ..attention import record_prompt
 
         image, maps = record_prompt(adapter, prompt, explanation.settings["seeds"][0])
         maps.save(out)

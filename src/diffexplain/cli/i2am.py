@@ -20,8 +20,9 @@ from ._common import usage_errors
 @click.option("--model", default="paint_by_example", show_default=True,
               help="the built-in shapes Paint-by-Example or a local Paint-by-Example pipeline directory")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=int, default=50, show_default=True, help="the I2AM paper uses 50 DDIM steps")
-@click.option("--guidance", type=float, default=5.0, show_default=True)
+@click.option("--steps", type=int, default=None,
+              help="sampler steps [default: the pipeline's; the I2AM paper uses 50 DDIM steps]")
+@click.option("--guidance", type=float, default=None, help="guidance scale [default: the pipeline's]")
 @click.option("--time-groups", type=int, default=5, show_default=True)
 @click.option("--composite/--no-composite", default=False, show_default=True,
               help="paste the generation into the source inside the mask only")
@@ -57,7 +58,7 @@ def command(image_path, mask_path, reference_path, reference_mask_path, model, s
     if result.guidance is not None:
         guidance_overlay = overlay(result.image, torch.from_numpy(result.guidance))
         Image.fromarray(guidance_overlay).save(out / "guidance_overlay.png")
-    summary = dict(seed=seed, steps=steps, imacs_r2g=result.imacs_r2g, imacs_g2r=result.imacs_g2r,
+    summary = dict(seed=seed, steps=adapter.num_inference_steps, imacs_r2g=result.imacs_r2g, imacs_g2r=result.imacs_g2r,
                    imacs_guidance=result.imacs_guidance, composite=composite,
                    imacs_guidance_by_time_group=result.imacs_guidance_time,
                    g2r="image encoder's attention rollout (one reference token)")

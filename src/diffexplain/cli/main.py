@@ -17,11 +17,18 @@ def cli() -> None:
     """Explain diffusion image models: which words drive the image, and how much to trust it."""
 
 
-def _register() -> None:
-    from . import attention, demo, edit, env, explain, generate, i2am
+COMMANDS_GROUP = "diffexplain.commands"  # entry points of plugins: a click command each (shapes: ``demo``)
 
-    for module in (generate, explain, edit, attention, i2am, env, demo):
+
+def _register() -> None:
+    from importlib import metadata
+
+    from . import attention, edit, env, explain, generate, i2am
+
+    for module in (generate, explain, edit, attention, i2am, env):
         cli.add_command(module.command)
+    for entry_point in metadata.entry_points(group=COMMANDS_GROUP):
+        cli.add_command(entry_point.load(), entry_point.name)
 
 
 _register()

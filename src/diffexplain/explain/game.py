@@ -11,6 +11,8 @@ from typing import Callable, Optional, Protocol
 
 import numpy as np
 
+from ..metrics.functional import all_masks  # noqa: F401  (the coalitions' enumeration lives with the axiom checks)
+
 
 class Game(Protocol):
     n_players: int
@@ -81,8 +83,3 @@ class MemoGame:
                 self.memo[key] = row
         return np.stack([self.memo[k] for k in keys])
 
-
-def all_masks(d: int) -> np.ndarray:
-    """Every coalition of d players, shape (2**d, d), row i = binary digits of i (player 0 = LSB)."""
-    index = np.arange(2 ** d)[:, None]
-    return ((index >> np.arange(d)[None, :]) & 1).astype(bool)

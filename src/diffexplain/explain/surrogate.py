@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..metrics.functional import weighted_r2  # noqa: F401  (LIME's and SMILE's fidelity)
+
 SURROGATES = ("ols", "ridge", "bayesian_ridge")
-
-
-def weighted_r2(y: np.ndarray, prediction: np.ndarray, weights: np.ndarray) -> float:
-    """R^2_w = 1 - sum w (y - yhat)^2 / sum w (y - mean_w(y))^2 (SMILE's fidelity)."""
-    y, prediction, weights = (np.asarray(a, dtype=np.float64) for a in (y, prediction, weights))
-    mean = np.average(y, weights=weights)
-    denominator = np.sum(weights * (y - mean) ** 2)
-    if denominator == 0:
-        return 1.0 if np.allclose(y, prediction) else 0.0
-    return float(1.0 - np.sum(weights * (y - prediction) ** 2) / denominator)
 
 
 def fit_surrogate(z: np.ndarray, y: np.ndarray, weights: np.ndarray, kind: str = "ols",

@@ -6,7 +6,25 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..explain.surrogate import weighted_r2 as fidelity  # noqa: F401  (re-exported: R^2_w)
+
+
+def all_masks(d: int) -> np.ndarray:
+    """Every coalition of d players, shape (2**d, d), row i = binary digits of i (player 0 = LSB)."""
+    index = np.arange(2 ** d)[:, None]
+    return ((index >> np.arange(d)[None, :]) & 1).astype(bool)
+
+
+def weighted_r2(y: np.ndarray, prediction: np.ndarray, weights: np.ndarray) -> float:
+    """R^2_w = 1 - sum w (y - yhat)^2 / sum w (y - mean_w(y))^2 (SMILE's fidelity of a surrogate)."""
+    y, prediction, weights = (np.asarray(a, dtype=np.float64) for a in (y, prediction, weights))
+    mean = np.average(y, weights=weights)
+    denominator = np.sum(weights * (y - mean) ** 2)
+    if denominator == 0:
+        return 1.0 if np.allclose(y, prediction) else 0.0
+    return float(1.0 - np.sum(weights * (y - prediction) ** 2) / denominator)
+
+
+fidelity = weighted_r2
 
 
 def _vector(x, name: str) -> np.ndarray:
@@ -114,8 +132,6 @@ def _coalition_values(game: Callable[[np.ndarray], np.ndarray], masks: np.ndarra
 
 def find_null_players(game, n_players: int, atol: float = 1e-9) -> list[int]:
     """Players whose addition never changes the value of any coalition (exhaustive, d <= 12)."""
-    from ..explain.game import all_masks
-
     masks = all_masks(n_players)
     values = _coalition_values(game, masks)
     index = np.arange(2 ** n_players)
@@ -126,8 +142,6 @@ def find_null_players(game, n_players: int, atol: float = 1e-9) -> list[int]:
 
 def find_symmetric_pairs(game, n_players: int, atol: float = 1e-9) -> list[tuple[int, int]]:
     """Pairs (i, j) with v(S + i) = v(S + j) for every S containing neither (exhaustive)."""
-    from ..explain.game import all_masks
-
     masks = all_masks(n_players)
     values = _coalition_values(game, masks)
     index = np.arange(2 ** n_players)

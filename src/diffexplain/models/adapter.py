@@ -12,6 +12,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from .defaults import pipeline_defaults
+
 
 def model_fingerprint(pipe) -> str:
     """A content hash of the pipeline's configs and weights (a sample of every tensor, all shapes)."""
@@ -59,19 +61,23 @@ class TextToImageAdapter(PipelineAdapter):
 
     Args:
         pipe: a diffusers pipeline with ``tokenizer``, ``text_encoder`` and ``unet``.
-        num_inference_steps, guidance_scale: sampler settings, fixed for every generation.
+        num_inference_steps, guidance_scale: sampler settings, fixed for every generation (default:
+            the pipeline's own, ``models.defaults.pipeline_defaults``).
         height, width: output size (default: the pipeline's).
         batch_size: images per pipeline call.
         vocabulary_check: optional callable(prompt) raising ValueError for words the model cannot
-            take (the shapes models pass ``diffexplain.world.check_vocabulary``).
+            take (default: the closed vocabulary the pipeline's ``diffexplain.json`` declares, if any).
     """
 
-    def __init__(self, pipe, *, num_inference_steps: int = 20, guidance_scale: float = 4.0,
+    def __init__(self, pipe, *, num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
                  height: Optional[int] = None, width: Optional[int] = None, batch_size: int = 16,
                  vocabulary_check=None, pipeline_kwargs: Optional[dict[str, Any]] = None):
         for attribute in ("tokenizer", "text_encoder", "unet"):
             if getattr(pipe, attribute, None) is None:
                 raise ValueError(f"pipe must have a {attribute}; got {type(pipe).__name__} without one")
+        defaults = pipeline_defaults(pipe)
+        num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if batch_size < 1:
@@ -85,7 +91,9 @@ class TextToImageAdapter(PipelineAdapter):
         self.height = int(height or sample_h * scale)
         self.width = int(width or sample_w * scale)
         self.batch_size = int(batch_size)
-        self.vocabulary_check = vocabulary_check
+        self.defaults = defaults
+        self.vocabulary_check = vocabulary_check if vocabulary_check is not None else (
+            None if defaults.vocabulary is None else defaults.check_vocabulary)
         self.pipeline_kwargs = dict(pipeline_kwargs or {})
 
     # -- text ---------------------------------------------------------------------------------

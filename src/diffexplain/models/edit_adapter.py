@@ -14,6 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .adapter import PipelineAdapter, TextToImageAdapter
+from .defaults import pipeline_defaults
 
 ImageLike = Union[str, Path, np.ndarray, Image.Image]
 
@@ -160,8 +161,8 @@ class PaintByExampleAdapter(_Pasting, PipelineAdapter):
     """
 
     def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike], reference: Optional[ImageLike],
-                 num_inference_steps: int = 20, guidance_scale: float = 5.0, mask_threshold: float = 0.5,
-                 composite: bool = False):
+                 num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
+                 mask_threshold: float = 0.5, composite: bool = False):
         if getattr(pipe, "image_encoder", None) is None or getattr(pipe, "unet", None) is None:
             raise ValueError("pipe must be a Paint-by-Example pipeline with an image_encoder; "
                              f"got {type(pipe).__name__}")
@@ -169,6 +170,9 @@ class PaintByExampleAdapter(_Pasting, PipelineAdapter):
             raise ValueError("Paint-by-Example needs a reference image (reference=None given)")
         if mask is None:
             raise ValueError("Paint-by-Example needs a mask of the region to fill (mask=None given)")
+        defaults = pipeline_defaults(pipe)
+        num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         self.pipe = pipe

@@ -1,0 +1,104 @@
+"""The core package's shape: what it may import, and that it stands alone."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import diffexplain
+
+CORE = Path(diffexplain.__file__).resolve().parent
+FORBIDDEN = ("diffexplain_shapes", "training", "benchmarks")
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+                names.update([target] + [f"{target}.{a.name}" for a in node.names] if not node.module else [target])
+            else:
+                names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in CORE.rglob("*.py"):
+        parts = ("diffexplain",) + path.relative_to(CORE).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[module] = _imports(path, module)
+    return graph
+
+
+def _area(module: str) -> str:
+    """The sub-package a module belongs to (``diffexplain.explain``), or the module itself at the top."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_core_never_imports_the_shapes_world_training_benchmarks_or_the_cli():
+    bad = []
+    for module, imported in _graph().items():
+        for name in imported:
+            if name.split(".")[0] in FORBIDDEN:
+                bad.append(f"{module} -> {name}")
+            if name.startswith("diffexplain.cli") and not module.startswith("diffexplain.cli"):
+                bad.append(f"{module} -> {name}")
+    assert not bad, bad
+
+
+def test_subpackages_import_each_other_without_cycles():
+    graph = _graph()
+    modules = set(graph)
+    edges: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        for name in imported:
+            while name and name not in modules:  # ``from .x import y`` may name an attribute
+                name = name.rpartition(".")[0]
+            if name and _area(name) != _area(module):
+                edges.setdefault(_area(module), set()).add(_area(name))
+    cycles = []
+
+    def visit(node, path):
+        for nxt in edges.get(node, ()):
+            if nxt in path:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            else:
+                visit(nxt, path + [nxt])
+
+    for start in edges:
+        visit(start, [start])
+    assert not cycles, cycles[0]
+
+
+def test_every_core_module_imports_without_the_shapes_distribution():
+    """As if diffexplain-shapes were uninstalled: its modules unimportable, its entry points gone."""
+    modules = sorted(m for m in _graph() if not m.endswith("__main__"))
+    script = f"""
+import importlib, importlib.abc, importlib.metadata as md, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {FORBIDDEN!r}:
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, Block())
+_entry_points = md.entry_points
+md.entry_points = lambda **kw: [e for e in _entry_points(**kw) if not e.value.startswith('diffexplain_shapes')]
+for name in {modules!r}:
+    importlib.import_module(name)
+from diffexplain.models.loading import registered_pipelines
+assert registered_pipelines() == {{}}
+from diffexplain.cli.main import cli
+assert 'demo' not in cli.commands and 'explain' in cli.commands
+print('ok', len({modules!r}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ok")
