@@ -25,6 +25,7 @@ demo: setup
 	$(BIN)/diffexplain demo --out out/demo
 
 test: setup
+	$(BIN)/ruff check src packages training benchmarks tests
 	$(BIN)/python -m pytest -q
 
 bench: setup

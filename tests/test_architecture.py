@@ -102,3 +102,16 @@ print('ok', len({modules!r}))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ok")
+
+
+def test_core_wheel_is_small_and_holds_no_shapes_weights(tmp_path):
+    """The core wheel carries code only: the shapes world and its weights are another distribution."""
+    import zipfile
+
+    root = CORE.parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(root)], check=True, capture_output=True)
+    wheel, = tmp_path.glob("diffexplain-*.whl")
+    assert wheel.stat().st_size < 1_000_000, wheel.stat().st_size
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not [n for n in names if n.endswith(".safetensors") or "shapes" in n or n.startswith("training")]
