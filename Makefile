@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (see README):
 #   make demo   set up .venv and run the main job on the embedded shapes model
-#   make test   set up .venv and run the whole test suite
+#   make test   set up .venv, lint, run the whole test suite and build the docs (warnings are errors)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +16,7 @@ $(BIN)/diffexplain: pyproject.toml packages/diffexplain-shapes/pyproject.toml
 	# torch first, from this machine's local CPU build, so nothing pulls a CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
 	# the core with its test tools, and the shapes testbed (pipelines, world, demo) from this repository
-	$(BIN)/pip install --quiet -e '.[test,shapes]' -e packages/diffexplain-shapes
+	$(BIN)/pip install --quiet -e '.[test,docs,shapes]' -e packages/diffexplain-shapes
 	touch $@
 
 setup: $(BIN)/diffexplain
@@ -27,6 +27,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check src packages training benchmarks tests
 	$(BIN)/python -m pytest -q
+	$(BIN)/mkdocs build --strict --quiet
 
 bench: setup
 	$(BIN)/python benchmarks/shapes_fidelity.py

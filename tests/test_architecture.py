@@ -115,3 +115,14 @@ def test_core_wheel_is_small_and_holds_no_shapes_weights(tmp_path):
     assert wheel.stat().st_size < 1_000_000, wheel.stat().st_size
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.endswith(".safetensors") or "shapes" in n or n.startswith("training")]
+
+
+def test_the_public_face_resolves_to_the_names_type_checkers_see():
+    import typing
+
+    source = (CORE / "__init__.py").read_text()
+    for name in diffexplain.__all__[1:]:
+        assert getattr(diffexplain, name).__name__ == name
+        assert f" {name}" in source.split("if TYPE_CHECKING:")[1].split("__all__")[0], name
+    assert set(dir(diffexplain)) == set(diffexplain.__all__)
+    assert typing.TYPE_CHECKING is False

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diffexplain.tokens import word_token_spans
 from diffexplain.attention.recorder import attention_probs, find_cross_attention
 
 GROUNDED_ROLES = ("colour", "shape", "size")
@@ -37,12 +38,9 @@ def token_objects(scene, tokenizer, max_tokens: int) -> np.ndarray:
     Returns: int8 array of shape (max_tokens,); position 0 is the BOS token.
     """
     out = np.full(max_tokens, -1, dtype=np.int8)
-    position = 1
-    for word in scene.words:
-        count = len(tokenizer(word.text, add_special_tokens=False).input_ids)
+    for word, (start, end) in zip(scene.words, word_token_spans(tokenizer, scene.caption)):
         if word.role in GROUNDED_ROLES and word.object_index is not None:
-            out[position:min(position + count, max_tokens)] = word.object_index
-        position += count
+            out[start:min(end, max_tokens)] = word.object_index
     return out
 
 

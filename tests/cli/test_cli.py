@@ -34,9 +34,14 @@ def _tiny_model_dir(tmp_path):
     return str(tiny_text2image(tmp_path / "model")[2])
 
 
-def test_explain_writes_json_and_a_self_contained_report(tmp_path):
+def test_explain_writes_json_and_a_self_contained_report(tmp_path, monkeypatch):
     import json
 
+    from diffexplain.explain.prompt_game import PromptGame
+
+    games = []
+    original = PromptGame.__init__
+    monkeypatch.setattr(PromptGame, "__init__", lambda self, *a, **k: games.append(1) or original(self, *a, **k))
     model = _tiny_model_dir(tmp_path)
     out = tmp_path / "out"
     args = ["explain", "a big red circle", "--model", model, "--method", "smile", "--budget", "10", "--seeds", "1",
@@ -49,6 +54,8 @@ def test_explain_writes_json_and_a_self_contained_report(tmp_path):
     report = (out / "report.html").read_text()
     assert "data:image/png;base64," in report and "src='http" not in report
     assert "Surrogate fit" in report and "Where each word lands" in report
+    assert "Perturbed prompts and their images" in report and "Embedding map" in report
+    assert len(games) == 1  # the report is built from the explanation's own game, not a second one
     again = CliRunner().invoke(cli, args)  # the cache in OUT makes the re-run free
     assert again.exit_code == 0, again.output
     assert json.loads((out / "explanation.json").read_text())["n_cached"] == 10

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from diffexplain.cache import GenerationCache
+from diffexplain.embed import PixelEmbedder
 from diffexplain.explain.api import METHODS, explain_prompt
 from diffexplain.models.adapter import TextToImageAdapter
 from diffexplain.types import Explanation
@@ -67,9 +68,42 @@ def test_the_text_sent_always_matches_the_mask(tmp_path):
     spy.sent = []
     explanation = explain_prompt(spy, PROMPT, method="lime", seeds=1, budget=10)
     words = PROMPT.split()
-    expected = [" ".join(w for w, keep in zip(words, mask) if keep) for mask in explanation.info["masks"]]
-    assert explanation.info["coalition_texts"] == expected
+    expected = [" ".join(w for w, keep in zip(words, mask) if keep) for mask in explanation.coalitions]
+    assert explanation.coalition_texts == tuple(expected)
     assert sorted(spy.sent) == sorted(expected)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_an_explanation_keeps_its_coalitions_and_reaches_their_images(adapter, tmp_path, method):
+    """One typed field for every method; images come back from the cache, not the model."""
+    from diffexplain import Explanation
+    from diffexplain.explain.api import PromptExplainer
+
+    explainer = PromptExplainer(adapter, embedder="pixel", seeds=2)
+    explanation = explainer.explain(PROMPT, method=method, budget=None if method == "shapley" else 10)
+    coalitions = explanation.coalitions
+    assert coalitions.dtype == bool and coalitions.shape[1] == len(PROMPT.split())
+    assert len(coalitions) == explanation.info["n_coalitions"] or method in ("lime", "smile")
+    generated = len(explainer.cache)
+    images = explanation.images([0, len(coalitions) - 1])
+    assert images.shape == (2, 2, adapter.height, adapter.width, 3) and images.dtype == np.uint8
+    assert len(explainer.cache) == generated  # read back, nothing generated
+    regenerated = adapter.generate([explanation.coalition_texts[0]], [0])[0]
+    np.testing.assert_array_equal(images[0, 0], regenerated)
+    explanation.save(tmp_path / method)
+    loaded = Explanation.load(tmp_path / method)
+    np.testing.assert_array_equal(loaded.coalitions, coalitions)
+    assert loaded.coalition_texts == explanation.coalition_texts and loaded.game is None
+    with pytest.raises(ValueError, match="loaded from disk"):
+        loaded.images()
+
+
+def test_every_method_takes_a_budget_and_exact_shapley_refuses_one_below_all_coalitions(adapter):
+    d = len(PROMPT.split())
+    full = explain_prompt(adapter, PROMPT, method="shapley", seeds=1, embedder="pixel", budget=2 ** d)
+    assert full.info["n_coalitions"] == 2 ** d
+    with pytest.raises(ValueError, match=f"budget=10 is below the 2\\^{d}"):
+        explain_prompt(adapter, PROMPT, method="shapley", seeds=1, embedder="pixel", budget=10)
 
 
 def test_empty_embedding_perturbation_keeps_positions(adapter):
@@ -89,8 +123,9 @@ def test_empty_embedding_perturbation_keeps_positions(adapter):
     (dict(similarity="dot"), "similarity must be one of"),
     (dict(method="kernelshap", budget=3), "budget=3 is too small for kernelshap"),
     (dict(embedder="clip"), "needs a local model path"),
-    (dict(embedder="pixel", embedder_size=128), "embedder_size applies to embedder 'efficientnet'"),
+    (dict(embedder="pixel", embedder_size=128), "image_size applies to the 'efficientnet' embedder only"),
     (dict(embedder_size=8), "image_size must be an integer >= 32, got 8"),
+    (dict(embedder=PixelEmbedder(4), embedder_size=128), "embedder_size applies to the 'efficientnet' embedder"),
 ])
 def test_bad_input_is_a_clear_error(adapter, kwargs, match):
     arguments = dict(prompt=PROMPT, method="shapley")

@@ -13,7 +13,7 @@ from diffexplain.metrics import (
 
 
 def test_ranks_aligned_by_hand():
-    # seed 002's "a dog wearing hat": truth (0.05, 0.45, 0.20, 0.30)
+    # Gupta & Kanoria's "a dog wearing hat": truth (0.05, 0.45, 0.20, 0.30)
     truth = [0.05, 0.45, 0.20, 0.30]
     assert ranks(truth).tolist() == [4, 1, 3, 2]
     assert ranks_aligned([0.1, 0.5, 0.3, 0.2], truth) == 0.5  # ranks 4,1,2,3: first two aligned

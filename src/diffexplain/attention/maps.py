@@ -11,30 +11,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..metrics.spatial import minmax_scale
+from ..tokens import word_token_spans
+
 WordRef = Union[str, int]
-
-
-def word_token_spans(tokenizer, prompt: str) -> list[tuple[int, int]]:
-    """[start, end) token positions of each whitespace word of ``prompt`` (position 0 = BOS)."""
-    spans, position = [], 1
-    for word in prompt.split():
-        count = len(tokenizer(word, add_special_tokens=False).input_ids)
-        spans.append((position, position + count))
-        position += count
-    return spans
-
-
-def normalise(heatmap: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise to [0, 1] (all zeros if the map is constant)."""
-    low, high = heatmap.min(), heatmap.max()
-    return (heatmap - low) / (high - low) if high > low else torch.zeros_like(heatmap)
 
 
 def threshold(heatmap: torch.Tensor, tau: float = 0.4) -> torch.Tensor:
     """Binary mask of a min-max-normalised map at ``tau`` (DAAM uses 0.4)."""
     if not 0.0 <= float(tau) <= 1.0:
         raise ValueError(f"tau must be in [0, 1], got {tau}")
-    return normalise(heatmap) >= tau
+    return minmax_scale(heatmap) >= tau
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +209,6 @@ def overlay(image: np.ndarray, heatmap: torch.Tensor, alpha: float = 0.5) -> np.
     """Blend a normalised heatmap (jet colours) over a uint8 (H, W, 3) image of the same size."""
     import matplotlib
 
-    colours = matplotlib.colormaps["jet"](normalise(heatmap).numpy())[..., :3]
+    colours = matplotlib.colormaps["jet"](minmax_scale(heatmap).numpy())[..., :3]
     blended = (1 - alpha) * image.astype(np.float64) / 255.0 + alpha * colours
     return (np.clip(blended, 0, 1) * 255).round().astype(np.uint8)

@@ -32,8 +32,7 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
 
     from ..attention import record_prompt
     from ..explain.regions import match_regions, segment
-    from ..report.html import _STYLE
-    from ..attention.report import attention_section
+    from ..report.html import attention_section, write_page
 
     view_list = [v.strip() for v in views.split(",") if v.strip()]
     unknown = [v for v in view_list if v not in ("time", "head", "layer")]
@@ -55,6 +54,5 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
                    region_best_word=[maps.words[0][w] for w in regions.best_word],
                    word_best_region=regions.best_region.tolist())
     (out / "regions.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>diffexplain attention"
-                                     f"</title><style>{_STYLE}</style></head><body><h1>{prompt}</h1>{section}</body></html>")
+    write_page(out / "report.html", "diffexplain attention", [section], heading=prompt)
     click.echo(f"wrote {out}/report.html, attention.json/.safetensors, {len(maps.words[0])} heatmaps and overlays")

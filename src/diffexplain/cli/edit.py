@@ -34,7 +34,7 @@ def command(instruction, image_path, model, mask_path, strength, composite, imag
     """Attribute an edit of the image at --image to the words of INSTRUCTION (source and mask fixed)."""
     from ..models.edit_adapter import EditAdapter
     from ..models.loading import load_pipeline
-    from ..report.html import png_data_uri
+    from ..report.html import tiles_section
 
     adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
                           image_guidance_scale=image_guidance, composite=composite, num_inference_steps=steps,
@@ -45,8 +45,7 @@ def command(instruction, image_path, model, mask_path, strength, composite, imag
         tiles = [("source", adapter.source), ("edit", edit)]
         if adapter.mask is not None:
             tiles.append(("mask", (adapter.mask[..., None].repeat(3, axis=2) * 255).astype("uint8")))
-        cells = "".join(f"<div class='tile'><img src='{png_data_uri(im)}'><br>{name}</div>" for name, im in tiles)
-        return f"<h2>Source and edit</h2><div class='tiles'>{cells}</div>"
+        return tiles_section(tiles, "Source and edit")
 
     run_explanation(adapter, instruction, out=out, reference="full" if reference == "edit" else "source",
                     sections=[source_and_edit], **options)

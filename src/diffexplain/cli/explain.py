@@ -45,35 +45,25 @@ def explanation_options(function):
 def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, embedder_path, similarity,
                     perturbation, cache_path, seed, out: Path, embedder_size=None, reference: str = "full",
                     sections=()):
-    """Explain, save ``explanation.json`` / ``.safetensors`` and write ``report.html`` (coalition
-    images read back from the cache: no new generations); print a summary."""
+    """Explain, save ``explanation.json`` / ``.safetensors`` and write ``report.html`` from the
+    explanation itself (its coalitions' images come back from the cache: no new generations)."""
     import numpy as np
     from rich.console import Console
 
     from ..cache import GenerationCache
-    from ..embed import make_embedder
-    from ..explain.api import explain_prompt
-    from ..explain.prompt_game import PromptGame
+    from ..embed import DEFAULT_SIMILARITY
+    from ..explain.api import PromptExplainer
     from ..report.html import explanation_report
 
     out.mkdir(parents=True, exist_ok=True)
-    cache = GenerationCache(cache_path or out / "cache.sqlite")
-    embedder_obj = make_embedder(embedder, pipe=adapter.pipe, path=embedder_path, image_size=embedder_size,
-                                 image_side=max(adapter.height, adapter.width))
     with progress_bar(f"generating ({method})") as update:
-        explanation = explain_prompt(adapter, prompt, method=method, seeds=seeds, budget=budget, embedder=embedder_obj,
-                                     similarity=similarity, perturbation=perturbation, cache=cache, seed=seed,
-                                     progress=update, reference=reference)
+        explainer = PromptExplainer(adapter, embedder=embedder, embedder_path=embedder_path,
+                                    embedder_size=embedder_size, similarity=similarity or DEFAULT_SIMILARITY,
+                                    perturbation=perturbation, seeds=seeds, reference=reference,
+                                    cache=GenerationCache(cache_path or out / "cache.sqlite"), progress=update)
+        explanation = explainer.explain(prompt, method=method, budget=budget, seed=seed)
     explanation.save(out)
-    game = PromptGame(adapter, prompt, seeds=explanation.settings["seeds"], embedder=embedder_obj,
-                      similarity=explanation.settings["similarity"], perturbation=perturbation, cache=cache,
-                      reference=reference)
-    masks = np.asarray(explanation.info.get("masks") or explanation.info.get("evaluated"), dtype=bool)
-    shown = masks[np.random.default_rng(0).permutation(len(masks))[:24]] if len(masks) > 24 else masks
-    images = game.images(shown)[:, 0]
     explanation_report(explanation, out / "report.html",
-                       coalition_images=[(game.text(m), im) for m, im in zip(shown, images)],
-                       embeddings=game.embeddings(masks)[:, 0], masks=masks,
                        extra_sections=[s(explanation) if callable(s) else s for s in sections])
     console = Console()
     console.print(f"[bold]{method}[/] on {prompt!r}: {explanation.n_generations} images "
@@ -98,7 +88,7 @@ def command(prompt, method, model, attention, steps, guidance, out, **options) -
     adapter = build_adapter(model, steps, guidance)
 
     def attention_views(explanation):
-        from ..attention.report import attention_section
+        from ..report.html import attention_section
         from ..attention import record_prompt
 
         image, maps = record_prompt(adapter, prompt, explanation.settings["seeds"][0])

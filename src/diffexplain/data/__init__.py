@@ -21,11 +21,12 @@ class GroundTruthPrompt:
         return self.prompt.split()
 
 
-def seed002_prompts() -> list[GroundTruthPrompt]:
-    """Seed 002's ten prompts with their hand-assigned word importance (REFERENCE.md section 6).
+def ground_truth_prompts() -> list[GroundTruthPrompt]:
+    """The ten prompts of Gupta & Kanoria ("Adapting Interpretability Techniques to Generative
+    Image Diffusion Models") with their hand-assigned word importance, each row summing to 1.
 
     Users with Stable Diffusion can score any explainer on them with
     ``diffexplain.metrics.ranks_aligned`` and ``rmse_normalised`` (the paper: 64%, 0.22).
     """
-    data = json.loads(resources.files(__package__).joinpath("seed002_prompts.json").read_text())
+    data = json.loads(resources.files(__package__).joinpath("gupta_kanoria_prompts.json").read_text())
     return [GroundTruthPrompt(p["prompt"], np.asarray(p["importance"], dtype=np.float64)) for p in data["prompts"]]

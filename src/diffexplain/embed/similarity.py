@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 SIMILARITIES = ("cosine", "wasserstein", "neg_l2")
+# -L2 ranks content words above fillers best on the shapes world: cosine ignores a change of scale
+# and W1 ignores which dimension changed (docs/methods.md, "Similarity").
+DEFAULT_SIMILARITY = "neg_l2"
 
 
-def wasserstein_1d(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def wasserstein_1d(u, v):
     """1-D Wasserstein distance between the values of vectors taken as empirical distributions.
 
     Equals ``scipy.stats.wasserstein_distance(u[i], v[i])`` row by row when both rows have the
@@ -15,11 +19,14 @@ def wasserstein_1d(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     changed (as in SMILE).
 
     Args:
-        u, v: (..., E) arrays, broadcastable.
+        u: (..., E) numpy array or torch tensor (a tensor keeps its gradient).
+        v: the same, broadcastable against ``u``.
 
     Returns:
-        (...) distances.
+        (...) distances, of the inputs' type.
     """
+    if isinstance(u, torch.Tensor) or isinstance(v, torch.Tensor):
+        return (torch.sort(u, dim=-1).values - torch.sort(v, dim=-1).values).abs().mean(dim=-1)
     return np.abs(np.sort(u, axis=-1) - np.sort(v, axis=-1)).mean(axis=-1)
 
 
@@ -37,8 +44,11 @@ def bootstrap_w1_null(u: np.ndarray, v: np.ndarray, n_bootstrap: int, rng: np.ra
     (e.g. one per sampler seed) call once per independent set.
 
     Args:
-        u, v: (n,) or (P, n) arrays of equal shape; n_bootstrap: B; rng: the generator to draw
-            from; block: replicates drawn at a time (memory: about block * 2n * 32 bytes).
+        u: (n,) or (P, n) array.
+        v: an array of u's shape.
+        n_bootstrap: B, the number of resamples.
+        rng: the generator to draw from.
+        block: replicates drawn at a time (memory: about block * 2n * 32 bytes).
 
     Returns:
         (B,) distances for 1-D input, (P, B) for 2-D input.
@@ -66,18 +76,22 @@ def bootstrap_w1_null(u: np.ndarray, v: np.ndarray, n_bootstrap: int, rng: np.ra
     return out[0] if single else out
 
 
-def pairwise_similarity(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
-    """Similarity of matching rows of ``a`` and ``b`` (shapes (..., E)); returns shape (...).
+def pairwise_similarity(a, b, kind: str):
+    """Similarity of matching rows of ``a`` and ``b`` (shapes (..., E), broadcastable); shape (...).
+
+    The one definition used everywhere: numpy arrays give numpy (float64), torch tensors give
+    tensors that keep their gradient (the saliency methods differentiate through it).
 
     kind: "cosine"; "wasserstein" = 1 - W1 of the value distributions; "neg_l2" = -||a - b||.
     """
     if kind not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    if not (isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor)):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        return pairwise_similarity(torch.from_numpy(a), torch.from_numpy(b), kind).numpy()
     if kind == "cosine":
-        norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-        return (a * b).sum(axis=-1) / np.maximum(norms, 1e-12)
+        norms = a.norm(dim=-1) * b.norm(dim=-1)
+        return (a * b).sum(dim=-1) / norms.clamp_min(1e-12)
     if kind == "wasserstein":
         return 1.0 - wasserstein_1d(a, b)
-    return -np.linalg.norm(a - b, axis=-1)
+    return -(a - b).norm(dim=-1)

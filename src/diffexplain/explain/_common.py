@@ -8,7 +8,9 @@ import numpy as np
 
 
 def feature_names(game, names: Optional[Sequence[str]]) -> tuple[str, ...]:
-    names = names if names is not None else getattr(game, "feature_names", None)
+    from .game import NamedGame
+
+    names = names if names is not None else (game.feature_names if isinstance(game, NamedGame) else None)
     if names is None:
         return tuple(f"x{i}" for i in range(game.n_players))
     if len(names) != game.n_players:
@@ -34,10 +36,9 @@ def combine_stderr(*parts: np.ndarray) -> np.ndarray:
 
 def generation_counts(game, n_coalitions: int) -> tuple[int, int]:
     """(generations used, generations served from the cache) as reported by the game, if it counts."""
-    stats = getattr(game, "generation_stats", None)
-    if callable(stats):
-        return stats()
-    return n_coalitions, 0
+    from .game import CountingGame
+
+    return game.generation_stats() if isinstance(game, CountingGame) else (n_coalitions, 0)
 
 
 def check_budget(budget, minimum: int, method: str, d: int) -> int:

@@ -7,18 +7,63 @@ each distinct coalition is evaluated once and counted against a budget.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from ..metrics.functional import all_masks  # noqa: F401  (the coalitions' enumeration lives with the axiom checks)
 
 
+@runtime_checkable
 class Game(Protocol):
+    """The contract every explainer needs: d players, and values of coalitions."""
+
     n_players: int
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         """Values of coalitions: bool (n, d) -> float (n, K)."""
+
+
+# Optional capabilities. An explainer uses one when the game has it (``isinstance(game, NamedGame)``)
+# and otherwise says what it used instead.
+
+
+@runtime_checkable
+class NamedGame(Protocol):
+    """Players with names (a prompt's words): explanations label features with them."""
+
+    feature_names: Sequence[str]
+
+
+@runtime_checkable
+class CountingGame(Protocol):
+    """A game that generates: it reports how many images it asked for and how many the cache served."""
+
+    def generation_stats(self) -> tuple[int, int]:
+        """(images asked for, of which served by the cache)."""
+
+
+@runtime_checkable
+class TextGame(Protocol):
+    """Players that are words of a text: SMILE weights coalitions by text distance and tests
+    each coalition's image distance with a bootstrap."""
+
+    def text_distance(self, masks: np.ndarray) -> np.ndarray:
+        """Distance between the full text and each coalition's text: (n,)."""
+
+    def distance_pvalues(self, masks: np.ndarray, *, n_bootstrap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(observed W1 (n,), bootstrap p-values (n,)) of each coalition's image against the reference."""
+
+
+@runtime_checkable
+class ImageGame(Protocol):
+    """A game whose coalitions have images and image embeddings (read back from its cache)."""
+
+    def images(self, masks: np.ndarray) -> np.ndarray:
+        """uint8 (n, K, H, W, 3)."""
+
+    def embeddings(self, masks: np.ndarray) -> np.ndarray:
+        """float (n, K, E)."""
 
 
 class FunctionGame:

@@ -1,4 +1,4 @@
-"""I2AM (seeds 001, 003): bidirectional attribution maps for models conditioned on a reference
+"""I2AM (Park & Jang, ICLR 2025): bidirectional attribution maps for models conditioned on a reference
 image through cross-attention (Paint-by-Example, virtual try-on), and their IMACS scores.
 
 - Reference-to-generated (R2G): the attention every generated position pays to the reference

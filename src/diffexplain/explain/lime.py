@@ -1,4 +1,5 @@
-"""LIME over prompt words (seed 002): Bernoulli masks, exponential kernel, weighted linear fit."""
+"""LIME over prompt words (Ribeiro et al., 2016, applied to prompts by Gupta & Kanoria): Bernoulli
+masks, exponential kernel, weighted linear fit."""
 
 from __future__ import annotations
 
@@ -108,12 +109,12 @@ def _surrogate_explanation(explainer, game, names, masks, values, weights, memo,
     used, cached = generation_counts(game, memo.n_evaluated)
     info = dict(fidelity_r2=r2, intercept=intercept, n_coalitions=memo.n_evaluated,
                 kernel_width=explainer.kernel_width, surrogate=explainer.surrogate,
-                masks=masks.astype(int).tolist(), responses=y.tolist(), weights=weights.tolist())
+                responses=y.tolist(), weights=weights.tolist())
     info.update(extra_info or {})
     return Explanation(
         method=explainer.name, features=feature_names(game, names), values=coef, base_value=intercept,
         full_value=float(values[0].mean()), stderr=combine_stderr(boot.std(axis=0, ddof=1), seed_stderr(per_seed)),
-        pvalues=p, n_generations=used, n_cached=cached, info=info,
+        pvalues=p, n_generations=used, n_cached=cached, info=info, coalitions=masks,
         settings=dict(method=explainer.name, budget=budget, seed=seed, kernel_width=explainer.kernel_width,
                       surrogate=explainer.surrogate, alpha=explainer.alpha, n_bootstrap=explainer.n_bootstrap),
     )

@@ -70,7 +70,7 @@ class PermutationExplainer:
             method=self.name, features=feature_names(game, feature_names_), values=per_seed.mean(axis=1),
             base_value=float(empty_full[0].mean()), full_value=float(empty_full[1].mean()),
             stderr=combine_stderr(sampling, seed_stderr(per_seed)), n_generations=used, n_cached=cached,
-            info=dict(n_coalitions=memo.n_evaluated, n_permutation_pairs=len(pairs), budget=budget,
-                      evaluated=memo.evaluated_masks().astype(int).tolist()),
+            info=dict(n_coalitions=memo.n_evaluated, n_permutation_pairs=len(pairs), budget=budget),
+            coalitions=memo.evaluated_masks(),
             settings=dict(method=self.name, budget=budget, seed=seed),
         )

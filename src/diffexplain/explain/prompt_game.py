@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..cache import GenerationCache, generation_key
-from ..embed.similarity import SIMILARITIES, bootstrap_w1_null, pairwise_similarity, wasserstein_1d
+from ..embed.similarity import DEFAULT_SIMILARITY, SIMILARITIES, bootstrap_w1_null, pairwise_similarity, wasserstein_1d
 
 PERTURBATIONS = ("drop", "empty_embedding")
 
@@ -49,7 +49,7 @@ class PromptGame:
         prompt: the text to explain; its words are the players.
         seeds: the seeds every coalition is generated with (K >= 1).
         embedder: an image embedder (``diffexplain.embed``).
-        similarity: "cosine", "wasserstein" (1 - W1, as SMILE) or "neg_l2".
+        similarity: "neg_l2" (default), "cosine" or "wasserstein" (1 - W1, as SMILE).
         perturbation: "drop" (the words of S in their order, others removed: the text sent is
             exactly that) or "empty_embedding" (the text-encoder outputs at a dropped word's
             token positions replaced by the empty prompt's outputs at the same positions).
@@ -60,7 +60,7 @@ class PromptGame:
             editing script does).
     """
 
-    def __init__(self, adapter, prompt: str, *, seeds: Sequence[int], embedder, similarity: str = "cosine",
+    def __init__(self, adapter, prompt: str, *, seeds: Sequence[int], embedder, similarity: str = DEFAULT_SIMILARITY,
                  perturbation: str = "drop", cache: Optional[GenerationCache] = None,
                  progress: Optional[Callable[[int, int], None]] = None, reference: str = "full"):
         if len(seeds) < 1:

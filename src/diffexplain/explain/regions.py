@@ -1,4 +1,4 @@
-"""Regions <-> words (seed 002): segment the generated image, then score every (region, word)
+"""Regions <-> words (Gupta & Kanoria): segment the generated image, then score every (region, word)
 pair by the word's attention mass inside the region and by how much the region's masked image
 resembles the image generated from that word alone."""
 

@@ -1,5 +1,6 @@
-"""Gradient saliency (REFERENCE.md section 5): which pixels and which words a similarity score
-is sensitive to. Needs a differentiable embedder (``embed_tensor``); perturbation methods do not.
+"""Gradient saliency (Simonyan et al., 2014; Smilkov et al., 2017; Sundararajan et al., 2017):
+which pixels and which words a similarity score is sensitive to. Needs a differentiable embedder
+(``embed_tensor``); perturbation methods do not.
 
 - Pixel saliency of a word: gradients of sim(embed(image), embed(image of the word alone)) with
   respect to the generated image.
@@ -18,19 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..embed.similarity import pairwise_similarity
+
 PIXEL_METHODS = ("gradient", "smoothgrad", "integrated_gradients")
 TOKEN_METHODS = ("gradient", "smoothgrad", "integrated_gradients")
 BASELINES = ("black", "white", "blur")
-
-
-def _similarity(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "cosine":
-        return F.cosine_similarity(a, b, dim=-1)
-    if kind == "neg_l2":
-        return -(a - b).norm(dim=-1)
-    if kind == "wasserstein":
-        return 1 - (torch.sort(a, dim=-1).values - torch.sort(b, dim=-1).values).abs().mean(dim=-1)
-    raise ValueError(f"similarity must be 'cosine', 'wasserstein' or 'neg_l2', got {kind!r}")
 
 
 def _baseline(image: torch.Tensor, baseline: Union[str, torch.Tensor]) -> torch.Tensor:
@@ -74,7 +67,7 @@ def pixel_saliency(embedder, image: np.ndarray, target: np.ndarray, *, method: s
 
     def grad_at(points: torch.Tensor) -> torch.Tensor:
         points = points.detach().requires_grad_(True)
-        _similarity(embedder.embed_tensor(points), goal, similarity).sum().backward()
+        pairwise_similarity(embedder.embed_tensor(points), goal, similarity).sum().backward()
         return points.grad
 
     if method == "gradient":
@@ -163,7 +156,8 @@ def token_saliency(adapter, prompt: str, embedder, *, seed: int = 0, method: str
 
     def value_and_grad(embeds: torch.Tensor):
         embeds = embeds.detach().requires_grad_(True)
-        value = _similarity(embedder.embed_tensor(denoise(pipe, embeds, empty, **kwargs)), goal, similarity).sum()
+        image = denoise(pipe, embeds, empty, **kwargs)
+        value = pairwise_similarity(embedder.embed_tensor(image), goal, similarity).sum()
         value.backward()
         return value.item(), embeds.grad
 
@@ -184,9 +178,10 @@ def token_saliency(adapter, prompt: str, embedder, *, seed: int = 0, method: str
         contribution = (delta * grads)[0].sum(-1)  # (L,)
         values = np.array([float(contribution[start:end].sum()) for start, end in spans])
         with torch.no_grad():
-            f_prompt = float(_similarity(embedder.embed_tensor(denoise(pipe, full, empty, **kwargs)), goal, similarity))
+            full_image = denoise(pipe, full, empty, **kwargs)
+            f_prompt = float(pairwise_similarity(embedder.embed_tensor(full_image), goal, similarity))
             base_image = denoise(pipe, baseline, empty, **kwargs)
-            f_base = float(_similarity(embedder.embed_tensor(base_image), goal, similarity))
+            f_base = float(pairwise_similarity(embedder.embed_tensor(base_image), goal, similarity))
     finally:
         for module, flags in zip(modules, requires):
             for parameter, flag in zip(module.parameters(), flags):

@@ -1,4 +1,5 @@
-"""Exact Shapley values over all 2^d coalitions, the empty one included (seed 002, corrected)."""
+"""Exact Shapley values over all 2^d coalitions (Gupta & Kanoria's method), the empty one
+included: their public notebook drops it."""
 
 from __future__ import annotations
 
@@ -43,12 +44,18 @@ class ShapleyExplainer:
     def __init__(self, max_players: int = MAX_PLAYERS):
         self.max_players = max_players
 
-    def explain(self, game, *, feature_names_: Optional[Sequence[str]] = None, seed: int = 0) -> Explanation:
+    def explain(self, game, *, budget: Optional[int] = None, seed: int = 0,
+                feature_names_: Optional[Sequence[str]] = None) -> Explanation:
         """Evaluate all 2^d coalitions of ``game`` and return their Shapley values.
 
-        ``seed`` is unused (the method is deterministic given the game) and kept for a uniform API.
+        ``budget``, if given, must allow every coalition (2^d); ``seed`` is unused (the method is
+        deterministic given the game). Both are kept so every explainer takes the same arguments.
         """
         d = game.n_players
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer))
+                                   or budget < 2 ** min(d, 62)):
+            raise ValueError(f"budget={budget!r} is below the 2^{d} = {2 ** d} coalitions exact Shapley evaluates; "
+                             "leave it unset, or use method 'permutation' or 'kernelshap' for a smaller budget")
         if d > self.max_players:
             raise ValueError(
                 f"exact Shapley over {d} words needs 2^{d} = {2 ** d} coalitions, above the cap of "
@@ -63,7 +70,7 @@ class ShapleyExplainer:
             method=self.name, features=feature_names(game, feature_names_), values=per_seed.mean(axis=1),
             base_value=float(table[0].mean()), full_value=float(table[-1].mean()), stderr=seed_stderr(per_seed),
             n_generations=used, n_cached=cached,
-            info=dict(n_coalitions=memo.n_evaluated, n_seeds=int(table.shape[1]),
-                      evaluated=memo.evaluated_masks().astype(int).tolist()),
+            info=dict(n_coalitions=memo.n_evaluated, n_seeds=int(table.shape[1])),
+            coalitions=memo.evaluated_masks(),
             settings=dict(method=self.name, max_players=self.max_players),
         )

@@ -1,4 +1,4 @@
-"""SMILE (seed 000): Wasserstein responses, a text-distance kernel, a weighted linear surrogate,
+"""SMILE (Dehghani et al., 2025): Wasserstein responses, a text-distance kernel, a weighted linear surrogate,
 and bootstrap p-values for every distance and every coefficient."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..types import Explanation
+from .game import TextGame
 from .lime import SURROGATE_BUDGET, SurrogateExplainer, _surrogate_explanation, mask_cosine_distance
 
 
@@ -43,13 +44,13 @@ class SmileExplainer(SurrogateExplainer):
     def explain(self, game, *, budget: int = SURROGATE_BUDGET, seed: int = 0,
                 feature_names_: Optional[Sequence[str]] = None) -> Explanation:
         budget, rng, memo, masks, values = self._sample(game, budget, seed)
-        text_distance = getattr(game, "text_distance", None)
-        distance = text_distance(masks) if callable(text_distance) else mask_cosine_distance(masks)
+        text = isinstance(game, TextGame)
+        distance = game.text_distance(masks) if text else mask_cosine_distance(masks)
         weights = np.sqrt(np.exp(-np.asarray(distance) ** 2 / self.kernel_width ** 2))
-        extra = dict(text_distance=[float(v) for v in distance])
-        distance_pvalues = getattr(game, "distance_pvalues", None)
-        if callable(distance_pvalues):
-            observed, pvals = distance_pvalues(masks, n_bootstrap=self.n_bootstrap, seed=seed)
+        extra = dict(text_distance=[float(v) for v in distance],
+                     kernel_distance="word mover's distance" if text else "mask cosine distance")
+        if text:
+            observed, pvals = game.distance_pvalues(masks, n_bootstrap=self.n_bootstrap, seed=seed)
             extra.update(w1_distance=observed.tolist(), w1_pvalue=pvals.tolist())
         return _surrogate_explanation(self, game, feature_names_, masks, values, weights, memo, rng, seed,
                                       budget, pvalues=True, extra_info=extra)

@@ -1,4 +1,4 @@
-"""Metrics for word attributions, as pure functions (REFERENCE.md section 1)."""
+"""Metrics for word attributions, as pure functions (docs/methods.md, "Metrics")."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def _same_length(a: np.ndarray, b: np.ndarray, names: str) -> None:
         raise ValueError(f"{names} must have the same length, got {a.shape[0]} and {b.shape[0]}")
 
 
-def normalise(scores) -> np.ndarray:
-    """Scores divided by their sum (seed 002); zeros if they sum to zero."""
+def sum_to_one(scores) -> np.ndarray:
+    """Scores divided by their sum (the form of Gupta & Kanoria's ground truth); zeros if they sum to zero."""
     scores = _vector(scores, "scores")
     total = scores.sum()
     return scores / total if total != 0 else np.zeros_like(scores)
@@ -53,17 +53,17 @@ def ranks(scores) -> np.ndarray:
 
 
 def ranks_aligned(scores, truth) -> float:
-    """Fraction of words whose rank under ``scores`` equals their rank under ``truth`` (seed 002)."""
+    """Fraction of words whose rank under ``scores`` equals their rank under ``truth`` (Gupta & Kanoria)."""
     scores, truth = _vector(scores, "scores"), _vector(truth, "truth")
     _same_length(scores, truth, "scores and truth")
     return float(np.mean(ranks(scores) == ranks(truth)))
 
 
 def rmse_normalised(scores, truth) -> float:
-    """RMSE between scores and truth after normalising both to sum to 1 (seed 002)."""
+    """RMSE between scores and truth after normalising both to sum to 1 (Gupta & Kanoria)."""
     scores, truth = _vector(scores, "scores"), _vector(truth, "truth")
     _same_length(scores, truth, "scores and truth")
-    return float(np.sqrt(np.mean((normalise(scores) - normalise(truth)) ** 2)))
+    return float(np.sqrt(np.mean((sum_to_one(scores) - sum_to_one(truth)) ** 2)))
 
 
 def roc_auc(scores, relevant) -> float:

@@ -1,4 +1,4 @@
-"""Metrics of heatmaps and masks against true object masks (REFERENCE.md section 2)."""
+"""Metrics of heatmaps and masks against true object masks (docs/methods.md, "Metrics")."""
 
 from __future__ import annotations
 
@@ -67,6 +67,13 @@ def mean_iou(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     return float(np.mean(values))
 
 
+def minmax_scale(values):
+    """Min-max scale a map to [0, 1]: all zeros if it is constant. Works on numpy arrays and torch
+    tensors alike (returns the same type)."""
+    low, high = values.min(), values.max()
+    return (values - low) / (high - low) if high > low else values * 0
+
+
 def imacs(attribution, mask, lam: float = 3.0) -> float:
     """Inpainting mask attention consistency score (I2AM): min-max normalise the map A, then
     S_in = sum(A * M) / sum(M), S_out = sum(A * (1 - M)) / sum(1 - M), IMACS = S_in - lam * S_out.
@@ -82,8 +89,7 @@ def imacs(attribution, mask, lam: float = 3.0) -> float:
         raise ValueError(f"attribution and mask must have the same shape, got {attribution.shape} and {mask.shape}")
     if mask.all() or not mask.any():
         raise ValueError("mask must contain both inside and outside pixels")
-    low, high = attribution.min(), attribution.max()
-    normalised = (attribution - low) / (high - low) if high > low else np.zeros_like(attribution)
+    normalised = minmax_scale(attribution)
     inside = normalised[mask].mean()
     outside = normalised[~mask].mean()
     return float(inside - lam * outside)

@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from ..tokens import word_token_spans
 from .defaults import pipeline_defaults
 
 
@@ -40,6 +41,11 @@ def model_fingerprint(pipe) -> str:
     return digest.hexdigest()[:16]
 
 
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] (a pipeline's ``output_type="np"``) to uint8, rounded."""
+    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+
+
 class PipelineAdapter:
     """What every adapter shares: the user's pipeline, its content fingerprint and its device."""
 
@@ -55,15 +61,26 @@ class PipelineAdapter:
     def _device(self) -> torch.device:
         return next(self.pipe.unet.parameters()).device
 
+    def call_pipeline(self, seeds: Sequence[int], **inputs) -> np.ndarray:
+        """Run the pipeline once with one ``torch.Generator`` per seed (on the model's device) and
+        ``inputs`` as its keyword arguments; returns uint8 (len(seeds), H, W, 3)."""
+        device = self._device()
+        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        with torch.no_grad():
+            images = self.pipe(generator=generators, output_type="np", **inputs).images
+        return to_uint8(images)
+
 
 class TextToImageAdapter(PipelineAdapter):
     """Generate images from a text-to-image pipeline (Stable Diffusion 1.x/2.x family, shapes).
 
     Args:
         pipe: a diffusers pipeline with ``tokenizer``, ``text_encoder`` and ``unet``.
-        num_inference_steps, guidance_scale: sampler settings, fixed for every generation (default:
-            the pipeline's own, ``models.defaults.pipeline_defaults``).
-        height, width: output size (default: the pipeline's).
+        num_inference_steps: sampler steps, fixed for every generation (default: the pipeline's
+            own, ``models.defaults.pipeline_defaults``).
+        guidance_scale: classifier-free guidance scale (default: the pipeline's own).
+        height: output height (default: the pipeline's).
+        width: output width (default: the pipeline's).
         batch_size: images per pipeline call.
         vocabulary_check: optional callable(prompt) raising ValueError for words the model cannot
             take (default: the closed vocabulary the pipeline's ``diffexplain.json`` declares, if any).
@@ -119,17 +136,10 @@ class TextToImageAdapter(PipelineAdapter):
         return prompt.split()
 
     def word_token_spans(self, prompt: str) -> list[tuple[int, int]]:
-        """For each word, the [start, end) positions of its sub-tokens in the encoded prompt
-        (position 0 is BOS)."""
-        spans, position = [], 1
-        for word in self.words(prompt):
-            count = len(self.tokenizer(word, add_special_tokens=False).input_ids)
-            spans.append((position, position + count))
-            position += count
-        total = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
-        if position - 1 != total:
-            raise RuntimeError(f"tokenizing words one by one gave {position - 1} tokens, the prompt {total}")
-        return spans
+        """For each word of the validated prompt, the [start, end) positions of its sub-tokens in the
+        encoded prompt (position 0 is BOS): ``tokens.word_token_spans``."""
+        self.words(prompt)
+        return word_token_spans(self.tokenizer, prompt)
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -153,13 +163,9 @@ class TextToImageAdapter(PipelineAdapter):
                     scheduler_config=dict(self.pipe.scheduler.config), **self.pipeline_kwargs)
 
     def _run(self, seeds: Sequence[int], **inputs) -> np.ndarray:
-        device = self._device()
-        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-        with torch.no_grad():
-            images = self.pipe(generator=generators, num_inference_steps=self.num_inference_steps,
-                               guidance_scale=self.guidance_scale, height=self.height, width=self.width,
-                               output_type="np", **inputs, **self.pipeline_kwargs).images
-        return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+        return self.call_pipeline(seeds, num_inference_steps=self.num_inference_steps,
+                                  guidance_scale=self.guidance_scale, height=self.height, width=self.width,
+                                  **inputs, **self.pipeline_kwargs)
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> np.ndarray:
         """One image per (prompt, seed): uint8 (n, H, W, 3), in batches of ``batch_size``."""

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from .adapter import PipelineAdapter, TextToImageAdapter
@@ -86,11 +85,13 @@ class EditAdapter(_Pasting, TextToImageAdapter):
         pipe: a diffusers pipeline taking ``prompt`` and ``image`` (and ``mask_image``).
         image: the source image.
         mask: the region to repaint (inpainting pipelines; white = repaint).
-        strength, image_guidance_scale: passed to the pipeline when it takes them.
+        strength: img2img / inpainting strength, passed when the pipeline takes it.
+        image_guidance_scale: InstructPix2Pix image guidance, passed when the pipeline takes it.
+        mask_threshold: grey mask levels at or above it count as "repaint".
         composite: inpainting only: return the source outside the mask and the generation inside
             it (the pipeline redraws every pixel through its VAE), so explanations see only what
             the mask lets the words change.
-        other arguments: as ``TextToImageAdapter``.
+        **kwargs: as ``TextToImageAdapter`` (sampler settings, batch size, vocabulary check).
     """
 
     def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike] = None, strength: Optional[float] = None,
@@ -141,14 +142,9 @@ class EditAdapter(_Pasting, TextToImageAdapter):
         inputs["image"] = [Image.fromarray(self.source)] * n
         if self.mask is not None:
             inputs["mask_image"] = [Image.fromarray((self.mask * 255).astype(np.uint8))] * n
-        device = self._device()
-        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         size = dict(height=self.height, width=self.width) if self._accepts_size else {}
-        with torch.no_grad():
-            images = self.pipe(generator=generators, num_inference_steps=self.num_inference_steps,
-                               guidance_scale=self.guidance_scale, output_type="np", **size, **inputs,
-                               **self.pipeline_kwargs).images
-        images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+        images = self.call_pipeline(seeds, num_inference_steps=self.num_inference_steps,
+                                    guidance_scale=self.guidance_scale, **size, **inputs, **self.pipeline_kwargs)
         return self.paste(images) if self.composite else images
 
 
@@ -194,13 +190,9 @@ class PaintByExampleAdapter(_Pasting, PipelineAdapter):
     def generate(self, seeds: Sequence[int]) -> np.ndarray:
         """uint8 (n, H, W, 3), one image per seed."""
         n = len(seeds)
-        generators = [torch.Generator(device=self._device()).manual_seed(int(s)) for s in seeds]
-        with torch.no_grad():
-            images = self.pipe(example_image=[Image.fromarray(self.reference)] * n,
-                               image=[Image.fromarray(self.source)] * n,
-                               mask_image=[Image.fromarray((self.mask * 255).astype(np.uint8))] * n,
-                               generator=generators, num_inference_steps=self.num_inference_steps,
-                               guidance_scale=self.guidance_scale, height=self.height, width=self.width,
-                               output_type="np").images
-        images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+        images = self.call_pipeline(seeds, example_image=[Image.fromarray(self.reference)] * n,
+                                    image=[Image.fromarray(self.source)] * n,
+                                    mask_image=[Image.fromarray((self.mask * 255).astype(np.uint8))] * n,
+                                    num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+                                    height=self.height, width=self.width)
         return self.paste(images) if self.composite else images

@@ -1,10 +1,14 @@
-"""Small image helpers for reports."""
+"""Figures for reports: image grids, attribution bars, surrogate fits, embedding maps, attention views."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 from PIL import Image
+
+from ..attention.maps import AttentionMaps, overlay
+from ..types import Explanation
 
 
 def image_grid(images: Sequence[Image.Image], columns: int, scale: int = 1, pad: int = 2) -> Image.Image:
@@ -21,3 +25,110 @@ def image_grid(images: Sequence[Image.Image], columns: int, scale: int = 1, pad:
         tile = image.convert("RGB").resize((width, height), Image.NEAREST)
         grid.paste(tile, (pad + c * (width + pad), pad + r * (height + pad)))
     return grid
+
+
+def attribution_figure(explanation: Explanation):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = len(explanation.features)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * d + 1.5), 2.8))
+    err = None if explanation.stderr is None else np.nan_to_num(explanation.stderr)
+    colours = ["#d62728" if v >= 0 else "#1f77b4" for v in explanation.values]
+    ax.bar(range(d), explanation.values, yerr=err, color=colours, capsize=3)
+    ax.set_xticks(range(d), explanation.features, rotation=45, ha="right")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylabel("attribution")
+    ax.set_title(f"{explanation.method} (error bars: standard error)")
+    return fig
+
+
+def surrogate_figure(explanation: Explanation):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z = explanation.coalitions.astype(float)
+    y = np.asarray(explanation.info["responses"])
+    w = np.asarray(explanation.info["weights"])
+    fitted = z @ explanation.values + explanation.base_value
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.scatter(fitted, y, s=10 + 60 * w / max(w.max(), 1e-12), alpha=0.7)
+    low, high = min(fitted.min(), y.min()), max(fitted.max(), y.max())
+    ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
+    ax.set_xlabel("surrogate prediction")
+    ax.set_ylabel("value")
+    ax.set_title(f"weighted R² = {explanation.info['fidelity_r2']:.3f}")
+    return fig
+
+
+def embedding_figure(embeddings: np.ndarray, masks: np.ndarray, words: Sequence[str]):
+    """2-D PCA of coalition embeddings (n, E), one panel per word: coalitions with / without it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centred = embeddings - embeddings.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ vt[:2].T if vt.shape[0] >= 2 else np.c_[centred @ vt[:1].T, np.zeros(len(centred))]
+    cols = min(4, len(words))
+    rows = (len(words) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
+    for index, word in enumerate(words):
+        ax = axes[index // cols][index % cols]
+        has = masks[:, index].astype(bool)
+        ax.scatter(points[~has, 0], points[~has, 1], s=9, c="#bbbbbb", label="without")
+        ax.scatter(points[has, 0], points[has, 1], s=9, c="#d62728", label="with")
+        ax.set_title(word, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for index in range(len(words), rows * cols):
+        axes[index // cols][index % cols].axis("off")
+    fig.suptitle("PCA of perturbed images' embeddings, by word presence", fontsize=10)
+    return fig
+
+
+def view_grid(maps: AttentionMaps, view: str, words: Sequence[int], image: np.ndarray, prompt_index: int = 0):
+    """A matplotlib figure: one row per word, one column per time group / head / layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for word in words:
+        if view == "time":
+            stack = maps.time_view(word, prompt_index=prompt_index)
+            titles = [f"t-group {g}" for g in range(len(stack))]
+        elif view == "layer":
+            stack, titles = maps.layer_view(word, prompt_index=prompt_index), [_short(n) for n in maps.layers]
+        elif view == "head":
+            layer = max(maps.layers, key=lambda n: maps.grids[n][0] * maps.grids[n][1])
+            stack = maps.head_view(word, layer, prompt_index=prompt_index)
+            titles = [f"head {h}" for h in range(len(stack))]
+        else:
+            raise ValueError(f"view must be 'time', 'head' or 'layer', got {view!r}")
+        rows.append(stack)
+    cols = rows[0].shape[0]
+    fig, axes = plt.subplots(len(words), cols, figsize=(1.6 * cols, 1.7 * len(words)), squeeze=False)
+    for r, (word, stack) in enumerate(zip(words, rows)):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.imshow(overlay(image, stack[c]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=7)
+            if c == 0:
+                ax.set_ylabel(maps.words[prompt_index][word], fontsize=9)
+    fig.suptitle(f"{view} view", fontsize=10)
+    return fig
+
+
+def _short(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(p for p in parts if p not in ("attentions", "transformer_blocks", "attn2"))[:18]

@@ -1,17 +1,47 @@
-"""Self-contained HTML reports (images inlined as base64 PNG)."""
+"""Self-contained HTML pages (images inlined as base64 PNG), built from the templates in
+``report/templates`` with autoescaping: every text that reaches a page is escaped, and only
+blocks rendered by these functions (``markupsafe.Markup``) are inserted as HTML."""
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
+import json
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from markupsafe import Markup
 from PIL import Image
 
 from ..types import Explanation
+from .figures import attribution_figure, embedding_figure, surrogate_figure, view_grid
+
+
+@functools.lru_cache(maxsize=1)
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("diffexplain.report", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render(template: str, **context) -> Markup:
+    """Render one template of ``report/templates`` (autoescaped) into a safe HTML block."""
+    return Markup(_environment().get_template(template).render(**context))
+
+
+def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading: Optional[str] = None) -> Path:
+    """Write a whole page: ``title`` and ``heading`` are escaped, ``sections`` must be rendered blocks."""
+    for section in sections:
+        if not isinstance(section, Markup):
+            raise ValueError(f"sections must be blocks rendered by diffexplain.report (Markup), got "
+                             f"{type(section).__name__}: build them with report.html.render or tiles_section")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render("page.html", title=title, heading=heading, sections=list(sections)))
+    return path
 
 
 def png_data_uri(image) -> str:
@@ -29,6 +59,15 @@ def png_data_uri(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def tiles_section(items: Sequence[tuple[str, object]], title: str = "", *, level: str = "h2", note: str = "",
+                  wide: bool = False) -> Markup:
+    """A row of captioned images: ``items`` are (caption, image) pairs (PIL, uint8 array or figure)."""
+    if level not in ("h2", "h3"):
+        raise ValueError(f"level must be 'h2' or 'h3', got {level!r}")
+    tiles = [dict(src=png_data_uri(image), caption=caption) for caption, image in items]
+    return render("tiles.html", items=tiles, title=title, level=level, note=note, wide=wide)
+
+
 def _colour(value: float, scale: float) -> str:
     """Red for positive, blue for negative attributions, white for zero."""
     t = 0.0 if scale == 0 else max(-1.0, min(1.0, value / scale))
@@ -37,131 +76,128 @@ def _colour(value: float, scale: float) -> str:
     return f"rgb({int(255 * (1 + t))},{int(255 * (1 + t))},255)"
 
 
-def attribution_figure(explanation: Explanation):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    d = len(explanation.features)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * d + 1.5), 2.8))
-    err = None if explanation.stderr is None else np.nan_to_num(explanation.stderr)
-    colours = ["#d62728" if v >= 0 else "#1f77b4" for v in explanation.values]
-    ax.bar(range(d), explanation.values, yerr=err, color=colours, capsize=3)
-    ax.set_xticks(range(d), explanation.features, rotation=45, ha="right")
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel("attribution")
-    ax.set_title(f"{explanation.method} (error bars: standard error)")
-    return fig
-
-
-def surrogate_figure(explanation: Explanation):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    z = np.asarray(explanation.info["masks"], dtype=float)
-    y = np.asarray(explanation.info["responses"])
-    w = np.asarray(explanation.info["weights"])
-    fitted = z @ explanation.values + explanation.base_value
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    ax.scatter(fitted, y, s=10 + 60 * w / max(w.max(), 1e-12), alpha=0.7)
-    low, high = min(fitted.min(), y.min()), max(fitted.max(), y.max())
-    ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
-    ax.set_xlabel("surrogate prediction")
-    ax.set_ylabel("value")
-    ax.set_title(f"weighted R² = {explanation.info['fidelity_r2']:.3f}")
-    return fig
-
-
-def embedding_figure(embeddings: np.ndarray, masks: np.ndarray, words: Sequence[str]):
-    """2-D PCA of coalition embeddings (n, E), one panel per word: coalitions with / without it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    centred = embeddings - embeddings.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    points = centred @ vt[:2].T if vt.shape[0] >= 2 else np.c_[centred @ vt[:1].T, np.zeros(len(centred))]
-    cols = min(4, len(words))
-    rows = (len(words) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
-    for index, word in enumerate(words):
-        ax = axes[index // cols][index % cols]
-        has = masks[:, index].astype(bool)
-        ax.scatter(points[~has, 0], points[~has, 1], s=9, c="#bbbbbb", label="without")
-        ax.scatter(points[has, 0], points[has, 1], s=9, c="#d62728", label="with")
-        ax.set_title(word, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for index in range(len(words), rows * cols):
-        axes[index // cols][index % cols].axis("off")
-    fig.suptitle("PCA of perturbed images' embeddings, by word presence", fontsize=10)
-    return fig
-
-
-_STYLE = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}
-.word{display:inline-block;padding:4px 7px;margin:2px;border-radius:4px;border:1px solid #ccc;font-size:18px}
-table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;font-size:13px;text-align:right}
-th{background:#f4f4f4}.tiles img{image-rendering:pixelated;width:96px;height:96px;margin:2px}
-.tile{display:inline-block;text-align:center;font-size:11px;width:100px;vertical-align:top}
-code{background:#f4f4f4;padding:1px 4px}"""
-
-
-def explanation_report(explanation: Explanation, path: str | Path, *, coalition_images: Optional[list] = None,
-                       embeddings: Optional[np.ndarray] = None, masks: Optional[np.ndarray] = None,
-                       extra_sections: Sequence[str] = ()) -> Path:
+def explanation_report(explanation: Explanation, path: str | Path, *, extra_sections: Sequence[Markup] = (),
+                       max_images: int = 24) -> Path:
     """Write a self-contained HTML report of a word explanation.
 
+    With the game the explanation came from (``explanation.game``, set by ``PromptExplainer``), the
+    report also shows up to ``max_images`` coalitions' images (first seed) and a PCA map of every
+    coalition's embedding, read back from the generation cache: nothing is generated.
+
     Args:
-        coalition_images: list of (caption, uint8 image) pairs to show.
-        embeddings, masks: (n, E) embeddings of coalition images and their (n, d) masks, for the PCA.
-        extra_sections: raw HTML blocks appended (e.g. attention views).
+        explanation: the result to show.
+        path: the HTML file to write.
+        extra_sections: blocks rendered by this module (``attention_section``, ``tiles_section``).
+        max_images: how many coalitions' images to show (a fixed random subset when more).
     """
+    from ..explain.game import ImageGame
+
     e = explanation
+    coalition_tiles, embedding_src, masks = [], None, e.coalitions
+    if isinstance(e.game, ImageGame) and masks is not None:
+        rows = np.arange(len(masks))
+        if len(rows) > max_images:
+            rows = np.random.default_rng(0).permutation(len(rows))[:max_images]
+        texts = e.coalition_texts or ("",) * len(masks)
+        coalition_tiles = [dict(src=png_data_uri(image), caption=texts[r] or "(empty)")
+                           for r, image in zip(rows, e.images(rows)[:, 0])]
+        if len(masks) > 2:
+            embedding_src = png_data_uri(embedding_figure(e.game.embeddings(masks)[:, 0], masks, e.features))
     scale = float(np.max(np.abs(e.values))) if len(e.values) else 0.0
-    words_html = "".join(
-        f'<span class="word" style="background:{_colour(v, scale)}" title="{v:+.4f}">{html.escape(w)}</span>'
-        for w, v in zip(e.features, e.values))
-    rows = []
-    for i, word in enumerate(e.features):
-        se = "" if e.stderr is None or np.isnan(e.stderr[i]) else f"{e.stderr[i]:.4f}"
-        p = "" if e.pvalues is None else f"{e.pvalues[i]:.4f}"
-        rows.append(f"<tr><td style='text-align:left'>{html.escape(word)}</td><td>{e.values[i]:+.4f}</td>"
-                    f"<td>{e.normalised()[i]:+.3f}</td><td>{se}</td><td>{p}</td></tr>")
-    sections = [
-        f"<h1>Which words drive the image?</h1><p>Prompt: <code>{html.escape(str(e.metadata.get('prompt', '')))}</code>"
-        f" &middot; method <b>{e.method}</b> &middot; {e.n_generations} images ({e.n_cached} from the cache)"
-        f" &middot; seeds {e.settings.get('seeds')} &middot; embedder {e.settings.get('embedder')}, similarity "
-        f"{e.settings.get('similarity')}</p><div>{words_html}</div>",
-        f"<h2>Attributions</h2><img src='{png_data_uri(attribution_figure(e))}'>"
-        "<table><tr><th>word</th><th>value</th><th>normalised</th><th>std. error</th><th>p-value</th></tr>"
-        + "".join(rows) + f"</table><p>v(full) = {e.full_value:.4f}, base value = {e.base_value:.4f}</p>",
-    ]
-    if "fidelity_r2" in e.info:
-        sections.append(f"<h2>Surrogate fit</h2><img src='{png_data_uri(surrogate_figure(e))}'>")
-    if coalition_images:
-        tiles = "".join(f"<div class='tile'><img src='{png_data_uri(img)}'><br>{html.escape(cap) or '(empty)'}</div>"
-                        for cap, img in coalition_images)
-        sections.append(f"<h2>Perturbed prompts and their images</h2><div class='tiles'>{tiles}</div>")
-    if embeddings is not None and masks is not None and len(embeddings) > 2:
-        figure = embedding_figure(embeddings, masks, e.features)
-        sections.append(f"<h2>Embedding map</h2><img src='{png_data_uri(figure)}'>")
-    sections.extend(extra_sections)
-    sections.append(f"<h2>Settings</h2><pre>{html.escape(_pretty(e.settings))}</pre>"
-                    f"<pre>{html.escape(_pretty(e.metadata))}</pre>")
-    title = f"diffexplain: {html.escape(e.method)}"
-    document = f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>" \
-               f"<style>{_STYLE}</style></head><body>{''.join(sections)}</body></html>"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document)
-    return path
+    normalised = e.normalised()
+    words = [dict(text=w, value=float(v), colour=_colour(float(v), scale), normalised=float(normalised[i]),
+                  stderr="" if e.stderr is None or np.isnan(e.stderr[i]) else f"{e.stderr[i]:.4f}",
+                  pvalue="" if e.pvalues is None else f"{e.pvalues[i]:.4f}")
+             for i, (w, v) in enumerate(zip(e.features, e.values))]
+    for section in extra_sections:
+        if not isinstance(section, Markup):
+            raise ValueError("extra_sections must be blocks rendered by diffexplain.report, "
+                             f"got {type(section).__name__}")
+    body = render("explanation.html", e=e, prompt=str(e.metadata.get("prompt", "")), words=words,
+                  attribution_figure=png_data_uri(attribution_figure(e)),
+                  surrogate_figure=png_data_uri(surrogate_figure(e)) if "fidelity_r2" in e.info else None,
+                  coalition_tiles=coalition_tiles, embedding_figure=embedding_src, extra_sections=list(extra_sections),
+                  settings=_pretty(e.settings), metadata=_pretty(e.metadata))
+    return write_page(path, f"diffexplain: {e.method}", [body])
+
+
+def attention_section(maps, image: np.ndarray, *, views: Sequence[str] = ("time", "head", "layer"), regions=None,
+                      prompt_index: int = 0, out_dir: Optional[Path] = None,
+                      layers: Optional[Sequence[str]] = None) -> Markup:
+    """The word heatmaps (averaged over ``layers``, default every recorded layer), the requested
+    views and the region labels as an HTML block; PNGs also go to ``out_dir`` when given.
+
+    Args:
+        maps: ``AttentionMaps`` of one generation.
+        image: that generation, uint8 (H, W, 3).
+        regions: ``explain.regions.RegionMatch`` or None.
+    """
+    from ..attention.maps import overlay
+    from ..metrics.spatial import minmax_scale
+
+    words = list(range(len(maps.words[prompt_index])))
+    size = (128, 128 * image.shape[0] // image.shape[1])
+    word_tiles = []
+    for index in words:
+        heatmap = maps.word_heatmap(index, prompt_index=prompt_index, layers=layers)
+        blended = overlay(image, heatmap)
+        if out_dir is not None:
+            name = f"{index:02d}_{maps.words[prompt_index][index]}"
+            grey = (minmax_scale(heatmap).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(grey).save(out_dir / f"heatmap_{name}.png")
+            Image.fromarray(blended).save(out_dir / f"overlay_{name}.png")
+        big = Image.fromarray(blended).resize(size, Image.NEAREST)
+        word_tiles.append(dict(src=png_data_uri(big), caption=maps.words[prompt_index][index]))
+    view_images = []
+    for view in views:
+        figure = view_grid(maps, view, words, image, prompt_index)
+        if out_dir is not None:
+            figure.savefig(out_dir / f"view_{view}.png", dpi=110, bbox_inches="tight")
+        view_images.append(dict(name=view, src=png_data_uri(figure)))
+    region_block = None
+    if regions is not None:
+        import matplotlib
+
+        colours = (matplotlib.colormaps["tab20"](regions.labels % 20)[..., :3] * 255).astype(np.uint8)
+        if out_dir is not None:
+            Image.fromarray(colours).save(out_dir / "regions.png")
+        region_block = dict(src=png_data_uri(Image.fromarray(colours).resize(size, Image.NEAREST)),
+                            rows=[dict(region=r, word=regions.words[w], score=float(regions.attention_scores[r, w]))
+                                  for r, w in enumerate(regions.best_word)])
+    return render("attention.html", word_tiles=word_tiles, views=view_images, regions=region_block)
+
+
+def i2am_report(path: str | Path, result, adapter) -> Path:
+    """The I2AM page of a Paint-by-Example generation.
+
+    Args:
+        path: the HTML file to write.
+        result: ``explain.i2am.I2AMResult``.
+        adapter: the ``PaintByExampleAdapter`` it came from (source, mask, reference).
+    """
+    import torch
+
+    from ..attention.maps import overlay
+
+    mask_image = (adapter.mask[..., None].repeat(3, axis=2) * 255).astype(np.uint8)
+    inputs = [("source", adapter.source), ("mask", mask_image), ("reference", adapter.reference),
+              ("generated", result.image),
+              ("reference to generated", overlay(result.image, torch.from_numpy(result.r2g)))]
+    if result.guidance is not None:
+        inputs.append(("guidance difference", overlay(result.image, torch.from_numpy(result.guidance))))
+    guidance_time = []
+    if result.guidance_time is not None:  # one overlay per time group, noisiest first
+        guidance_time = [dict(src=png_data_uri(overlay(result.image, torch.from_numpy(m))),
+                              caption=f"group {g}: IMACS {score:.3f}")
+                         for g, (m, score) in enumerate(zip(result.guidance_time, result.imacs_guidance_time))]
+    views = [dict(name=v, src=png_data_uri(view_grid(result.maps, v, [0], result.image)))
+             for v in ("time", "head", "layer")]
+    body = render("i2am.html", inputs=[dict(src=png_data_uri(im), caption=name) for name, im in inputs],
+                  imacs_r2g=result.imacs_r2g, imacs_guidance=result.imacs_guidance, imacs_g2r=result.imacs_g2r,
+                  guidance_time=guidance_time, views=views,
+                  g2r=png_data_uri(overlay(adapter.reference, torch.from_numpy(result.g2r))))
+    return write_page(path, "diffexplain i2am", [body], heading="How the reference is used (I2AM)")
 
 
 def _pretty(mapping) -> str:
-    import json
-
     return json.dumps(mapping, indent=2, default=str)

@@ -57,11 +57,10 @@ def command(out: Path, seed: int) -> None:
     # world's ground truth (content words relevant, filler words not).
     import numpy as np
 
-    from diffexplain.attention.report import attention_section
     from diffexplain.cache import GenerationCache
     from diffexplain.explain.api import explain_prompt
     from diffexplain.metrics import roc_auc
-    from diffexplain.report.html import explanation_report
+    from diffexplain.report.html import attention_section, explanation_report
     from . import sample_scene
     from diffexplain.attention import record_prompt
 

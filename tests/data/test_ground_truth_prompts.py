@@ -1,11 +1,11 @@
 import numpy as np
 
-from diffexplain.data import seed002_prompts
+from diffexplain.data import ground_truth_prompts
 from diffexplain.metrics import ranks_aligned, rmse_normalised
 
 
 def test_ten_prompts_one_score_per_word_each_row_sums_to_one():
-    prompts = seed002_prompts()
+    prompts = ground_truth_prompts()
     assert len(prompts) == 10
     for item in prompts:
         assert len(item.words) == len(item.importance)
@@ -15,7 +15,7 @@ def test_ten_prompts_one_score_per_word_each_row_sums_to_one():
 
 
 def test_metrics_run_on_the_dataset():
-    prompts = seed002_prompts()
+    prompts = ground_truth_prompts()
     uniform = [np.ones(len(p.words)) for p in prompts]
     scores = [ranks_aligned(u, p.importance) for u, p in zip(uniform, prompts)]
     assert all(0.0 <= s <= 1.0 for s in scores)
