@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+AD_HOC = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"  # git-ignored
 
 
 def reset_peak_rss() -> None:
@@ -34,11 +35,24 @@ def machine() -> dict:
                 torch=torch.__version__, platform=platform.platform())
 
 
-def write(name: str, payload: dict, table: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(table)
+def write(name: str, payload: dict, table: str, *, current: bool) -> Path:
+    """Write ``name``.json and ``name``.md: to ``benchmarks/results`` when this is the benchmark's
+    current result (its canonical command), else to the ignored ``runs/benchmarks``. The payload
+    records the command and the commit it ran on."""
+    import subprocess
+    import sys
+
+    folder = RESULTS if current else AD_HOC
+    folder.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    payload = dict(payload, command="python -m benchmarks." + Path(sys.argv[0]).stem + " " + " ".join(sys.argv[1:]),
+                   commit=commit or "unknown")
+    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(table)
     print(table)
+    print(f"wrote {folder / name}.json and .md")
+    return folder
 
 
 def drop_one_images(adapter, text: str, seeds: list[int], embedder, cache):

@@ -1,9 +1,9 @@
 """Cross-attention heatmaps of the shapes model against exact object masks, and their cost.
 
-Usage: python benchmarks/attention_maps.py [--captions 50] [--quick]
+Usage: python -m benchmarks.attention_maps [--parts localisation,cost] [--captions 50] [--quick] [--name NAME]
 
-Writes benchmarks/results/attention_maps.{json,md}:
-- localisation: rendered scenes (exact masks) are encoded, noised to t in
+Writes benchmarks/results/attention_maps_<part>.{json,md} (ad-hoc runs: runs/benchmarks/):
+- localisation (part ``localisation``, with regions): rendered scenes (exact masks) are encoded, noised to t in
   {100, 300, 500, 700, 900} and passed through the UNet with their caption inside an
   AttentionRecorder (a protocol independent of sample quality). Each colour and shape word's
   heatmap is scored against the mask of the object it names: mIoU (min-max normalised map
@@ -14,7 +14,7 @@ Writes benchmarks/results/attention_maps.{json,md}:
 - regions: each scene is segmented (k-means over the words' heatmaps, or Felzenszwalb superpixels
   of the image); a colour / shape word is matched right if its best region lies mostly inside its
   object.
-- cost: sampling time with / without recording (same seeds, interleaved) and peak RSS while
+- cost (part ``cost``): sampling time with / without recording (same seeds, interleaved) and peak RSS while
   recording 10 vs 50 steps.
 """
 
@@ -23,23 +23,21 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(__file__))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from _common import machine, peak_rss_mib, reset_peak_rss, write  # noqa: E402
-from diffexplain.attention import AttentionRecorder, threshold  # noqa: E402
-from diffexplain.explain.regions import match_regions, segment  # noqa: E402
-from diffexplain.metrics import iou, mass_ratio, pointing_game  # noqa: E402
-from diffexplain_shapes import pipelines as shapes  # noqa: E402
-from diffexplain.models.loading import load_pipeline  # noqa: E402
-from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
-from diffexplain_shapes import sample_scene  # noqa: E402
+from ._common import machine, peak_rss_mib, reset_peak_rss, write
+from diffexplain.attention import AttentionRecorder, threshold
+from diffexplain.explain.regions import match_regions, segment
+from diffexplain.metrics import iou, mass_ratio, pointing_game
+from diffexplain_shapes import pipelines as shapes
+from diffexplain.models.loading import load_pipeline
+from diffexplain.models.adapter import TextToImageAdapter
+from diffexplain_shapes import sample_scene
 
 DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 
@@ -75,20 +73,7 @@ def score(heatmap, mask, tau=0.4):
                 pointing=float(pointing_game(heatmap, mask)), mass=mass_ratio(heatmap, mask))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--captions", type=int, default=50)
-    parser.add_argument("--select", type=int, default=40, help="training-split scenes that choose layers and tau")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
-    parser.add_argument("--name", default="attention_maps")
-    args = parser.parse_args()
-    if args.quick:
-        args.captions, args.select = 5, 5
-    torch.set_flush_denormal(True)
-    pipe = load_pipeline(args.model)
-    adapter = TextToImageAdapter(pipe, num_inference_steps=DEFAULTS.num_inference_steps,
-                                 guidance_scale=DEFAULTS.guidance_scale)
+def localisation_part(args, pipe, adapter) -> tuple[dict, str]:
     # Settings are chosen on training-split scenes, then measured on held-out ones.
     selection_scenes = [sample_scene(np.random.default_rng([777, i]), split="train") for i in range(args.select)]
     selection = collections.defaultdict(list)
@@ -153,36 +138,12 @@ def main() -> None:
     per_group = {f"{role}|t={t}": summary(rows) for (role, t), rows in by_group.items()}
     regions_acc = {f"{role}|{seg}|{maps_key}": float(np.mean(v)) for (role, (seg, maps_key)), v in region_hits.items()}
 
-    # cost: recording overhead (interleaved, same seeds) and memory vs steps
-    prompts = [s.caption for s in scenes[:8]]
-    plain_t, recorded_t = [], []
-    adapter.generate(prompts[:1], [0])
-    for repeat in range(3):
-        start = time.perf_counter()
-        adapter.generate(prompts, list(range(len(prompts))))
-        plain_t.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        with AttentionRecorder(pipe):
-            adapter.generate(prompts, list(range(len(prompts))))
-        recorded_t.append(time.perf_counter() - start)
-    overhead = float(np.median(recorded_t) / np.median(plain_t) - 1)
-    memory = {}
-    for steps in (10, 50):
-        stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=DEFAULTS.guidance_scale)
-        reset_peak_rss()
-        base = peak_rss_mib()
-        with AttentionRecorder(pipe) as recorder:
-            stepped.generate(prompts, list(range(len(prompts))))
-        recorder.maps(pipe.tokenizer, prompts, image_size=(64, 64))
-        memory[steps] = peak_rss_mib() - base
-
     payload = dict(n_captions=len(scenes), n_selection=len(selection_scenes), timesteps=TIMESTEPS,
                    localisation_daam=localisation, localisation_shapes_settings=localisation_fine,
                    shapes_settings=dict(min_grid=DEFAULTS.attention_min_grid, tau=DEFAULTS.attention_tau),
                    selected_on_training_split=dict(min_grid=selected[0], tau=selected[1]),
                    selection_miou=selection_table, per_layer=per_layer,
-                   per_time=per_group, region_word_accuracy=regions_acc, recording_overhead=overhead,
-                   plain_s=plain_t, recorded_s=recorded_t, peak_rss_increase_mib=memory, machine=machine())
+                   per_time=per_group, region_word_accuracy=regions_acc, machine=machine())
     grid = DEFAULTS.attention_min_grid
     settings = f"layers with a grid >= {grid}x{grid}, tau {DEFAULTS.attention_tau}"
     lines = [f"# Cross-attention localisation on {len(scenes)} held-out rendered scenes (t in {TIMESTEPS})", "",
@@ -213,10 +174,67 @@ def main() -> None:
         c, s = per_group.get(f"colour|t={t}", {}), per_group.get(f"shape|t={t}", {})
         lines.append(f"| {t} | {c.get('iou', float('nan')):.3f} | {c.get('pointing', float('nan')):.3f} | "
                      f"{s.get('iou', float('nan')):.3f} | {s.get('pointing', float('nan')):.3f} |")
-    lines += ["", f"Recording overhead: {overhead:+.1%} (median of 3 interleaved runs, {len(prompts)} prompts, "
-              "20 steps). "
-              f"Peak RSS increase while recording: 10 steps {memory[10]:.1f} MiB, 50 steps {memory[50]:.1f} MiB.", ""]
-    write(args.name, payload, "\n".join(lines))
+    return payload, "\n".join(lines + [""])
+
+
+def cost_part(args, pipe, adapter) -> tuple[dict, str]:
+    # recording overhead (interleaved, same seeds) and memory vs steps
+    rng = np.random.default_rng(4242)  # the localisation part's first 8 held-out scenes
+    prompts = [sample_scene(rng, split="heldout").caption for _ in range(8)]
+    plain_t, recorded_t = [], []
+    adapter.generate(prompts[:1], [0])
+    for repeat in range(3):
+        start = time.perf_counter()
+        adapter.generate(prompts, list(range(len(prompts))))
+        plain_t.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with AttentionRecorder(pipe):
+            adapter.generate(prompts, list(range(len(prompts))))
+        recorded_t.append(time.perf_counter() - start)
+    overhead = float(np.median(recorded_t) / np.median(plain_t) - 1)
+    memory = {}
+    for steps in (10, 50):
+        stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=DEFAULTS.guidance_scale)
+        reset_peak_rss()
+        base = peak_rss_mib()
+        with AttentionRecorder(pipe) as recorder:
+            stepped.generate(prompts, list(range(len(prompts))))
+        recorder.maps(pipe.tokenizer, prompts, image_size=(64, 64))
+        memory[steps] = peak_rss_mib() - base
+
+    payload = dict(recording_overhead=overhead, plain_s=plain_t, recorded_s=recorded_t, peak_rss_increase_mib=memory,
+                   n_prompts=len(prompts), machine=machine())
+    table = (f"# Cost of recording cross-attention\n\nRecording overhead: {overhead:+.1%} (median of 3 interleaved "
+             f"runs, {len(prompts)} prompts, {adapter.num_inference_steps} steps). Peak RSS increase while recording: "
+             f"10 steps {memory[10]:.1f} MiB, 50 steps {memory[50]:.1f} MiB.\n")
+    return payload, table
+
+
+PARTS = ("localisation", "cost")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, among {PARTS}")
+    parser.add_argument("--captions", type=int, default=50)
+    parser.add_argument("--select", type=int, default=40, help="training-split scenes that choose layers and tau")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
+    parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    if not parts or not set(parts) <= set(PARTS):
+        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
+    if args.quick:
+        args.captions, args.select = 5, 5
+    torch.set_flush_denormal(True)
+    pipe = load_pipeline(args.model)
+    adapter = TextToImageAdapter(pipe, num_inference_steps=DEFAULTS.num_inference_steps,
+                                 guidance_scale=DEFAULTS.guidance_scale)
+    current = args.name is None and args.model == "shapes" and (args.captions, args.select) == (50, 40)
+    for part in parts:
+        payload, table = (localisation_part if part == "localisation" else cost_part)(args, pipe, adapter)
+        write(f"{args.name or 'attention_maps'}_{part}", payload, table, current=current)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Editing and image-to-image: edit fidelity, instruction-word attribution, insertion and IMACS.
 
-Usage: python benchmarks/edits.py [--pix2pix instruct_pix2pix|DIR] [--pbe paint_by_example|DIR]
+Usage: python -m benchmarks.edits [--pix2pix instruct_pix2pix|DIR] [--pbe paint_by_example|DIR]
                                   [--inpaint inpaint|DIR] [--edits 64] [--explain 12]
                                   [--insertions 120] [--inpaintings 120] [--cache FILE] [--quick]
 
-Writes benchmarks/results/edits.{json,md}:
+Parts (``--parts pix2pix,insertion,inpainting``), each written to
+benchmarks/results/edits_<part>.{json,md} when every setting is at its default (a cache file aside),
+else, or with --name, to runs/benchmarks/:
 - pix2pix fidelity: held-out edits (source scene, instruction, target scene); an edit succeeds
   when the checker reads the *target* caption back from the edited image (colours, count, shapes,
   and position where the caption names one).
@@ -33,30 +35,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(__file__))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+import numpy as np
+import torch
+from scipy.stats import spearmanr
 
-from _common import drop_one_images, machine, write  # noqa: E402
-from diffexplain.cache import GenerationCache  # noqa: E402
-from diffexplain.attention import record_prompt  # noqa: E402
-from diffexplain.embed import make_embedder  # noqa: E402
-from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt  # noqa: E402
-from diffexplain.explain.i2am import i2am_paint_by_example  # noqa: E402
-from diffexplain.metrics import imacs, roc_auc  # noqa: E402
-from diffexplain_shapes import pipelines as shapes  # noqa: E402
-from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter  # noqa: E402
-from diffexplain.models.loading import load_pipeline  # noqa: E402
-from diffexplain_shapes import check, sample_scene  # noqa: E402
-from diffexplain_shapes.edits import inpainted_relevance, sample_edit  # noqa: E402
-from diffexplain_shapes.scene import COLOURS, IMAGE_SIZE  # noqa: E402
-from diffexplain_shapes.tasks import box_mask, reference_crop, reference_object_mask  # noqa: E402
+from ._common import drop_one_images, machine, write
+from diffexplain.cache import GenerationCache
+from diffexplain.attention import record_prompt
+from diffexplain.embed import make_embedder
+from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt
+from diffexplain.explain.i2am import i2am_paint_by_example
+from diffexplain.metrics import imacs, roc_auc
+from diffexplain_shapes import pipelines as shapes
+from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter
+from diffexplain.models.loading import load_pipeline
+from diffexplain_shapes import check, sample_scene
+from diffexplain_shapes.edits import inpainted_relevance, sample_edit
+from diffexplain_shapes.scene import COLOURS, IMAGE_SIZE
+from diffexplain_shapes.tasks import box_mask, reference_crop, reference_object_mask
 
 DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 EDIT_DEFAULTS = shapes.defaults("instruct_pix2pix")  # and the editing models'
@@ -262,7 +262,87 @@ def inpainting_part(model: str, n: int, n_explain: int, draw: int = 7170) -> dic
                 attribution_auc={m: float(np.nanmean(v)) if v else float("nan") for m, v in attribution.items()})
 
 
-def main() -> None:
+def pix2pix_table(part: dict, args) -> list[str]:
+    lines = []
+    draw = "" if args.edit_draw == EDIT_DRAW else f" (draw {args.edit_draw})"
+    image_guidance = "pipeline default 1.5" if args.image_guidance is None else args.image_guidance
+    lines += [f"InstructPix2Pix: {part['n_edits']} held-out edits{draw}, guidance {args.guidance}, image guidance "
+              f"{image_guidance}: success {part['success']:.1%} (checker reads the target caption).", "",
+              "| edit kind | n | success |", "|---|---|---|"]
+    lines += [f"| {k} | {part['n_by_kind'][k]} | {v:.1%} |" for k, v in sorted(part["success_by_kind"].items())]
+    lines += ["", f"Instruction-word AUC on {len(part['instructions'])} explained instructions (2 sampler seeds, "
+              f"{part['embedder']}, -L2); SMILE averaged over {part['explainer_seeds']} draws of its masks.", "",
+              "| method | instruction-word AUC | per explainer seed |", "|---|---|---|"]
+    lines += [f"| {m} | {v:.3f} | {', '.join(f'{a:.3f}' for a in part['attribution_auc_per_seed'][m])} |"
+              for m, v in part["attribution_auc"].items()]
+    if part["per_instruction"]:
+        used: dict[str, list[int]] = {}
+        for r in part["per_instruction"]:
+            for w, rel, u in zip(r["words"], r["relevance"], r["filler_used"]):
+                if not rel:
+                    used.setdefault(w, []).append(u)
+        lines += ["", "Fillers the model uses: a filler is *used* on an instruction when dropping it alone breaks "
+                  "an edit that succeeds with the full instruction (checker, either sampler seed; exact "
+                  "Shapley's images, no new generations).", "",
+                  "| filler | occurrences | used on |", "|---|---|---|"]
+        lines += [f"| {w} | {len(u)} | {sum(u)} |" for w, u in sorted(used.items(), key=lambda kv: -sum(kv[1]))]
+        lines += ["", "AUC with the used fillers left out of each instruction:", "",
+                  "| method | instruction-word AUC without used fillers |", "|---|---|"]
+        lines += [f"| {m} | {v:.3f} |" for m, v in part["attribution_auc_without_used_fillers"].items()]
+    return lines
+
+
+def insertion_table(part: dict, args) -> list[str]:
+    lines = []
+    lines += [f"Paint-by-Example: {part['n_insertions']} held-out insertions, success {part['success']:.1%} "
+              f"(source outside the box, generation inside; the whole generated image: "
+              f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
+              "| map scored by IMACS (lambda 3, vs the mask) | ROC-AUC, success vs failure | same, whole image "
+              "| success vs misplaced failures (IoU < 0.5) | success vs well-placed failures "
+              "| Spearman with IoU | mean IMACS |", "|---|---|---|---|---|---|---|"]
+    names = {"r2g": "I2AM reference-to-generated attention",
+             "g2r": "I2AM generated-to-reference, encoder rollout (vs the reference object's mask)",
+             "guidance": "guidance difference"}
+    names.update({f"guidance_t{g}": f"guidance difference, time group {g} (0 = noisiest)" for g in range(10)})
+    lines += [f"| {names[k]} | {v['success_auc']:.3f} | {v['whole_image_success_auc']:.3f} | "
+              f"{v['misplaced_failure_auc']:.3f} | {v['well_placed_failure_auc']:.3f} | "
+              f"{v['iou_spearman']:.3f} | {v['mean']:.3f} |" for k, v in part["imacs"].items()]
+    lines += ["", f"Failures: {part['n_misplaced_failures']} misplaced (inserted object's IoU with the target "
+              f"box < 0.5), {part['n_well_placed_failures']} well placed but wrong in colour, shape or size."]
+    return lines
+
+
+def inpainting_table(part: dict, args) -> list[str]:
+    lines = []
+    words = part["imacs_words"]
+    lines += [f"Inpainting: {part['n_inpaintings']} held-out object boxes repainted from the caption, success "
+              f"{part['success']:.1%} (source outside the box, generation inside; the whole generated image: "
+              f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
+              "IMACS (lambda 3) of the masked object's words' cross-attention against the mask: ROC-AUC "
+              f"{words['success_auc']:.3f} for success vs failure ({words['whole_image_success_auc']:.3f} on "
+              f"the whole image), Spearman {words['iou_spearman']:.3f} with the IoU, mean {words['mean']:.3f}.", "",
+              f"Caption-word AUC on {len(part['captions'])} of them (relevant: the masked object's colour, shape "
+              "and size words):", "", "| method | caption-word AUC |", "|---|---|"]
+    lines += [f"| {m} | {v:.3f} |" for m, v in part["attribution_auc"].items()]
+    return lines
+
+
+PARTS = ("pix2pix", "insertion", "inpainting")
+TITLES = dict(pix2pix="InstructPix2Pix on held-out shapes edits", insertion="Paint-by-Example insertions and IMACS",
+              inpainting="Inpainting held-out object boxes")
+
+
+def run_part(name: str, args) -> dict:
+    if name == "pix2pix":
+        budgets = tuple(int(b) for b in args.smile_budgets.split(","))
+        return pix2pix_part(args.pix2pix, args.edits, args.explain, budgets, args.edit_draw, args.guidance,
+                            args.image_guidance, args.explainer_seeds, args.cache, args.embedder_size)
+    if name == "insertion":
+        return insertion_part(args.pbe, args.insertions, args.insertion_draw)
+    return inpainting_part(args.inpaint, args.inpaintings, args.inpaint_explain, args.inpainting_draw)
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pix2pix", default="instruct_pix2pix")
     parser.add_argument("--pbe", default="paint_by_example")
@@ -294,82 +374,27 @@ def main() -> None:
     parser.add_argument("--inpainting-draw", type=int, default=7170,
                         help="seed of the held-out scenes drawn for inpainting (another value: a validation draw)")
     parser.add_argument("--quick", action="store_true", help="4 edits, 1 explained, 6 insertions (smoke run)")
-    parser.add_argument("--name", default="edits")
-    args = parser.parse_args()
+    parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, among {PARTS}")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    if not parts or not set(parts) <= set(PARTS):
+        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
+    # the current result: every setting at its default (which parts and the cache file aside)
+    current = vars(args) == vars(parser.parse_args(["--parts", args.parts, "--cache", args.cache]))
     if args.quick:
         args.edits, args.explain, args.insertions, args.inpaintings, args.inpaint_explain = 4, 1, 6, 6, 1
     torch.set_flush_denormal(True)
-    payload: dict = dict(machine=machine())
-    lines = ["# Editing and image-to-image on held-out shapes edits", ""]
-    if _available(args.pix2pix):
-        part = payload["pix2pix"] = pix2pix_part(args.pix2pix, args.edits, args.explain,
-                                                       tuple(int(b) for b in args.smile_budgets.split(",")),
-                                                       args.edit_draw, args.guidance, args.image_guidance,
-                                                       args.explainer_seeds, args.cache, args.embedder_size)
-        draw = "" if args.edit_draw == EDIT_DRAW else f" (draw {args.edit_draw})"
-        image_guidance = "pipeline default 1.5" if args.image_guidance is None else args.image_guidance
-        lines += [f"InstructPix2Pix: {part['n_edits']} held-out edits{draw}, guidance {args.guidance}, image guidance "
-                  f"{image_guidance}: success {part['success']:.1%} (checker reads the target caption).", "",
-                  "| edit kind | n | success |", "|---|---|---|"]
-        lines += [f"| {k} | {part['n_by_kind'][k]} | {v:.1%} |" for k, v in sorted(part["success_by_kind"].items())]
-        lines += ["", f"Instruction-word AUC on {len(part['instructions'])} explained instructions (2 sampler seeds, "
-                  f"{part['embedder']}, -L2); SMILE averaged over {part['explainer_seeds']} draws of its masks.", "",
-                  "| method | instruction-word AUC | per explainer seed |", "|---|---|---|"]
-        lines += [f"| {m} | {v:.3f} | {', '.join(f'{a:.3f}' for a in part['attribution_auc_per_seed'][m])} |"
-                  for m, v in part["attribution_auc"].items()]
-        if part["per_instruction"]:
-            used: dict[str, list[int]] = {}
-            for r in part["per_instruction"]:
-                for w, rel, u in zip(r["words"], r["relevance"], r["filler_used"]):
-                    if not rel:
-                        used.setdefault(w, []).append(u)
-            lines += ["", "Fillers the model uses: a filler is *used* on an instruction when dropping it alone breaks "
-                      "an edit that succeeds with the full instruction (checker, either sampler seed; exact "
-                      "Shapley's images, no new generations).", "",
-                      "| filler | occurrences | used on |", "|---|---|---|"]
-            lines += [f"| {w} | {len(u)} | {sum(u)} |" for w, u in sorted(used.items(), key=lambda kv: -sum(kv[1]))]
-            lines += ["", "AUC with the used fillers left out of each instruction:", "",
-                      "| method | instruction-word AUC without used fillers |", "|---|---|"]
-            lines += [f"| {m} | {v:.3f} |" for m, v in part["attribution_auc_without_used_fillers"].items()]
-    else:
-        lines.append(f"InstructPix2Pix: skipped, no weights for {args.pix2pix!r}.")
-    lines.append("")
-    if _available(args.pbe):
-        part = payload["insertion"] = insertion_part(args.pbe, args.insertions, args.insertion_draw)
-        lines += [f"Paint-by-Example: {part['n_insertions']} held-out insertions, success {part['success']:.1%} "
-                  f"(source outside the box, generation inside; the whole generated image: "
-                  f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
-                  "| map scored by IMACS (lambda 3, vs the mask) | ROC-AUC, success vs failure | same, whole image "
-                  "| success vs misplaced failures (IoU < 0.5) | success vs well-placed failures "
-                  "| Spearman with IoU | mean IMACS |", "|---|---|---|---|---|---|---|"]
-        names = {"r2g": "I2AM reference-to-generated attention",
-                 "g2r": "I2AM generated-to-reference, encoder rollout (vs the reference object's mask)",
-                 "guidance": "guidance difference"}
-        names.update({f"guidance_t{g}": f"guidance difference, time group {g} (0 = noisiest)" for g in range(10)})
-        lines += [f"| {names[k]} | {v['success_auc']:.3f} | {v['whole_image_success_auc']:.3f} | "
-                  f"{v['misplaced_failure_auc']:.3f} | {v['well_placed_failure_auc']:.3f} | "
-                  f"{v['iou_spearman']:.3f} | {v['mean']:.3f} |" for k, v in part["imacs"].items()]
-        lines += ["", f"Failures: {part['n_misplaced_failures']} misplaced (inserted object's IoU with the target "
-                  f"box < 0.5), {part['n_well_placed_failures']} well placed but wrong in colour, shape or size."]
-    else:
-        lines.append(f"Paint-by-Example: skipped, no weights for {args.pbe!r}.")
-    lines.append("")
-    if _available(args.inpaint):
-        part = payload["inpainting"] = inpainting_part(args.inpaint, args.inpaintings, args.inpaint_explain,
-                                                       args.inpainting_draw)
-        words = part["imacs_words"]
-        lines += [f"Inpainting: {part['n_inpaintings']} held-out object boxes repainted from the caption, success "
-                  f"{part['success']:.1%} (source outside the box, generation inside; the whole generated image: "
-                  f"{part['success_whole_image']:.1%}), mean IoU {part['mean_iou']:.3f}.", "",
-                  "IMACS (lambda 3) of the masked object's words' cross-attention against the mask: ROC-AUC "
-                  f"{words['success_auc']:.3f} for success vs failure ({words['whole_image_success_auc']:.3f} on "
-                  f"the whole image), Spearman {words['iou_spearman']:.3f} with the IoU, mean {words['mean']:.3f}.", "",
-                  f"Caption-word AUC on {len(part['captions'])} of them (relevant: the masked object's colour, shape "
-                  "and size words):", "", "| method | caption-word AUC |", "|---|---|"]
-        lines += [f"| {m} | {v:.3f} |" for m, v in part["attribution_auc"].items()]
-    else:
-        lines.append(f"Inpainting: skipped, no weights for {args.inpaint!r}.")
-    write(args.name, payload, "\n".join(lines) + "\n")
+    models = dict(pix2pix=args.pix2pix, insertion=args.pbe, inpainting=args.inpaint)
+    tables = dict(pix2pix=pix2pix_table, insertion=insertion_table, inpainting=inpainting_table)
+    for name in parts:
+        if not _available(models[name]):
+            print(f"{name}: skipped, no weights for {models[name]!r}")
+            continue
+        part = run_part(name, args)
+        lines = [f"# {TITLES[name]}", ""] + tables[name](part, args)
+        write(f"{args.name or 'edits'}_{name}", {name: part, "machine": machine()}, "\n".join(lines) + "\n",
+              current=current)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Fidelity and speed of the built-in shapes text-to-image pipeline on held-out captions.
 
-Usage: python benchmarks/shapes_fidelity.py [--n 256] [--steps 20] [--guidance 1.5]
-       [--scheduler pipeline|ddim|dpm|unipc|euler] [--draw N] [--split heldout|train] [--no-speed]
+Usage: python -m benchmarks.shapes_fidelity [--parts accuracy,speed] [--n 256] [--steps 20] [--guidance 1.5]
+       [--scheduler pipeline|ddim|dpm|unipc|euler] [--draw N] [--split heldout|train] [--name NAME]
 
-Writes benchmarks/results/shapes_fidelity.{json,md}: per-attribute accuracy judged by
-``diffexplain.world.check`` on captions that contain a held-out colour-shape pair (never seen in
-training), images/second at batch 1, 8 and 64, and peak RSS while generating a batch of 64.
+Parts, each written to benchmarks/results/shapes_fidelity_<part>.{json,md} (with --name, or with
+any setting other than the shipped model's on the reported draw, to runs/benchmarks/ instead):
+- accuracy: per-attribute accuracy judged by ``diffexplain_shapes.check`` on captions that contain
+  a held-out colour-shape pair (never seen in training), overall and by number of objects;
+- speed: images/second at batch 1, 8 and 64 (median of three interleaved rounds) and peak RSS
+  while generating a batch of 64.
 """
 
 from __future__ import annotations
@@ -14,21 +17,19 @@ import argparse
 import collections
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(__file__))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from _common import machine, peak_rss_mib, reset_peak_rss, write  # noqa: E402
-from diffexplain_shapes import pipelines as shapes  # noqa: E402
-from diffexplain.models.loading import load_pipeline  # noqa: E402
-from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
-from diffexplain_shapes import check, sample_scene  # noqa: E402
+from ._common import machine, peak_rss_mib, reset_peak_rss, write
+from diffexplain_shapes import pipelines as shapes
+from diffexplain.models.loading import load_pipeline
+from diffexplain.models.adapter import TextToImageAdapter
+from diffexplain_shapes import check, sample_scene
 
 DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 
@@ -84,21 +85,72 @@ def _training(model: str) -> dict:
     return json.loads(record.read_text()) if record.is_file() else {}
 
 
-def main() -> None:
+PARTS = ("accuracy", "speed")
+
+
+def accuracy_part(args, pipe) -> tuple[dict, str]:
+    captions = scene_captions(args.n, seed=args.draw, split=args.split)
+    start = time.perf_counter()
+    adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
+    acc, totals, per_count = accuracy(adapter, captions)
+    payload = dict(n_captions=args.n, split=args.split, draw=args.draw, steps=args.steps, guidance=args.guidance,
+                   scheduler=type(pipe.scheduler).__name__, accuracy=acc, judged=totals,
+                   accuracy_by_object_count=per_count, wall_s=time.perf_counter() - start,
+                   training=_training(args.model), machine=machine())
+    payload["training"].pop("loss_curve", None)
+    draw = "" if args.draw == REPORTED_DRAW else f", draw {args.draw}"
+    lines = [f"# Shapes text2image fidelity ({args.n} {args.split} captions{draw}, {args.steps} "
+             f"{type(pipe.scheduler).__name__.removesuffix('Scheduler')} steps, guidance {args.guidance})", "",
+             "| attribute | accuracy | judged |", "|---|---|---|"]
+    lines += [f"| {a} | {acc[a]:.1%} | {totals[a]} |" for a in acc]
+    lines += ["", "| objects | n | colour | count | shape | position | all |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['n']} | {v.get('colour', 0):.1%} | {v.get('count', 0):.1%} | {v.get('shape', 0):.1%} | "
+              f"{v.get('position', float('nan')):.1%} | {v.get('all_ok', 0):.1%} |" for k, v in per_count.items()]
+    lines += ["", f"UNet training steps: {payload['training'].get('unet_steps', 'unknown')}.", ""]
+    return payload, "\n".join(lines)
+
+
+def speed_part(args, pipe) -> tuple[dict, str]:
+    # three interleaved rounds, median per batch size: a shared machine's speed drifts
+    rounds = {batch: [] for batch in (1, 8, 64)}
+    for _ in range(3):
+        for batch, repeats in ((1, 8), (8, 3), (64, 1)):
+            rounds[batch].append(throughput(pipe, args.steps, args.guidance, batch, repeats))
+    speed = {batch: float(np.median(values)) for batch, values in rounds.items()}
+    adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
+    reset_peak_rss()
+    base = peak_rss_mib()
+    adapter.generate(scene_captions(64, seed=args.draw, split=args.split), list(range(64)))
+    peak = peak_rss_mib()
+    payload = dict(steps=args.steps, guidance=args.guidance, images_per_second=speed, images_per_second_rounds=rounds,
+                   batch64_speedup_per_image=speed[64] / speed[1], peak_rss_mib_batch64=peak, rss_before_mib=base,
+                   machine=machine())
+    lines = [f"# Shapes text2image throughput ({args.steps} steps, guidance {args.guidance})", "",
+             "| batch | images/s (median of 3 interleaved rounds) | rounds |", "|---|---|---|"]
+    lines += [f"| {b} | {v:.2f} | " + ", ".join(f"{r:.2f}" for r in rounds[b]) + " |" for b, v in speed.items()]
+    lines += ["", f"Batch 64 per-image throughput = {speed[64] / speed[1]:.2f}x batch 1; "
+              f"peak RSS while generating 64: {peak:.0f} MiB.", ""]
+    return payload, "\n".join(lines)
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, among {PARTS}")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--steps", type=int, default=DEFAULTS.num_inference_steps)
     parser.add_argument("--guidance", type=float, default=DEFAULTS.guidance_scale)
     parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
-    parser.add_argument("--name", default="shapes_fidelity")
+    parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
     parser.add_argument("--split", default="heldout", choices=["heldout", "train"],
                         help="held-out captions (the target) or training-split captions (fit, for contrast)")
-    parser.add_argument("--no-speed", action="store_true", help="accuracy only (for sampler sweeps)")
     parser.add_argument("--draw", type=int, default=REPORTED_DRAW,
                         help="seed of the caption draw; choose sampler settings on another draw than the reported one")
     parser.add_argument("--scheduler", default="pipeline", choices=SCHEDULERS,
                         help="pipeline: its own scheduler; the others are built from its config (same timestep rule)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    if not parts or not set(parts) <= set(PARTS):
+        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
     if args.scheduler != "pipeline":
@@ -107,51 +159,12 @@ def main() -> None:
         classes = dict(ddim="DDIMScheduler", dpm="DPMSolverMultistepScheduler", unipc="UniPCMultistepScheduler",
                        euler="EulerDiscreteScheduler")
         pipe.scheduler = getattr(diffusers, classes[args.scheduler]).from_config(pipe.scheduler.config)
-    captions = scene_captions(args.n, seed=args.draw, split=args.split)
-    start = time.perf_counter()
-    adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
-    acc, totals, per_count = accuracy(adapter, captions)
-    accuracy_wall = time.perf_counter() - start
-    speed = {1: float("nan"), 8: float("nan"), 64: float("nan")}
-    rounds = None
-    base = peak = float("nan")
-    if not args.no_speed:
-        # three interleaved rounds, median per batch size: this shared machine's speed drifts
-        rounds = {batch: [] for batch in speed}
-        for _ in range(3):
-            for batch, repeats in ((1, 8), (8, 3), (64, 1)):
-                rounds[batch].append(throughput(pipe, args.steps, args.guidance, batch, repeats))
-        speed = {batch: float(np.median(values)) for batch, values in rounds.items()}
-        reset_peak_rss()
-        base = peak_rss_mib()
-        adapter.generate(captions[:64], list(range(64)))
-        peak = peak_rss_mib()
-    payload = dict(
-        n_captions=args.n, split=args.split, draw=args.draw, steps=args.steps, guidance=args.guidance,
-        scheduler=type(pipe.scheduler).__name__, accuracy=acc,
-        judged=totals,
-        accuracy_by_object_count=per_count, images_per_second=speed,
-        images_per_second_rounds=rounds,
-        batch64_speedup_per_image=speed[64] / speed[1], peak_rss_mib_batch64=peak, rss_before_mib=base,
-        accuracy_wall_s=accuracy_wall, training=_training(args.model), machine=machine(),
-    )
-    payload["training"].pop("loss_curve", None)
-    draw = "" if args.draw == REPORTED_DRAW else f", draw {args.draw}"
-    lines = [f"# Shapes text2image fidelity ({args.n} {args.split} captions{draw}, {args.steps} "
-             f"{type(pipe.scheduler).__name__.removesuffix('Scheduler')} steps, "
-             f"guidance {args.guidance})", "",
-             "| attribute | accuracy | judged |", "|---|---|---|"]
-    lines += [f"| {a} | {acc[a]:.1%} | {totals[a]} |" for a in acc]
-    lines += ["", "| objects | n | colour | count | shape | position | all |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {k} | {v['n']} | {v.get('colour', 0) / 1:.1%} | {v.get('count', 0):.1%} | {v.get('shape', 0):.1%} | "
-              f"{v.get('position', float('nan')):.1%} | {v.get('all_ok', 0):.1%} |" for k, v in per_count.items()]
-    lines += ["", "| batch | images/s (median of 3 interleaved rounds) | rounds |", "|---|---|---|"]
-    lines += [f"| {b} | {s:.2f} | " + (", ".join(f"{r:.2f}" for r in rounds[b]) if rounds else "-") + " |"
-              for b, s in speed.items()]
-    lines += ["", f"Batch 64 per-image throughput = {speed[64] / speed[1]:.2f}x batch 1; "
-              f"peak RSS while generating 64: {peak:.0f} MiB.",
-              f"UNet training steps: {payload['training'].get('unet_steps', 'unknown')}.", ""]
-    write(args.name, payload, "\n".join(lines))
+    current = (args.name is None and args.model == "shapes" and args.n == 256 and args.draw == REPORTED_DRAW
+               and args.split == "heldout" and args.scheduler == "pipeline"
+               and (args.steps, args.guidance) == (DEFAULTS.num_inference_steps, DEFAULTS.guidance_scale))
+    for part in parts:
+        payload, table = (accuracy_part if part == "accuracy" else speed_part)(args, pipe)
+        write(f"{args.name or 'shapes_fidelity'}_{part}", payload, table, current=current)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Prompt-word attribution on the shapes world: accuracy against ground truth, sampled vs exact,
 and overhead.
 
-Usage: python benchmarks/word_attribution.py [--captions 50] [--seeds 2] [--embedder pixel]
+Usage: python -m benchmarks.word_attribution [--captions 50] [--seeds 2] [--embedder pixel]
        [--similarity neg_l2] [--parts accuracy,compare,ablation,overhead] [--methods shapley,smile]
        [--draws 4] [--explainer-seeds 4] [--caption-draw 2024] [--cache FILE] [--quick]
 
-Writes benchmarks/results/word_attribution.{json,md}:
+Each part writes benchmarks/results/word_attribution_<part>.{json,md} when every setting is at its
+default (a cache file may be given: it changes wall times only); any other run, or one with
+--name, writes to runs/benchmarks/ instead:
 - accuracy: on held-out shapes captions of 5-8 words, per method, ROC-AUC of the attributions
   against binary word relevance (content = 1, filler = 0), precision@k (k = number of content
   words), generations used and wall time. All methods share one generation cache, so each
@@ -37,24 +39,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(__file__))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from _common import drop_one_images, machine, write  # noqa: E402
-from diffexplain.cache import GenerationCache  # noqa: E402
-from diffexplain.embed import make_embedder  # noqa: E402
-from diffexplain.explain.api import SURROGATE_BUDGET, default_budget, explain_prompt  # noqa: E402
-from diffexplain.metrics import precision_at_k, roc_auc  # noqa: E402
-from diffexplain_shapes import pipelines as shapes  # noqa: E402
-from diffexplain.models.loading import load_pipeline  # noqa: E402
-from diffexplain.models.adapter import TextToImageAdapter  # noqa: E402
-from diffexplain_shapes import check, check_vocabulary, sample_scene  # noqa: E402
+from ._common import drop_one_images, machine, write
+from diffexplain.cache import GenerationCache
+from diffexplain.embed import make_embedder
+from diffexplain.explain.api import SURROGATE_BUDGET, default_budget, explain_prompt
+from diffexplain.metrics import precision_at_k, roc_auc
+from diffexplain_shapes import pipelines as shapes
+from diffexplain.models.loading import load_pipeline
+from diffexplain.models.adapter import TextToImageAdapter
+from diffexplain_shapes import check, check_vocabulary, sample_scene
 
 DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 
@@ -128,47 +129,8 @@ class TimedAdapter(TextToImageAdapter):
             self.generation_seconds += time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--captions", type=int, default=50)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--embedder", default="efficientnet", help="the library's default")
-    parser.add_argument("--embedder-size", type=int, default=None,
-                        help="efficientnet: resize side [the library's default: 128 for 64-px images]")
-    parser.add_argument("--similarity", default=None)
-    parser.add_argument("--compare-prompts", type=int, default=8)
-    parser.add_argument("--max-compare-words", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="5 captions, 2 comparison prompts (smoke run)")
-    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
-    parser.add_argument("--name", default="word_attribution")
-    parser.add_argument("--parts", default=",".join(PARTS),
-                        help="comma-separated: accuracy, compare (sampled vs exact), ablation (leave one word out, "
-                             "judged by the checker), overhead")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help="comma-separated methods for the accuracy and compare parts")
-    parser.add_argument("--draws", type=int, default=4, help="compare part: sampler seeds per prompt and method")
-    parser.add_argument("--explainer-seeds", type=int, default=4,
-                        help="accuracy part: seeds of each sampled method's own draw, AUC averaged over them")
-    parser.add_argument("--surrogate-budget", type=int, default=SURROGATE_BUDGET,
-                        help=f"accuracy part: LIME's and SMILE's coalitions per explanation [{SURROGATE_BUDGET}]")
-    parser.add_argument("--caption-draw", type=int, default=REPORTED_DRAW,
-                        help="accuracy part: seed of the caption draw (choose settings on another draw)")
-    parser.add_argument("--perturbation", default="drop", choices=("drop", "empty_embedding"),
-                        help="how a coalition's missing words are removed (see PromptGame)")
-    parser.add_argument("--cache", default=":memory:",
-                        help="generation cache file: a re-run with another method or budget costs no images")
-    args = parser.parse_args()
-    parts = set(args.parts.split(","))
-    methods = tuple(args.methods.split(","))
-    if not parts <= set(PARTS) or not parts:
-        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
-    if not set(methods) <= set(METHODS):
-        parser.error(f"--methods must be among {METHODS}, got {args.methods!r}")
-    if args.draws < 1 or args.explainer_seeds < 1:
-        parser.error(f"--draws and --explainer-seeds must be >= 1, got {args.draws} and {args.explainer_seeds}")
-    max_compare_words = args.max_compare_words
-    if args.quick:  # a smoke run: 5 captions, 1 seed, 2 comparison prompts of at most 8 words
-        args.captions, args.compare_prompts, args.seeds, max_compare_words = 5, 2, 1, 8
+def setup(args, parts, methods):
+    """What the parts share: the pipeline, a timed adapter, the embedder, the cache and the captions."""
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
     adapter = TimedAdapter(pipe, num_inference_steps=DEFAULTS.num_inference_steps,
@@ -180,14 +142,24 @@ def main() -> None:
     common = dict(seeds=args.seeds, embedder=embedder, cache=cache, similarity=args.similarity,  # None: the default
                   perturbation=args.perturbation)
 
-    # 1. accuracy against ground truth
     scenes = captions(args.captions, 5, 8, seed=args.caption_draw)
-    breaks_by_scene = ({scene.caption: broken_attributes(adapter, scene, list(range(args.seeds)), embedder, cache)
-                        for scene in scenes} if "ablation" in parts else {})
+    # the ablation's breaks are computed first: the accuracy part also scores without the fillers they show used
+    breaks = ({scene.caption: broken_attributes(adapter, scene, list(range(args.seeds)), embedder, cache)
+               for scene in scenes} if "ablation" in parts else {})
+    max_compare_words = 8 if args.quick else args.max_compare_words
+    compare = captions(args.compare_prompts, 6, max_compare_words, seed=77)
+    return SimpleNamespace(pipe=pipe, adapter=adapter, embedder=embedder, cache=cache, images_at_start=images_at_start,
+                           common=common, methods=methods, scenes=scenes, breaks=breaks, compare=compare,
+                           max_compare_words=max_compare_words)
+
+
+def accuracy_part(ctx, args) -> tuple[dict, list[str]]:
+    """ROC-AUC and precision@k of every method against word relevance on the accuracy captions."""
+    adapter, common, methods, scenes, breaks_by_scene = ctx.adapter, ctx.common, ctx.methods, ctx.scenes, ctx.breaks
     per_method = {m: dict(auc=[], auc_no_position=[], auc_no_used_fillers=[], precision=[], generations=0,
                           new_generations=0, wall_s=0.0, by_role={}, by_filler={}, auc_by_run={}) for m in methods}
     n_runs = {m: 1 if m == "shapley" else args.explainer_seeds for m in methods}
-    for scene in (scenes if "accuracy" in parts else []):
+    for scene in scenes:
         # the model follows position words poorly (fidelity benchmark), so also score without them
         keep = np.array([w.role != "position" for w in scene.words])
         # with the ablation: also score without the fillers this caption's images show the model uses
@@ -229,18 +201,58 @@ def main() -> None:
                                         for w, v in sorted(r["by_filler"].items())},
                         negative_content_share=float(np.mean([v < 0 for k, vs in r["by_role"].items()
                                                               if k != "filler" for v in vs])))
-                for m, r in per_method.items()} if "accuracy" in parts else {}
+                for m, r in per_method.items()}
     roles = sorted({k for a in accuracy.values() for k in a["share_by_role"]})
 
-    # 2. sampled vs exact on 6-10 word prompts
-    compare = captions(args.compare_prompts, 6, max_compare_words, seed=77)
+    lines = []
+    draw = "" if args.caption_draw == REPORTED_DRAW else f", caption draw {args.caption_draw}"
+    lines += [f"Word attribution on {len(scenes)} distinct held-out shapes captions (5-8 words{draw}, "
+              f"{args.seeds} seeds, embedder {ctx.embedder.name}; LIME / SMILE budget {args.surrogate_budget}, "
+              f"KernelSHAP / permutation 4d; perturbation {args.perturbation})", "",
+              f"A sampled method's figures are averaged over {args.explainer_seeds} seeds of its own draw (the "
+              "next column: the AUC of each seed); images asked and wall time are per pass, images generated "
+              "are all new images." + (f" The cache held {ctx.images_at_start} images at the start: wall times "
+                                       "exclude their generation." if ctx.images_at_start else ""), "",
+              "| method | AUC vs relevance | AUC per explainer seed | AUC without position words | min AUC | "
+              "precision@k | images asked | images generated | wall s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {a['auc']:.3f} | {', '.join(f'{v:.3f}' for v in a['auc_by_explainer_seed'])} | "
+              f"{a['auc_without_position_words']:.3f} | {a['auc_min']:.2f} | "
+              f"{a['precision_at_k']:.3f} | {a['generations']} | "
+              f"{a['new_generations']} | {a['wall_s']} |" for m, a in accuracy.items()]
+    if breaks_by_scene:
+        lines += ["", "AUC without the fillers the model uses (on that caption, dropping the filler alone breaks "
+                  "an attribute; see the ablation section): "
+                  + ", ".join(f"{m} {a['auc_without_used_fillers']:.3f}" for m, a in accuracy.items()) + "."]
+    lines += ["", "Mean signed share of sum |value| per word, by the word's role (the filler column should be "
+              "near 0; 'content < 0' is the share of content words given a negative value):", "",
+              "| method | " + " | ".join(roles) + " | content < 0 |", "|---|" + "---|" * (len(roles) + 1)]
+    lines += [f"| {m} | " + " | ".join(f"{a['share_by_role'].get(k, float('nan')):+.3f}" for k in roles)
+              + f" | {a['negative_content_share']:.1%} |" for m, a in accuracy.items()]
+    fillers = sorted({w for a in accuracy.values() for w in a["by_filler_word"]})
+    lines += ["", "Filler words: mean signed share, and the share of the caption's content words each one "
+              "outranks (what AUC loses to it); n = occurrences:", "",
+              "| method | " + " | ".join(fillers) + " |", "|---|" + "---|" * len(fillers)]
+    lines += ["| n | " + " | ".join(str(next(iter(accuracy.values()))["by_filler_word"].get(w, {}).get("n", 0))
+                                     for w in fillers) + " |"]
+    lines += [f"| {m} | " + " | ".join(
+        f"{a['by_filler_word'][w]['share']:+.3f} / {a['by_filler_word'][w]['outranks_content']:.0%}"
+        if w in a["by_filler_word"] else "-" for w in fillers) + " |" for m, a in accuracy.items()]
+    return dict(n_captions=len(scenes), caption_draw=args.caption_draw, surrogate_budget=args.surrogate_budget,
+                explainer_seeds=args.explainer_seeds, accuracy=accuracy), lines
+
+
+def compare_part(ctx, args) -> tuple[dict, list[str]]:
+    """MAE of sampled methods against exact Shapley at 2d, 4d and 8d coalitions, on 6-10 word prompts."""
+    adapter, common, methods, compare = ctx.adapter, ctx.common, ctx.methods, ctx.compare
+    max_compare_words = ctx.max_compare_words
     # Two normalisations: to sum 1 (the reference's form; ill-conditioned when v(D) - v(empty) is
     # near 0, where "normalised" values reach +-2), and by the exact values' L1 norm (well-posed).
     sampled_methods = [m for m in ("permutation", "kernelshap", "lime", "smile") if m in methods]
     errors = {m: {f: [] for f in (2, 4, 8)} for m in sampled_methods}
     errors_l1 = {m: {f: [] for f in (2, 4, 8)} for m in errors}
     totals = []
-    for scene in (compare if "compare" in parts else []):
+    for scene in compare:
         exact_e = explain_prompt(adapter, scene.caption, method="shapley", **common)
         exact, raw = exact_e.normalised(), exact_e.values
         totals.append(float(raw.sum()))
@@ -265,33 +277,62 @@ def main() -> None:
     sampled = {m: summary(by) for m, by in errors.items()}
     sampled_l1 = {m: summary(by) for m, by in errors_l1.items()}
 
-    # 3. the model's own use of each word (computed before the accuracy loop, which also uses it)
-    ablation = {}
-    if "ablation" in parts:
-        flat = [(word, n) for scene in scenes for word, row in zip(scene.words, breaks_by_scene[scene.caption])
-                for n in row]
-        by_role, by_filler = {}, {}
-        for word, n in flat:
-            by_role.setdefault(word.role, []).append(n)
-            if word.role == "filler":
-                by_filler.setdefault(word.text, []).append(n)
+    lines = []
+    lines += ["", f"## Sampled vs exact Shapley: MAE of normalised values ({len(compare)} prompts of "
+              f"6-{max_compare_words} words, {args.draws} sampler seeds each; +- standard error across "
+              "prompts)", "",
+              "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
+    lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
+              for m, v in sampled.items()]
+    lines += ["", "Same, each error divided by the exact values' L1 norm (sum |phi|) instead of their sum "
+              "(v(D) - v(empty) of these prompts: " + ", ".join(f"{t:.3f}" for t in totals) + "):", "",
+              "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
+    lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
+              for m, v in sampled_l1.items()]
+    return dict(sampled_vs_exact_mae=sampled, sampled_vs_exact_mae_l1=sampled_l1, draws=args.draws,
+                compare_prompts=[s.caption for s in compare], compare_totals=totals), lines
 
-        def rates(v):
-            return dict(n=len(v), breaks_any=float(np.mean(np.array(v) > 0)), mean_breaks=float(np.mean(v)))
 
-        ablation = dict(auc_breaks_vs_relevance=roc_auc(np.array([n for _, n in flat], float),
-                                                        np.array([w.relevance for w, _ in flat])),
-                        by_role={r: rates(v) for r, v in sorted(by_role.items())},
-                        by_filler_word={w: rates(v) for w, v in sorted(by_filler.items())})
+def ablation_part(ctx, args) -> tuple[dict, list[str]]:
+    """How often dropping one word breaks an attribute the full caption's image has right (the checker)."""
+    scenes, breaks_by_scene = ctx.scenes, ctx.breaks
+    flat = [(word, n) for scene in scenes for word, row in zip(scene.words, breaks_by_scene[scene.caption])
+            for n in row]
+    by_role, by_filler = {}, {}
+    for word, n in flat:
+        by_role.setdefault(word.role, []).append(n)
+        if word.role == "filler":
+            by_filler.setdefault(word.text, []).append(n)
 
-    # 4. overhead on a fresh cache (per embedder: pixels, EfficientNet at 224 and at 128, the default here),
-    # then a re-run
-    scene = compare[0]
+    def rates(v):
+        return dict(n=len(v), breaks_any=float(np.mean(np.array(v) > 0)), mean_breaks=float(np.mean(v)))
+
+    ablation = dict(auc_breaks_vs_relevance=roc_auc(np.array([n for _, n in flat], float),
+                                                    np.array([w.relevance for w, _ in flat])),
+                    by_role={r: rates(v) for r, v in sorted(by_role.items())},
+                    by_filler_word={w: rates(v) for w, v in sorted(by_filler.items())})
+
+    lines = []
+    lines += ["", f"## Leave one word out, judged by the checker ({len(scenes)} captions, {args.seeds} seeds)", "",
+              "How often dropping one word alone breaks an attribute that the full prompt's image has right "
+              "(the checker reads the image against the full caption). ROC-AUC of the number of broken "
+              f"attributes against relevance: {ablation['auc_breaks_vs_relevance']:.3f}.", "",
+              "| role or filler word | n | breaks an attribute | mean attributes broken |", "|---|---|---|---|"]
+    lines += [f"| {r} | {v['n']} | {v['breaks_any']:.1%} | {v['mean_breaks']:.2f} |"
+              for r, v in ablation["by_role"].items()]
+    lines += [f"| filler \"{w}\" | {v['n']} | {v['breaks_any']:.1%} | {v['mean_breaks']:.2f} |"
+              for w, v in ablation["by_filler_word"].items()]
+    return dict(n_captions=len(scenes), ablation=ablation), lines
+
+
+def overhead_part(ctx, args) -> tuple[dict, list[str]]:
+    """Share of an explanation's wall time outside the pipeline call, per method and embedder; a re-run's images."""
+    adapter, pipe, embedder, scene = ctx.adapter, ctx.pipe, ctx.embedder, ctx.compare[0]
     overheads = {}
     cases = [("kernelshap", "pixel", None), ("kernelshap", "efficientnet", 224), ("kernelshap", "efficientnet", 128),
              ("smile", "pixel", None), ("smile", "efficientnet", 224),
              ("smile", "efficientnet", 128)]  # SMILE adds text distances and bootstrap p-values
-    for method, name, size in (cases if "overhead" in parts else ()):
+    for method, name, size in cases:
         adapter.generation_seconds = 0.0
         timed = TimedEmbedder(make_embedder(name, pipe=pipe, image_size=size))
         start = time.perf_counter()
@@ -302,86 +343,75 @@ def main() -> None:
         overheads[f"{method}, {timed.name}"] = dict(method=method, embedder=timed.name, overhead_share=share,
                                                     embedding_share=timed.seconds / wall,
                                                     other_share=share - timed.seconds / wall, wall_s=wall)
-    rerun_new = None
-    if "overhead" in parts:
-        fresh = GenerationCache()
-        explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder, cache=fresh)
-        rerun = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder,
-                               cache=fresh)
-        rerun_new = rerun.n_generations - rerun.n_cached
+    fresh = GenerationCache()
+    explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder, cache=fresh)
+    rerun = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=args.seeds, embedder=embedder,
+                           cache=fresh)
+    rerun_new = rerun.n_generations - rerun.n_cached
 
-    payload = dict(n_captions=len(scenes), caption_draw=args.caption_draw, cache_images_at_start=images_at_start,
-                   surrogate_budget=args.surrogate_budget, perturbation=args.perturbation,
-                   seeds=args.seeds, embedder=embedder.name, accuracy=accuracy,
-                   sampled_vs_exact_mae=sampled, sampled_vs_exact_mae_l1=sampled_l1,
-                   compare_prompts=[s.caption for s in compare], compare_totals=totals,
-                   ablation=ablation, overhead=overheads, parts=sorted(parts), draws=args.draws,
-                   rerun_new_generations=rerun_new,
-                   machine=machine())
-    lines = [f"# Word attribution ({', '.join(sorted(parts))})", ""]
-    if "accuracy" in parts:
-        draw = "" if args.caption_draw == REPORTED_DRAW else f", caption draw {args.caption_draw}"
-        lines += [f"Word attribution on {len(scenes)} distinct held-out shapes captions (5-8 words{draw}, "
-                  f"{args.seeds} seeds, embedder {embedder.name}; LIME / SMILE budget {args.surrogate_budget}, "
-                  f"KernelSHAP / permutation 4d; perturbation {args.perturbation})", "",
-                  f"A sampled method's figures are averaged over {args.explainer_seeds} seeds of its own draw (the "
-                  "next column: the AUC of each seed); images asked and wall time are per pass, images generated "
-                  "are all new images." + (f" The cache held {images_at_start} images at the start: wall times "
-                                           "exclude their generation." if images_at_start else ""), "",
-                  "| method | AUC vs relevance | AUC per explainer seed | AUC without position words | min AUC | "
-                  "precision@k | images asked | images generated | wall s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {m} | {a['auc']:.3f} | {', '.join(f'{v:.3f}' for v in a['auc_by_explainer_seed'])} | "
-                  f"{a['auc_without_position_words']:.3f} | {a['auc_min']:.2f} | "
-                  f"{a['precision_at_k']:.3f} | {a['generations']} | "
-                  f"{a['new_generations']} | {a['wall_s']} |" for m, a in accuracy.items()]
-        if "ablation" in parts:
-            lines += ["", "AUC without the fillers the model uses (on that caption, dropping the filler alone breaks "
-                      "an attribute; see the ablation section): "
-                      + ", ".join(f"{m} {a['auc_without_used_fillers']:.3f}" for m, a in accuracy.items()) + "."]
-        lines += ["", "Mean signed share of sum |value| per word, by the word's role (the filler column should be "
-                  "near 0; 'content < 0' is the share of content words given a negative value):", "",
-                  "| method | " + " | ".join(roles) + " | content < 0 |", "|---|" + "---|" * (len(roles) + 1)]
-        lines += [f"| {m} | " + " | ".join(f"{a['share_by_role'].get(k, float('nan')):+.3f}" for k in roles)
-                  + f" | {a['negative_content_share']:.1%} |" for m, a in accuracy.items()]
-        fillers = sorted({w for a in accuracy.values() for w in a["by_filler_word"]})
-        lines += ["", "Filler words: mean signed share, and the share of the caption's content words each one "
-                  "outranks (what AUC loses to it); n = occurrences:", "",
-                  "| method | " + " | ".join(fillers) + " |", "|---|" + "---|" * len(fillers)]
-        lines += ["| n | " + " | ".join(str(next(iter(accuracy.values()))["by_filler_word"].get(w, {}).get("n", 0))
-                                         for w in fillers) + " |"]
-        lines += [f"| {m} | " + " | ".join(
-            f"{a['by_filler_word'][w]['share']:+.3f} / {a['by_filler_word'][w]['outranks_content']:.0%}"
-            if w in a["by_filler_word"] else "-" for w in fillers) + " |" for m, a in accuracy.items()]
-    if "compare" in parts:
-        lines += ["", f"## Sampled vs exact Shapley: MAE of normalised values ({len(compare)} prompts of "
-                  f"6-{max_compare_words} words, {args.draws} sampler seeds each; +- standard error across "
-                  "prompts)", "",
-                  "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
-        lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
-                  for m, v in sampled.items()]
-        lines += ["", "Same, each error divided by the exact values' L1 norm (sum |phi|) instead of their sum "
-                  "(v(D) - v(empty) of these prompts: " + ", ".join(f"{t:.3f}" for t in totals) + "):", "",
-                  "| method | 2d | 4d | 8d |", "|---|---|---|---|"]
-        lines += [f"| {m} | " + " | ".join(f"{v[f]:.3f} +- {v[f + '_se']:.3f}" for f in ("2d", "4d", "8d")) + " |"
-                  for m, v in sampled_l1.items()]
-    if "ablation" in parts:
-        lines += ["", f"## Leave one word out, judged by the checker ({len(scenes)} captions, {args.seeds} seeds)", "",
-                  "How often dropping one word alone breaks an attribute that the full prompt's image has right "
-                  "(the checker reads the image against the full caption). ROC-AUC of the number of broken "
-                  f"attributes against relevance: {ablation['auc_breaks_vs_relevance']:.3f}.", "",
-                  "| role or filler word | n | breaks an attribute | mean attributes broken |", "|---|---|---|---|"]
-        lines += [f"| {r} | {v['n']} | {v['breaks_any']:.1%} | {v['mean_breaks']:.2f} |"
-                  for r, v in ablation["by_role"].items()]
-        lines += [f"| filler \"{w}\" | {v['n']} | {v['breaks_any']:.1%} | {v['mean_breaks']:.2f} |"
-                  for w, v in ablation["by_filler_word"].items()]
-    if "overhead" in parts:
-        lines += ["", "## Non-generation overhead (each method at its default budget, fresh cache)", "",
-                  "| method, embedder | overhead | embedding | everything else | wall s |", "|---|---|---|---|---|"]
-        lines += [f"| {n} | {o['overhead_share']:.1%} | {o['embedding_share']:.1%} | {o['other_share']:.1%} | "
-                  f"{o['wall_s']:.1f} |" for n, o in overheads.items()]
-        lines += ["", f"Re-run new generations: {payload['rerun_new_generations']}.", ""]
-    write(args.name, payload, "\n".join(lines))
+    lines = []
+    lines += ["", "## Non-generation overhead (each method at its default budget, fresh cache)", "",
+              "| method, embedder | overhead | embedding | everything else | wall s |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {o['overhead_share']:.1%} | {o['embedding_share']:.1%} | {o['other_share']:.1%} | "
+              f"{o['wall_s']:.1f} |" for n, o in overheads.items()]
+    lines += ["", f"Re-run new generations: {rerun_new}.", ""]
+    return dict(overhead=overheads, rerun_new_generations=rerun_new), lines
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--captions", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--embedder", default="efficientnet", help="the library's default")
+    parser.add_argument("--embedder-size", type=int, default=None,
+                        help="efficientnet: resize side [the library's default: 128 for 64-px images]")
+    parser.add_argument("--similarity", default=None)
+    parser.add_argument("--compare-prompts", type=int, default=16)
+    parser.add_argument("--max-compare-words", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="5 captions, 2 comparison prompts (smoke run)")
+    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
+    parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="comma-separated: accuracy, compare (sampled vs exact), ablation (leave one word out, "
+                             "judged by the checker), overhead")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated methods for the accuracy and compare parts")
+    parser.add_argument("--draws", type=int, default=4, help="compare part: sampler seeds per prompt and method")
+    parser.add_argument("--explainer-seeds", type=int, default=4,
+                        help="accuracy part: seeds of each sampled method's own draw, AUC averaged over them")
+    parser.add_argument("--surrogate-budget", type=int, default=SURROGATE_BUDGET,
+                        help=f"accuracy part: LIME's and SMILE's coalitions per explanation [{SURROGATE_BUDGET}]")
+    parser.add_argument("--caption-draw", type=int, default=REPORTED_DRAW,
+                        help="accuracy part: seed of the caption draw (choose settings on another draw)")
+    parser.add_argument("--perturbation", default="drop", choices=("drop", "empty_embedding"),
+                        help="how a coalition's missing words are removed (see PromptGame)")
+    parser.add_argument("--cache", default=":memory:",
+                        help="generation cache file: a re-run with another method or budget costs no images")
+    args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    methods = tuple(args.methods.split(","))
+    if not parts <= set(PARTS) or not parts:
+        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
+    if not set(methods) <= set(METHODS):
+        parser.error(f"--methods must be among {METHODS}, got {args.methods!r}")
+    if args.draws < 1 or args.explainer_seeds < 1:
+        parser.error(f"--draws and --explainer-seeds must be >= 1, got {args.draws} and {args.explainer_seeds}")
+    if args.quick:  # a smoke run: 5 captions, 1 seed, 2 comparison prompts of at most 8 words
+        args.captions, args.compare_prompts, args.seeds = 5, 2, 1
+    ctx = setup(args, parts, methods)
+    shared = dict(seeds=args.seeds, embedder=ctx.embedder.name, perturbation=args.perturbation,
+                  cache_images_at_start=ctx.images_at_start, machine=machine())
+    # the current result: every setting at its default (which parts, which methods and the cache file aside)
+    defaults = vars(parser.parse_args(["--parts", args.parts, "--methods", args.methods, "--cache", args.cache]))
+    current = vars(args) == defaults
+    for part in [p for p in PARTS if p in parts]:
+        payload, lines = PART_FUNCTIONS[part](ctx, args)
+        title = f"# Word attribution: {part}"
+        write(f"{args.name or 'word_attribution'}_{part}", dict(shared, **payload), "\n".join([title, ""] + lines),
+              current=current)
+
+
+PART_FUNCTIONS = dict(accuracy=accuracy_part, compare=compare_part, ablation=ablation_part, overhead=overhead_part)
 
 
 if __name__ == "__main__":
