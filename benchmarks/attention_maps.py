@@ -178,20 +178,29 @@ def localisation_part(args, pipe, adapter) -> tuple[dict, str]:
 
 
 def cost_part(args, pipe, adapter) -> tuple[dict, str]:
-    # recording overhead (interleaved, same seeds) and memory vs steps
-    rng = np.random.default_rng(4242)  # the localisation part's first 8 held-out scenes
-    prompts = [sample_scene(rng, split="heldout").caption for _ in range(8)]
+    """Recording overhead (same seeds, interleaved rounds in alternating order, median of the per-round
+    ratios: one round takes seconds on this model, so a single pair is mostly noise) and memory vs steps."""
+    rng = np.random.default_rng(4242)  # the localisation part's held-out scenes
+    prompts = [sample_scene(rng, split="heldout").caption for _ in range(COST_PROMPTS)]
+    seeds = list(range(len(prompts)))
+
+    def timed(record: bool) -> float:
+        start = time.perf_counter()
+        if record:
+            with AttentionRecorder(pipe):
+                adapter.generate(prompts, seeds)
+        else:
+            adapter.generate(prompts, seeds)
+        return time.perf_counter() - start
+
+    adapter.generate(prompts[:1], [0])  # warm-up
     plain_t, recorded_t = [], []
-    adapter.generate(prompts[:1], [0])
-    for repeat in range(3):
-        start = time.perf_counter()
-        adapter.generate(prompts, list(range(len(prompts))))
-        plain_t.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        with AttentionRecorder(pipe):
-            adapter.generate(prompts, list(range(len(prompts))))
-        recorded_t.append(time.perf_counter() - start)
-    overhead = float(np.median(recorded_t) / np.median(plain_t) - 1)
+    for round_ in range(COST_ROUNDS):
+        order = (False, True) if round_ % 2 == 0 else (True, False)
+        times = {record: timed(record) for record in order}
+        plain_t.append(times[False])
+        recorded_t.append(times[True])
+    overhead = float(np.median(np.array(recorded_t) / np.array(plain_t)) - 1)
     memory = {}
     for steps in (10, 50):
         stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=DEFAULTS.guidance_scale)
@@ -203,14 +212,16 @@ def cost_part(args, pipe, adapter) -> tuple[dict, str]:
         memory[steps] = peak_rss_mib() - base
 
     payload = dict(recording_overhead=overhead, plain_s=plain_t, recorded_s=recorded_t, peak_rss_increase_mib=memory,
-                   n_prompts=len(prompts), machine=machine())
-    table = (f"# Cost of recording cross-attention\n\nRecording overhead: {overhead:+.1%} (median of 3 interleaved "
-             f"runs, {len(prompts)} prompts, {adapter.num_inference_steps} steps). Peak RSS increase while recording: "
+                   n_prompts=len(prompts), rounds=COST_ROUNDS, machine=machine())
+    table = (f"# Cost of recording cross-attention\n\nRecording overhead: {overhead:+.1%} (median over "
+             f"{COST_ROUNDS} interleaved rounds of the recorded / plain time ratio; {len(prompts)} prompts, "
+             f"{adapter.num_inference_steps} steps). Peak RSS increase while recording: "
              f"10 steps {memory[10]:.1f} MiB, 50 steps {memory[50]:.1f} MiB.\n")
     return payload, table
 
 
 PARTS = ("localisation", "cost")
+COST_PROMPTS, COST_ROUNDS = 32, 7
 
 
 def main(argv=None) -> None:
