@@ -30,7 +30,7 @@ test: setup
 	$(BIN)/mkdocs build --strict --quiet
 
 bench: setup
-	$(BIN)/python benchmarks/shapes_fidelity.py
+	$(BIN)/python -m benchmarks.shapes_fidelity
 
 clean:
 	rm -rf $(VENV) out

@@ -705,7 +705,7 @@ def main(argv=None) -> None:
                         help="unet: share of captions trained with a random subset of their filler words removed "
                              "(drop_fillers); content words and their grounding targets stay")
     parser.add_argument("--ground", type=float, default=0.0,
-                        help="weight of the token grounding loss on cross-attention (world/grounding.py)")
+                        help="weight of the token grounding loss on cross-attention (training/grounding.py)")
     parser.add_argument("--pool", type=int, default=16384)
     parser.add_argument("--refresh", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
@@ -735,7 +735,7 @@ def main(argv=None) -> None:
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "commands.txt", "a") as handle:
-        command = [sys.executable.split("/")[-1], "-m", "diffexplain.world.train", *(argv or sys.argv[1:])]
+        command = [sys.executable.split("/")[-1], "-m", "training.train", *(argv or sys.argv[1:])]
         handle.write(shlex.join(command) + "\n")
     {"vae": train_vae, "vae-colour": train_vae_colour,
      "vae-decoder": finetune_decoder, "vae-center": center_vae, "unet": train_unet, "export": export,

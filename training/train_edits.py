@@ -594,7 +594,7 @@ def main(argv=None) -> None:
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "commands.txt", "a") as handle:
-        command = [sys.executable.split("/")[-1], "-m", "diffexplain.world.train_edits", *(argv or sys.argv[1:])]
+        command = [sys.executable.split("/")[-1], "-m", "training.train_edits", *(argv or sys.argv[1:])]
         handle.write(shlex.join(command) + "\n")
     {"export": export, "narrow": narrow}.get(args.stage, train)(args)
 

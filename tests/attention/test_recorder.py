@@ -214,3 +214,41 @@ def test_layers_at_least_keeps_only_fine_grids_and_changes_the_map(tiny):
         maps.layers_at_least(0)
     with pytest.raises(ValueError, match="leaves no layer"):
         maps.layers_at_least(sides[-1] + 1)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_naming_the_words_cut(tiny):
+    """The pipeline truncates silently; the words it cut would get all-zero maps."""
+    words = ["red", "circle", "blue", "square"] * 8  # 32 word tokens; the tiny encoder takes 30
+    prompt = " ".join(words)
+    with AttentionRecorder(tiny) as recorder:
+        tiny(prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+    with pytest.raises(ValueError, match=r"32 tokens, above the 30 .*'blue', 'square'"):
+        recorder.maps(tiny.tokenizer, [prompt], image_size=(16, 16))
+    fits = " ".join(words[:30])
+    with AttentionRecorder(tiny) as recorder:
+        tiny(fits, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+    maps = recorder.maps(tiny.tokenizer, [fits], image_size=(16, 16))
+    assert float(maps.word_heatmap(29).sum()) > 0  # the last word that fits has a map
+
+
+def test_instruct_pix2pix_rows_are_found_by_default(tmp_path):
+    """Its guidance batch is [text+image, image, none]: 'auto' must read the first third, not the second half."""
+    from PIL import Image
+
+    from tests.helpers import tiny_image_pipeline
+
+    pipe = tiny_image_pipeline(tmp_path, "pix2pix")
+    source = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    prompts = ["make the circle red", "make the square blue"]  # 2 prompts: a UNet batch of 6, even
+
+    def record(layout):
+        with AttentionRecorder(pipe, batch_layout=layout) as recorder:
+            pipe(prompts, image=[source] * 2, num_inference_steps=2, guidance_scale=3.0, image_guidance_scale=1.5,
+                 generator=[torch.Generator().manual_seed(s) for s in (0, 1)], output_type="np")
+        return recorder.maps(pipe.tokenizer, prompts, image_size=(16, 16))
+
+    auto, pix2pix = record("auto"), record("pix2pix")
+    for index in range(4):
+        assert torch.equal(auto.word_heatmap(index, prompt_index=1), pix2pix.word_heatmap(index, prompt_index=1))
+    with pytest.raises(ValueError, match=r"one entry per recorded batch row \(3\)"):
+        record("cfg")  # the old default: the second half of 6 rows mixes image-only and unconditional rows

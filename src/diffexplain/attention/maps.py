@@ -68,6 +68,14 @@ class AttentionMaps:
         if words is None:
             words = [p.split() for p in prompts]
             spans = [word_token_spans(tokenizer, p) for p in prompts]
+            context = means[layers[0]].shape[-1]  # tokens the text encoder passed on, start and end tokens included
+            for prompt, row, span in zip(prompts, words, spans):
+                cut = [w for w, (_, end) in zip(row, span) if end > context - 1]
+                if cut:  # their maps would be empty: the encoder never saw these words
+                    raise ValueError(
+                        f"prompt {prompt!r} is {span[-1][1] - 1} tokens, above the {context - 2} the text encoder "
+                        f"takes: the pipeline cut off {', '.join(repr(w) for w in cut)}, which have no attention; "
+                        "shorten the prompt")
         return cls(
             prompts=tuple(prompts), words=tuple(tuple(w) for w in words),
             spans=tuple(tuple(tuple(span) for span in row) for row in spans), layers=layers,

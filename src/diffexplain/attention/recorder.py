@@ -92,8 +92,9 @@ class AttentionRecorder:
         time_groups: number of time groups (the I2AM paper uses 5 over 50 steps).
         keep_steps: also keep each step's maps.
         batch_layout: which rows of the UNet batch are conditional: "auto" (the pipeline's
-            ``do_classifier_free_guidance``: second half if true), "cfg" (second half), "none"
-            (all rows), "pix2pix" (first third, InstructPix2Pix's [text+image, image, none]).
+            ``do_classifier_free_guidance``: the first third for InstructPix2Pix pipelines, the second
+            half for others; all rows without guidance), "cfg" (second half), "none" (all rows),
+            "pix2pix" (first third, InstructPix2Pix's [text+image, image, none]).
         num_train_timesteps: the scheduler's training range (default: read from the pipeline).
         normalise: "keys" (softmax over the context tokens: the attention probabilities),
             "queries" (softmax of the same logits over the spatial axis: with a single context
@@ -144,6 +145,8 @@ class AttentionRecorder:
         layout = self.batch_layout
         if layout == "auto":
             layout = "cfg" if getattr(self.pipe, "do_classifier_free_guidance", False) else "none"
+            if layout == "cfg" and hasattr(self.pipe, "image_guidance_scale"):
+                layout = "pix2pix"  # InstructPix2Pix guides on text and image: [text+image, image, none]
         if layout == "cfg":
             if batch % 2:
                 raise RuntimeError(f"batch_layout 'cfg' needs an even UNet batch, got {batch}")

@@ -24,9 +24,16 @@ from ._common import build_adapter, usage_errors
 @click.option("--min-grid", type=int, default=None,
               help="average only layers whose query grid is at least N x N [default: the pipeline's "
                    "diffexplain.json (16 for the shapes models), every layer otherwise]")
+@click.option("--image", "image_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="source image, for an InstructPix2Pix, img2img or inpainting pipeline")
+@click.option("--mask", "mask_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="inpainting mask (white = repaint), with --image")
+@click.option("--strength", type=float, default=None, help="img2img / inpainting strength, with --image")
+@click.option("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance, with --image")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @usage_errors
-def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, min_grid, out) -> None:
+def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, min_grid, image_path,
+            mask_path, strength, image_guidance, out) -> None:
     """Record cross-attention while generating PROMPT; write heatmaps, overlays, views and a report."""
     from PIL import Image
 
@@ -38,7 +45,17 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
     unknown = [v for v in view_list if v not in ("time", "head", "layer")]
     if unknown:
         raise ValueError(f"views must be among time, head, layer; got {unknown}")
-    adapter = build_adapter(model, steps, guidance, batch_size=1)
+    if image_path is None:
+        if mask_path is not None or strength is not None or image_guidance is not None:
+            raise ValueError("--mask, --strength and --image-guidance need --image (an image-to-image pipeline)")
+        adapter = build_adapter(model, steps, guidance, batch_size=1)
+    else:
+        from ..models.edit_adapter import EditAdapter
+        from ..models.loading import load_pipeline
+
+        adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
+                              image_guidance_scale=image_guidance, num_inference_steps=steps, guidance_scale=guidance,
+                              batch_size=1)
     image, maps = record_prompt(adapter, prompt, seed)
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out / "image.png")

@@ -28,10 +28,11 @@ def explanation_options(function):
                      help="neg_l2 | cosine | wasserstein (SMILE paper) [neg_l2]"),
         click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop",
                      show_default=True),
-        click.option("--steps", type=int, default=None, help="denoising steps [shapes: 20]"),
+        click.option("--steps", type=int, default=None,
+                     help="denoising steps [the pipeline's diffexplain.json, else 20]"),
         click.option("--guidance", type=float, default=None,
-                     help="guidance scale [shapes text2image: 1.5; shapes editing models: 4.0; "
-                          "other pipelines: 4.0 (explain), 7.5 (edit)]"),
+                     help="guidance scale [the pipeline's diffexplain.json (shapes text2image 1.5, editing "
+                          "models 4.0), else 7.5]"),
         click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="SQLite generation cache [OUT/cache.sqlite]"),
         click.option("--seed", type=int, default=0, show_default=True, help="seed of the explainer's own sampling"),
@@ -79,7 +80,8 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
 @click.command("explain")
 @click.argument("prompt")
 @METHOD
-@click.option("--model", default="shapes", show_default=True, help="'shapes' or a local diffusers pipeline directory")
+@click.option("--model", default="shapes", show_default=True,
+              help="a registered name ('shapes', ...) or a local diffusers pipeline directory")
 @click.option("--attention", is_flag=True, help="also record cross-attention on the full prompt and add its views")
 @explanation_options
 @usage_errors

@@ -11,11 +11,12 @@ from ._common import build_adapter, usage_errors
 
 @click.command("generate")
 @click.argument("prompt")
-@click.option("--model", default="shapes", show_default=True, help="'shapes' or a local diffusers pipeline directory")
+@click.option("--model", default="shapes", show_default=True,
+              help="a registered name ('shapes', ...) or a local diffusers pipeline directory")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=int, default=None, help="denoising steps [shapes default: 20]")
+@click.option("--steps", type=int, default=None, help="denoising steps [the pipeline's diffexplain.json, else 20]")
 @click.option("--guidance", type=float, default=None,
-              help="classifier-free guidance scale [shapes: 1.5; other pipelines: 4.0]")
+              help="classifier-free guidance scale [the pipeline's diffexplain.json (shapes: 1.5), else 7.5]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="output PNG")
 @usage_errors
 def command(prompt: str, model: str, seed: int, steps: int | None, guidance: float | None, out: Path) -> None:

@@ -148,7 +148,7 @@ def efficientnet_size(side: int) -> int:
     """EfficientNet-Lite0's default input side for images of ``side`` pixels: twice the side, at
     least 32 and at most ImageNet's 224. For the shapes world's 64x64 images that is 128: at 2
     seeds, exact Shapley / SMILE word-relevance AUC 0.956 / 0.951 against 0.946 / 0.956 at 224,
-    for 0.3x the embedding cost (README, "Command line")."""
+    for 0.3x the embedding cost (docs/results.md)."""
     if isinstance(side, bool) or not isinstance(side, int) or side < 1:
         raise ValueError(f"side must be a positive integer, got {side!r}")
     return min(224, max(32, 2 * side))

@@ -6,6 +6,7 @@ An adapter never loads or moves the model; it reads the device from the model's 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from typing import Any, Optional, Sequence
 
@@ -71,6 +72,24 @@ class PipelineAdapter:
         return to_uint8(images)
 
 
+SUPPORTED = ("Stable Diffusion 1.x / 2.x pipelines (text-to-image, img2img, inpainting, InstructPix2Pix) and "
+             "Paint-by-Example (I2AM)")
+
+
+def check_supported(pipe) -> None:
+    """Raise ValueError naming ``pipe``'s class and what is supported unless it is a UNet pipeline
+    conditioned on one text encoder (the family every explanation here handles)."""
+    name = type(pipe).__name__
+    if getattr(pipe, "unet", None) is None:
+        family = "a DiT / MMDiT (transformer) pipeline" if getattr(pipe, "transformer", None) is not None else \
+            "not a diffusers UNet pipeline"
+        raise ValueError(f"{name} is {family}; diffexplain supports {SUPPORTED}")
+    if getattr(pipe, "text_encoder", None) is None or getattr(pipe, "tokenizer", None) is None:
+        raise ValueError(f"{name} has no text encoder and tokenizer, so it has no prompt words to explain "
+                         "(Paint-by-Example: use PaintByExampleAdapter and i2am_paint_by_example); "
+                         f"diffexplain supports {SUPPORTED}")
+
+
 class TextToImageAdapter(PipelineAdapter):
     """Generate images from a text-to-image pipeline (Stable Diffusion 1.x/2.x family, shapes).
 
@@ -86,12 +105,16 @@ class TextToImageAdapter(PipelineAdapter):
             take (default: the closed vocabulary the pipeline's ``diffexplain.json`` declares, if any).
     """
 
+    takes_source = False  # EditAdapter passes the source image the pipeline needs
+
     def __init__(self, pipe, *, num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
                  height: Optional[int] = None, width: Optional[int] = None, batch_size: int = 16,
                  vocabulary_check=None, pipeline_kwargs: Optional[dict[str, Any]] = None):
-        for attribute in ("tokenizer", "text_encoder", "unet"):
-            if getattr(pipe, attribute, None) is None:
-                raise ValueError(f"pipe must have a {attribute}; got {type(pipe).__name__} without one")
+        check_supported(pipe)
+        if not self.takes_source and "image" in inspect.signature(pipe.__call__).parameters:
+            raise ValueError(f"{type(pipe).__name__} generates from a source image: wrap it in "
+                             "EditAdapter(pipe, image=...) (command line: `diffexplain edit --image` or "
+                             "`diffexplain attention --image`)")
         defaults = pipeline_defaults(pipe)
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale

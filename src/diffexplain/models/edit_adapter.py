@@ -94,6 +94,8 @@ class EditAdapter(_Pasting, TextToImageAdapter):
         **kwargs: as ``TextToImageAdapter`` (sampler settings, batch size, vocabulary check).
     """
 
+    takes_source = True
+
     def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike] = None, strength: Optional[float] = None,
                  image_guidance_scale: Optional[float] = None, mask_threshold: float = 0.5, composite: bool = False,
                  **kwargs):
