@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 
-def word_token_spans(tokenizer, prompt: str) -> list[tuple[int, int]]:
-    """[start, end) token positions of each whitespace word of ``prompt`` (position 0 = the start token).
+def word_token_spans(tokenizer, prompt: str, start: int = 1) -> list[tuple[int, int]]:
+    """[start, end) token positions of each whitespace word of ``prompt`` in its encoded form.
 
     Each word is tokenized alone; the spans must add up to the prompt tokenized whole, or the
     attribution of a word to its tokens would be wrong, so a tokenizer that merges across word
     boundaries is refused.
 
     Args:
-        tokenizer: a transformers tokenizer that adds one start token (CLIP's BOS).
+        tokenizer: a transformers tokenizer.
         prompt: the text.
+        start: special tokens before the text (1: CLIP's and Gemma's start token; 0: T5).
 
     Returns:
         One (start, end) pair per word.
     """
-    spans, position = [], 1
+    spans, position = [], start
     for word in prompt.split():
         count = len(tokenizer(word, add_special_tokens=False).input_ids)
         spans.append((position, position + count))
         position += count
     total = len(tokenizer(prompt, add_special_tokens=False).input_ids)
-    if position - 1 != total:
-        raise ValueError(f"tokenizing the words of {prompt!r} one by one gives {position - 1} tokens, the whole prompt "
-                         f"{total}: the tokenizer merges across words, so word spans are undefined")
+    if position - start != total:
+        raise ValueError(f"tokenizing the words of {prompt!r} one by one gives {position - start} tokens, "
+                         f"the whole prompt {total}: the tokenizer merges across words, so word spans are undefined")
     return spans
+
+
+def special_tokens_before(tokenizer) -> int:
+    """How many special tokens the tokenizer puts before the text (CLIP and Gemma: 1, T5: 0)."""
+    plain = tokenizer("red", add_special_tokens=False).input_ids
+    full = tokenizer("red").input_ids
+    for offset in range(len(full) - len(plain) + 1):
+        if full[offset:offset + len(plain)] == plain:
+            return offset
+    raise ValueError(f"{type(tokenizer).__name__} does not keep the text's tokens in order when it adds special tokens")

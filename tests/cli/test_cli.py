@@ -4,9 +4,11 @@ from diffexplain.cli.main import cli
 
 
 def test_env_prints_versions():
+    import torch
+
     result = CliRunner().invoke(cli, ["env"])
     assert result.exit_code == 0, result.output
-    assert "- torch: 2.13.0" in result.output
+    assert f"- torch: {torch.__version__.split('+')[0]}" in result.output
     assert "- diffusers:" in result.output
 
 

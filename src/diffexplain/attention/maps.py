@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..metrics.spatial import minmax_scale
-from ..tokens import word_token_spans
+from ..tokens import special_tokens_before, word_token_spans
 
 WordRef = Union[str, int]
 
@@ -53,9 +53,10 @@ class AttentionMaps:
     @classmethod
     def from_recorder(cls, recorder, tokenizer, prompts: list[str], image_size, *,
                       words: Optional[Sequence[Sequence[str]]] = None,
-                      spans: Optional[Sequence[Sequence[tuple[int, int]]]] = None) -> "AttentionMaps":
+                      spans: Optional[Sequence[Sequence[tuple[int, int]]]] = None, offset: int = 0) -> "AttentionMaps":
         """Package a recording. ``words`` / ``spans`` override the tokenizer's word split, for
-        contexts that are not text (e.g. one "reference" word spanning every image token)."""
+        contexts that are not text (e.g. one "reference" word spanning every image token);
+        ``offset``: where the tokenizer's tokens start in the context (SD3's T5 segment: 77)."""
         layers = tuple(name for name in recorder.layers if name in recorder.accumulators)
         batch = recorder.accumulators[layers[0]].sums.shape[0]
         if len(prompts) != batch:
@@ -67,15 +68,20 @@ class AttentionMaps:
             counts[name] = acc.counts.clone()
         if words is None:
             words = [p.split() for p in prompts]
-            spans = [word_token_spans(tokenizer, p) for p in prompts]
-            context = means[layers[0]].shape[-1]  # tokens the text encoder passed on, start and end tokens included
+            start = special_tokens_before(tokenizer)
+            plain = len(tokenizer("red", add_special_tokens=False).input_ids)
+            trailing = len(tokenizer("red").input_ids) - plain - start  # CLIP, T5: the end token
+            spans = [[(a + offset, b + offset) for a, b in word_token_spans(tokenizer, p, start=start)]
+                     for p in prompts]
+            context = means[layers[0]].shape[-1]  # tokens the text encoders passed on, special tokens included
             for prompt, row, span in zip(prompts, words, spans):
-                cut = [w for w, (_, end) in zip(row, span) if end > context - 1]
+                cut = [w for w, (_, end) in zip(row, span) if end > context - trailing]
                 if cut:  # their maps would be empty: the encoder never saw these words
+                    taken = context - trailing - offset - start
                     raise ValueError(
-                        f"prompt {prompt!r} is {span[-1][1] - 1} tokens, above the {context - 2} the text encoder "
-                        f"takes: the pipeline cut off {', '.join(repr(w) for w in cut)}, which have no attention; "
-                        "shorten the prompt")
+                        f"prompt {prompt!r} is {span[-1][1] - offset - start} tokens, above the {taken} the text "
+                        f"encoder takes: the pipeline cut off {', '.join(repr(w) for w in cut)}, which have no "
+                        "attention; shorten the prompt")
         return cls(
             prompts=tuple(prompts), words=tuple(tuple(w) for w in words),
             spans=tuple(tuple(tuple(span) for span in row) for row in spans), layers=layers,

@@ -1,10 +1,12 @@
-"""Record cross-attention probabilities with standard PyTorch forward hooks.
+"""Record image-to-text attention probabilities with standard PyTorch forward hooks.
 
 The recorder observes, it never replaces: a forward pre-hook on every cross-attention
-``Attention`` module recomputes softmax(Q K^T / sqrt(d)) from the module's own ``to_q`` /
-``to_k`` projections and its public ``get_attention_scores`` helper, while the installed
-attention processor (SDPA, xformers, ...) still produces the output. Images are therefore
-bit-identical with and without recording; the cost is one extra Q.K^T product per layer.
+``Attention`` module (UNets, PixArt / Sana DiTs) recomputes softmax(Q K^T / sqrt(d)) from the
+module's own ``to_q`` / ``to_k`` projections, norms, padding mask and its public
+``get_attention_scores`` helper, while the installed attention processor (SDPA, xformers, ...)
+still produces the output. MMDiT joint attention (SD3, Flux) is read the same way by
+``joint.py``. Images are therefore bit-identical with and without recording; the cost is one
+extra Q.K^T product per layer.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def find_cross_attention(unet) -> dict[str, torch.nn.Module]:
     return found
 
 
-def attention_probs(attn, hidden: torch.Tensor, context: torch.Tensor, *, over_queries: bool = False) -> torch.Tensor:
+def attention_probs(attn, hidden: torch.Tensor, context: torch.Tensor, *, over_queries: bool = False,
+                    mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Recompute a cross-attention layer's probabilities from its own projections (keeps the graph).
 
     Args:
@@ -36,6 +39,7 @@ def attention_probs(attn, hidden: torch.Tensor, context: torch.Tensor, *, over_q
         hidden: (B, N, C) query-side input, as the layer receives it.
         context: (B, T, C_ctx) encoder hidden states.
         over_queries: softmax over the N positions instead of the T keys (I2AM, one-token contexts).
+        mask: the layer's additive ``attention_mask`` (B, 1, T), e.g. PixArt's -10000 on T5 padding.
 
     Returns: (B, heads, N, T) probabilities.
     """
@@ -48,10 +52,13 @@ def attention_probs(attn, hidden: torch.Tensor, context: torch.Tensor, *, over_q
         key = attn.norm_k(key) if attn.norm_k is not None else key
         query, key = query.flatten(-2), key.flatten(-2)
     query, key = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key)
+    if mask is not None:
+        mask = attn.prepare_attention_mask(mask, key.shape[1], hidden.shape[0])
     if over_queries:
-        probs = (torch.bmm(query.float(), key.float().transpose(1, 2)) * attn.scale).softmax(dim=1)
+        logits = torch.bmm(query.float(), key.float().transpose(1, 2)) * attn.scale
+        probs = (logits if mask is None else logits + mask.float()).softmax(dim=1)
     else:
-        probs = attn.get_attention_scores(query, key, None)
+        probs = attn.get_attention_scores(query, key, mask)
     return probs.reshape(hidden.shape[0], heads, probs.shape[-2], probs.shape[-1])
 
 
@@ -88,7 +95,7 @@ class AttentionRecorder:
     [0, num_train_timesteps) into ``time_groups`` equal ranges, group 0 = the noisiest.
 
     Args:
-        pipe_or_unet: a diffusers pipeline with a ``unet`` or a ``UNet2DConditionModel``.
+        pipe_or_unet: a diffusers pipeline with a ``unet`` or ``transformer``, or the denoiser itself.
         time_groups: number of time groups (the I2AM paper uses 5 over 50 steps).
         keep_steps: also keep each step's maps.
         batch_layout: which rows of the UNet batch are conditional: "auto" (the pipeline's
@@ -109,9 +116,11 @@ class AttentionRecorder:
 
     def __init__(self, pipe_or_unet, *, time_groups: int = 5, keep_steps: bool = False,
                  batch_layout: str = "auto", num_train_timesteps: Optional[int] = None, normalise: str = "auto"):
-        unet = getattr(pipe_or_unet, "unet", pipe_or_unet)
+        from .joint import find_joint_attention
+
+        unet = getattr(pipe_or_unet, "unet", None) or getattr(pipe_or_unet, "transformer", None) or pipe_or_unet
         if not isinstance(unet, torch.nn.Module):
-            raise ValueError("pipe_or_unet must be a pipeline with a unet or a UNet module, "
+            raise ValueError("pipe_or_unet must be a pipeline with a unet or transformer, or the denoiser module, "
                              f"got {type(pipe_or_unet).__name__}")
         if time_groups < 1:
             raise ValueError(f"time_groups must be >= 1, got {time_groups}")
@@ -123,8 +132,13 @@ class AttentionRecorder:
         self.pipe = pipe_or_unet if pipe_or_unet is not unet else None
         self.unet = unet
         self.layers = find_cross_attention(unet)
+        self.kinds = {name: "cross" for name in self.layers}
+        for name, (module, kind) in find_joint_attention(unet).items():
+            self.layers[name], self.kinds[name] = module, kind
         if not self.layers:
-            raise ValueError(f"{type(unet).__name__} has no cross-attention layers to record")
+            raise ValueError(f"{type(unet).__name__} has no cross-attention or joint-attention layers to record")
+        # Flux's pipeline passes timestep / 1000 and packs latents into a token sequence
+        self._timestep_scale = 1000.0 if "Flux" in type(unet).__name__ else 1.0
         if batch_layout == "auto" and self.pipe is None:
             batch_layout = "none"
         self.batch_layout = batch_layout
@@ -136,6 +150,7 @@ class AttentionRecorder:
         self.num_train_timesteps = int(num_train_timesteps)
         self._handles: list = []
         self._latent_hw: Optional[tuple[int, int]] = None
+        self._text_len = 0
         self._group = 0
         self._timesteps: list[int] = []
         self.accumulators: dict[str, _LayerAccumulator] = {}
@@ -144,9 +159,15 @@ class AttentionRecorder:
     def _conditional_rows(self, batch: int) -> slice:
         layout = self.batch_layout
         if layout == "auto":
-            layout = "cfg" if getattr(self.pipe, "do_classifier_free_guidance", False) else "none"
-            if layout == "cfg" and hasattr(self.pipe, "image_guidance_scale"):
-                layout = "pix2pix"  # InstructPix2Pix guides on text and image: [text+image, image, none]
+            if hasattr(type(self.pipe), "do_classifier_free_guidance"):
+                layout = "cfg" if self.pipe.do_classifier_free_guidance else "none"
+                if layout == "cfg" and hasattr(self.pipe, "image_guidance_scale"):
+                    layout = "pix2pix"  # InstructPix2Pix guides on text and image: [text+image, image, none]
+            elif "Flux" in type(self.pipe).__name__:
+                layout = "none"  # guidance-distilled: one row per image (true CFG runs separate calls)
+            else:
+                raise RuntimeError(f"{type(self.pipe).__name__} does not say whether its batch holds unconditional "
+                                   "rows; pass batch_layout='cfg' (guidance_scale > 1) or 'none'")
         if layout == "cfg":
             if batch % 2:
                 raise RuntimeError(f"batch_layout 'cfg' needs an even UNet batch, got {batch}")
@@ -158,10 +179,17 @@ class AttentionRecorder:
         return slice(0, batch)
 
     def _unet_pre_hook(self, module, args, kwargs):
-        sample = args[0] if args else kwargs["sample"]
+        sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
-        t = float(torch.as_tensor(timestep).reshape(-1)[0])
-        self._latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
+        t = float(torch.as_tensor(timestep).reshape(-1)[0]) * self._timestep_scale
+        if sample.ndim == 3:  # packed tokens (Flux): the grid is in the image ids
+            ids = kwargs["img_ids"]
+            ids = ids[0] if ids.ndim == 3 else ids
+            self._latent_hw = (int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)
+        else:
+            self._latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
+        context = kwargs.get("encoder_hidden_states")
+        self._text_len = int(context.shape[1]) if context is not None else 0
         self._group = time_group(t, self.num_train_timesteps, self.time_groups)
         self._timesteps.append(int(round(t)))
 
@@ -169,13 +197,25 @@ class AttentionRecorder:
     def _attention_pre_hook(self, name: str, attn, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
         context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
-        if context is None or hidden.ndim != 3:
+        kind = self.kinds[name]
+        if (context is None and kind != "single") or hidden.ndim != 3:
             return
         batch = hidden.shape[0]
         rows = self._conditional_rows(batch)  # project only the rows kept: half the extra work under CFG
-        hidden, context = hidden[rows], context[rows]
-        over_queries = self.normalise == "queries" or (self.normalise == "auto" and context.shape[1] == 1)
-        probs = attention_probs(attn, hidden, context, over_queries=over_queries).float().cpu()
+        hidden = hidden[rows]
+        if kind == "cross":
+            context = context[rows]
+            mask = kwargs.get("attention_mask")
+            mask = mask[rows] if mask is not None and mask.shape[0] == batch else mask
+            over_queries = self.normalise == "queries" or (self.normalise == "auto" and context.shape[1] == 1)
+            probs = attention_probs(attn, hidden, context, over_queries=over_queries, mask=mask).float().cpu()
+        else:
+            from .joint import image_to_text_probs, joint_query_key
+
+            context = context[rows] if context is not None else None
+            q_img, k_img, k_txt = joint_query_key(attn, kind, hidden, context, kwargs.get("image_rotary_emb"),
+                                                  self._text_len)
+            probs = image_to_text_probs(q_img, k_img, k_txt, q_img.shape[-1] ** -0.5).cpu()
         acc = self.accumulators.get(name)
         if acc is None:
             grid = layer_grid(probs.shape[2], *self._latent_hw)
@@ -216,19 +256,21 @@ class AttentionRecorder:
         """The timestep of every UNet call seen while recording."""
         return list(self._timesteps)
 
-    def maps(self, tokenizer, prompts, *, image_size: tuple[int, int]):
+    def maps(self, tokenizer, prompts, *, image_size: tuple[int, int], offset: int = 0):
         """Package the recording as ``AttentionMaps`` for these prompts (one per batch row).
 
         Args:
-            tokenizer: the pipeline's tokenizer (to locate each word's sub-tokens).
+            tokenizer: the tokenizer whose tokens the words' maps are read from (to locate each
+                word's sub-tokens).
             prompts: the prompts of the recorded batch, in order.
             image_size: (height, width) of the generated images.
+            offset: where that tokenizer's tokens start in the text context (SD3's T5: 77).
         """
         from .maps import AttentionMaps
 
         if not self.accumulators:
             raise RuntimeError("nothing was recorded: run the pipeline inside the `with` block")
-        return AttentionMaps.from_recorder(self, tokenizer, list(prompts), image_size)
+        return AttentionMaps.from_recorder(self, tokenizer, list(prompts), image_size, offset=offset)
 
 
 def record_prompt(adapter, prompt: str, seed: int):
@@ -242,7 +284,19 @@ def record_prompt(adapter, prompt: str, seed: int):
     Returns:
         (image uint8 (H, W, 3), ``AttentionMaps`` of that generation).
     """
+    from ..models.families import attention_text
+
     adapter.words(prompt)
-    with AttentionRecorder(adapter.pipe) as recorder:
+    pipe = adapter.pipe
+    if adapter.family.name == "sana" and adapter.pipeline_kwargs.get("complex_human_instruction", True):
+        # its pipeline prepends a long instruction and keeps the last tokens: word positions depend on how
+        # Gemma's tokenizer joins the two texts, which is not checked yet
+        raise ValueError("attention maps on Sana need its instruction prefix off: build the adapter with "
+                         "pipeline_kwargs={'complex_human_instruction': None} (prompt-word attribution works either way)")
+    layout = "auto"
+    if not hasattr(type(pipe), "do_classifier_free_guidance") and adapter.family.name != "flux":
+        layout = "cfg" if adapter.guidance_scale > 1 else "none"  # PixArt decides inside __call__
+    tokenizer, offset = attention_text(pipe, adapter.family)
+    with AttentionRecorder(pipe, batch_layout=layout) as recorder:
         image = adapter.generate([prompt], [seed])[0]
-    return image, recorder.maps(adapter.tokenizer, [prompt], image_size=(adapter.height, adapter.width))
+    return image, recorder.maps(tokenizer, [prompt], image_size=(adapter.height, adapter.width), offset=offset)

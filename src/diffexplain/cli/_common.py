@@ -7,13 +7,19 @@ import contextlib
 import click
 
 
-def build_adapter(model: str, steps, guidance, batch_size: int = 16):
+def build_adapter(model: str, steps, guidance, batch_size: int = 16, height=None, width=None):
     """Load ``--model`` and wrap it in a TextToImageAdapter with the pipeline's own defaults."""
     from ..models.adapter import TextToImageAdapter
     from ..models.loading import load_pipeline
 
     return TextToImageAdapter(load_pipeline(model), num_inference_steps=steps, guidance_scale=guidance,
-                              batch_size=batch_size)
+                              batch_size=batch_size, height=height, width=width)
+
+
+def size_options(function):
+    """--height / --width of the generated images (default: the pipeline's own size)."""
+    function = click.option("--width", type=int, default=None, help="image width [the pipeline's]")(function)
+    return click.option("--height", type=int, default=None, help="image height [the pipeline's]")(function)
 
 
 @contextlib.contextmanager

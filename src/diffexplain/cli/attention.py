@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import build_adapter, usage_errors
+from ._common import build_adapter, size_options, usage_errors
 
 
 @click.command("attention")
@@ -31,9 +31,10 @@ from ._common import build_adapter, usage_errors
 @click.option("--strength", type=float, default=None, help="img2img / inpainting strength, with --image")
 @click.option("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance, with --image")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@size_options
 @usage_errors
 def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, min_grid, image_path,
-            mask_path, strength, image_guidance, out) -> None:
+            mask_path, strength, image_guidance, out, height, width) -> None:
     """Record cross-attention while generating PROMPT; write heatmaps, overlays, views and a report."""
     from PIL import Image
 
@@ -48,7 +49,7 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
     if image_path is None:
         if mask_path is not None or strength is not None or image_guidance is not None:
             raise ValueError("--mask, --strength and --image-guidance need --image (an image-to-image pipeline)")
-        adapter = build_adapter(model, steps, guidance, batch_size=1)
+        adapter = build_adapter(model, steps, guidance, batch_size=1, height=height, width=width)
     else:
         from ..models.edit_adapter import EditAdapter
         from ..models.loading import load_pipeline

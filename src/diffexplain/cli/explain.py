@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import build_adapter, progress_bar, usage_errors
+from ._common import build_adapter, progress_bar, size_options, usage_errors
 
 METHOD = click.option("--method", type=click.Choice(["shapley", "permutation", "kernelshap", "lime", "smile"]),
                       default="kernelshap", show_default=True)
@@ -84,10 +84,11 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
               help="a registered name ('shapes', ...) or a local diffusers pipeline directory")
 @click.option("--attention", is_flag=True, help="also record cross-attention on the full prompt and add its views")
 @explanation_options
+@size_options
 @usage_errors
-def command(prompt, method, model, attention, steps, guidance, out, **options) -> None:
+def command(prompt, method, model, attention, steps, guidance, out, height, width, **options) -> None:
     """Attribute the image of PROMPT to its words; writes explanation.json and report.html under OUT."""
-    adapter = build_adapter(model, steps, guidance)
+    adapter = build_adapter(model, steps, guidance, height=height, width=width)
 
     def attention_views(explanation):
         from ..report.html import attention_section

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import build_adapter, usage_errors
+from ._common import build_adapter, size_options, usage_errors
 
 
 @click.command("generate")
@@ -18,12 +18,14 @@ from ._common import build_adapter, usage_errors
 @click.option("--guidance", type=float, default=None,
               help="classifier-free guidance scale [the pipeline's diffexplain.json (shapes: 1.5), else 7.5]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="output PNG")
+@size_options
 @usage_errors
-def command(prompt: str, model: str, seed: int, steps: int | None, guidance: float | None, out: Path) -> None:
+def command(prompt: str, model: str, seed: int, steps: int | None, guidance: float | None, out: Path,
+            height: int | None, width: int | None) -> None:
     """Generate an image for PROMPT with a fixed seed."""
     from PIL import Image
 
-    adapter = build_adapter(model, steps, guidance, batch_size=1)
+    adapter = build_adapter(model, steps, guidance, batch_size=1, height=height, width=width)
     adapter.words(prompt)  # validates: non-empty, known words, within the context length
     image = Image.fromarray(adapter.generate([prompt], [seed])[0])
     out.parent.mkdir(parents=True, exist_ok=True)

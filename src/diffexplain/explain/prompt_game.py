@@ -88,9 +88,11 @@ class PromptGame:
         self._requested: set[str] = set()
         self._cached: set[str] = set()
         self._reference: Optional[np.ndarray] = None
-        if perturbation == "empty_embedding" and getattr(adapter.pipe, "text_encoder_2", None) is not None:
-            raise ValueError(f"perturbation='empty_embedding' edits one text encoder's output; "
-                             f"{type(adapter.pipe).__name__} has two (and a pooled embedding): use 'drop'")
+        family = getattr(getattr(adapter, "family", None), "name", "sd")
+        if perturbation == "empty_embedding" and (family != "sd" or getattr(adapter.pipe, "text_encoder_2", None)):
+            raise ValueError(f"perturbation='empty_embedding' edits one CLIP text encoder's output (Stable Diffusion "
+                             f"1.x / 2.x); {type(adapter.pipe).__name__} has other or more text encoders "
+                             "(and pooled embeddings): use 'drop', which every encoder sees")
         self._spans = adapter.word_token_spans(prompt) if perturbation == "empty_embedding" else None
 
     # -- what is sent to the model --------------------------------------------------------------

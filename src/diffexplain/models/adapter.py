@@ -13,8 +13,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..tokens import word_token_spans
+from ..tokens import special_tokens_before, word_token_spans
 from .defaults import pipeline_defaults
+from .families import family_of, text_encoders, window
 
 
 def model_fingerprint(pipe) -> str:
@@ -60,7 +61,8 @@ class PipelineAdapter:
         return self._fingerprint
 
     def _device(self) -> torch.device:
-        return next(self.pipe.unet.parameters()).device
+        denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+        return next(denoiser.parameters()).device
 
     def call_pipeline(self, seeds: Sequence[int], **inputs) -> np.ndarray:
         """Run the pipeline once with one ``torch.Generator`` per seed (on the model's device) and
@@ -70,24 +72,6 @@ class PipelineAdapter:
         with torch.no_grad():
             images = self.pipe(generator=generators, output_type="np", **inputs).images
         return to_uint8(images)
-
-
-SUPPORTED = ("Stable Diffusion 1.x / 2.x pipelines (text-to-image, img2img, inpainting, InstructPix2Pix) and "
-             "Paint-by-Example (I2AM)")
-
-
-def check_supported(pipe) -> None:
-    """Raise ValueError naming ``pipe``'s class and what is supported unless it is a UNet pipeline
-    conditioned on one text encoder (the family every explanation here handles)."""
-    name = type(pipe).__name__
-    if getattr(pipe, "unet", None) is None:
-        family = "a DiT / MMDiT (transformer) pipeline" if getattr(pipe, "transformer", None) is not None else \
-            "not a diffusers UNet pipeline"
-        raise ValueError(f"{name} is {family}; diffexplain supports {SUPPORTED}")
-    if getattr(pipe, "text_encoder", None) is None or getattr(pipe, "tokenizer", None) is None:
-        raise ValueError(f"{name} has no text encoder and tokenizer, so it has no prompt words to explain "
-                         "(Paint-by-Example: use PaintByExampleAdapter and i2am_paint_by_example); "
-                         f"diffexplain supports {SUPPORTED}")
 
 
 class TextToImageAdapter(PipelineAdapter):
@@ -110,12 +94,12 @@ class TextToImageAdapter(PipelineAdapter):
     def __init__(self, pipe, *, num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
                  height: Optional[int] = None, width: Optional[int] = None, batch_size: int = 16,
                  vocabulary_check=None, pipeline_kwargs: Optional[dict[str, Any]] = None):
-        check_supported(pipe)
+        self.family = family_of(pipe)
         if not self.takes_source and "image" in inspect.signature(pipe.__call__).parameters:
             raise ValueError(f"{type(pipe).__name__} generates from a source image: wrap it in "
                              "EditAdapter(pipe, image=...) (command line: `diffexplain edit --image` or "
                              "`diffexplain attention --image`)")
-        defaults = pipeline_defaults(pipe)
+        defaults = pipeline_defaults(pipe, self.family)
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         if num_inference_steps < 1:
@@ -126,7 +110,8 @@ class TextToImageAdapter(PipelineAdapter):
         self.num_inference_steps = int(num_inference_steps)
         self.guidance_scale = float(guidance_scale)
         scale = getattr(pipe, "vae_scale_factor", 8)
-        sample = pipe.unet.config.sample_size
+        # UNets and DiTs state their latent size; Flux's transformer does not, its pipeline does
+        sample = getattr(getattr(pipe, self.family.denoiser).config, "sample_size", None) or pipe.default_sample_size
         sample_h, sample_w = (sample, sample) if isinstance(sample, int) else sample
         self.height = int(height or sample_h * scale)
         self.width = int(width or sample_w * scale)
@@ -142,8 +127,14 @@ class TextToImageAdapter(PipelineAdapter):
         return self.pipe.tokenizer
 
     @property
+    def encoders(self) -> list[tuple[str, object, object]]:
+        """(attribute, tokenizer, text encoder) of every text encoder the pipeline has, in order."""
+        return text_encoders(self.pipe, self.family)
+
+    @property
     def max_words_tokens(self) -> int:
-        return self.tokenizer.model_max_length - 2  # BOS and EOS
+        """The longest prompt, in the first tokenizer's tokens, that every text encoder reads whole."""
+        return min(window(tokenizer, self.family) for _, tokenizer, _ in self.encoders)
 
     def words(self, prompt: str) -> list[str]:
         """The features of a prompt: its whitespace-separated words, after validation."""
@@ -151,18 +142,20 @@ class TextToImageAdapter(PipelineAdapter):
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
         if self.vocabulary_check is not None:
             self.vocabulary_check(prompt)
-        n_tokens = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
-        if n_tokens > self.max_words_tokens:
-            raise ValueError(f"prompt is {n_tokens} tokens long, above the tokenizer's limit of "
-                             f"{self.max_words_tokens} (model_max_length {self.tokenizer.model_max_length} "
-                             f"minus BOS/EOS): {prompt!r}")
+        for attribute, tokenizer, _ in self.encoders:
+            # the pipeline would truncate silently, and a cut word would then be "explained"
+            n_tokens = len(tokenizer(prompt, add_special_tokens=False).input_ids)
+            limit = window(tokenizer, self.family)
+            if n_tokens > limit:
+                raise ValueError(f"prompt is {n_tokens} tokens long for {attribute}, above the {limit} it reads "
+                                 f"(its window minus special tokens); shorten it: {prompt!r}")
         return prompt.split()
 
     def word_token_spans(self, prompt: str) -> list[tuple[int, int]]:
         """For each word of the validated prompt, the [start, end) positions of its sub-tokens in the
-        encoded prompt (position 0 is BOS): ``tokens.word_token_spans``."""
+        encoded prompt of the first tokenizer (CLIP: position 0 is BOS): ``tokens.word_token_spans``."""
         self.words(prompt)
-        return word_token_spans(self.tokenizer, prompt)
+        return word_token_spans(self.tokenizer, prompt, start=special_tokens_before(self.tokenizer))
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:

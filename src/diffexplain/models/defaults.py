@@ -65,23 +65,26 @@ def pipeline_directory(pipe) -> Optional[Path]:
     return path if path.is_dir() else None
 
 
-def read_defaults(directory: Optional[Path]) -> PipelineDefaults:
-    """The defaults of the pipeline saved in ``directory``: its marker's values over ``GENERIC``."""
+def read_defaults(directory: Optional[Path], family=None) -> PipelineDefaults:
+    """The defaults of the pipeline saved in ``directory``: its marker's values over the family's
+    sampler defaults (``family``: a ``families.Family``) over ``GENERIC``."""
+    base = GENERIC if family is None else dataclasses.replace(
+        GENERIC, num_inference_steps=family.num_inference_steps, guidance_scale=family.guidance_scale)
     if directory is None or not (Path(directory) / MARKER).is_file():
-        return GENERIC
+        return base
     data: dict[str, Any] = json.loads((Path(directory) / MARKER).read_text())
     sampler, attention = data.get("sampler", {}), data.get("attention", {})
     vocabulary = data.get("vocabulary")
     return PipelineDefaults(
         name=str(data.get("name", "")),
-        num_inference_steps=int(sampler.get("num_inference_steps", GENERIC.num_inference_steps)),
-        guidance_scale=float(sampler.get("guidance_scale", GENERIC.guidance_scale)),
+        num_inference_steps=int(sampler.get("num_inference_steps", base.num_inference_steps)),
+        guidance_scale=float(sampler.get("guidance_scale", base.guidance_scale)),
         attention_min_grid=int(attention.get("min_grid", GENERIC.attention_min_grid)),
         attention_tau=float(attention.get("tau", GENERIC.attention_tau)),
         vocabulary=tuple(vocabulary) if vocabulary is not None else None,
     )
 
 
-def pipeline_defaults(pipe) -> PipelineDefaults:
-    """``read_defaults`` for the folder ``pipe`` was loaded from (``GENERIC`` if none)."""
-    return read_defaults(pipeline_directory(pipe))
+def pipeline_defaults(pipe, family=None) -> PipelineDefaults:
+    """``read_defaults`` for the folder ``pipe`` was loaded from (the family's or ``GENERIC`` if none)."""
+    return read_defaults(pipeline_directory(pipe), family)

@@ -51,9 +51,16 @@ def load_pipeline(model: str, *, dtype=None):
             f"model must be a registered name {sorted(registered)}, a local pipeline directory or a hub id already "
             f"in the local cache; got {model!r} (no such directory)")
     index = path / "model_index.json"
-    if index.is_file() and json.loads(index.read_text()).get("_class_name") == "PaintByExamplePipeline":
-        return load_paint_by_example(path, dtype=dtype)
-    pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype or torch.float32, local_files_only=True)
+    absent = {}
+    if index.is_file():
+        entries = json.loads(index.read_text())
+        if entries.get("_class_name") == "PaintByExamplePipeline":
+            return load_paint_by_example(path, dtype=dtype)
+        # a component saved as [null, null] (SD3 without T5, no safety checker) is loaded as None;
+        # diffusers asks for it to be passed explicitly
+        absent = {name: None for name, value in entries.items()
+                  if not name.startswith("_") and isinstance(value, list) and value == [None, None]}
+    pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype or torch.float32, local_files_only=True, **absent)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

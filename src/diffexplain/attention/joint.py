@@ -1,0 +1,121 @@
+"""Image-to-text attention of MMDiT joint attention (SD3, Flux), recomputed from the block's own
+projections, norms and rotary embedding.
+
+In joint attention one softmax runs over the image and text keys together. The image-query ->
+text-key block of that softmax is what a word's map is made of; it needs each query's normaliser
+over *all* keys, image keys included. The normaliser is computed block by block over the queries
+(logsumexp), so the image x image matrix is never held whole: memory per query block is
+block x (image tokens + text tokens).
+
+Three kinds of layer, found by public attributes:
+- "joint": an SD3 ``Attention`` with added key / value projections (image tokens first);
+- "joint_text_first": a Flux double-stream block's ``attn`` (text tokens first, rotary embedding);
+- "single": a Flux single-stream block's ``attn``, fed the concatenated [text; image] sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# query rows per block: block x (image + text tokens) logits per head and batch row at once
+QUERY_BLOCK = 1024
+
+
+def find_joint_attention(denoiser) -> dict[str, tuple[torch.nn.Module, str]]:
+    """``{name: (module, kind)}`` of every joint-attention layer of an MMDiT, in execution order."""
+    found: dict[str, tuple[torch.nn.Module, str]] = {}
+    flux = "Flux" in type(denoiser).__name__
+    if flux:
+        for index, block in enumerate(getattr(denoiser, "transformer_blocks", [])):
+            found[f"transformer_blocks.{index}.attn"] = (block.attn, "joint_text_first")
+        for index, block in enumerate(getattr(denoiser, "single_transformer_blocks", [])):
+            found[f"single_transformer_blocks.{index}.attn"] = (block.attn, "single")
+        for module, _ in found.values():
+            if getattr(module, "fused_projections", False):
+                raise ValueError(f"{type(denoiser).__name__} has fused q/k/v projections; call "
+                                 "transformer.unfuse_qkv() before recording attention")
+        return found
+    from diffusers.models.attention_processor import Attention
+
+    for name, module in denoiser.named_modules():
+        if isinstance(module, Attention) and getattr(module, "add_k_proj", None) is not None \
+                and not getattr(module, "is_cross_attention", False):
+            found[name] = (module, "joint")
+    return found
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, S, heads * d) -> (B, S, heads, d)."""
+    return x.unflatten(-1, (heads, -1))
+
+
+def _norm(module, x: torch.Tensor) -> torch.Tensor:
+    return module(x) if module is not None else x
+
+
+def _rotate(x: torch.Tensor, rotary, start: int, stop: int) -> torch.Tensor:
+    """Apply the block's rotary embedding (cos, sin) of positions [start, stop) to x (B, S, heads, d)."""
+    if rotary is None:
+        return x
+    from diffusers.models.embeddings import apply_rotary_emb
+
+    cos, sin = rotary
+    return apply_rotary_emb(x, (cos[start:stop], sin[start:stop]), sequence_dim=1)
+
+
+def joint_query_key(attn, kind: str, hidden: torch.Tensor, context, rotary, text_len: int):
+    """The image queries, image keys and text keys exactly as the layer's processor forms them.
+
+    Args:
+        attn: the attention module.
+        kind: "joint", "joint_text_first" or "single".
+        hidden: the layer's ``hidden_states`` input: (B, N, C) image tokens, or (B, T + N, C) for "single".
+        context: the layer's ``encoder_hidden_states`` (B, T, C_ctx), None for "single".
+        rotary: the layer's ``image_rotary_emb`` (cos, sin) over [text; image] positions, or None.
+        text_len: T, the text tokens (needed for "single").
+
+    Returns:
+        (image queries (B, heads, N, d), image keys (B, heads, N, d), text keys (B, heads, T, d)).
+    """
+    heads = attn.heads
+    if kind == "single":
+        query = _norm(attn.norm_q, _heads(attn.to_q(hidden), heads))
+        key = _norm(attn.norm_k, _heads(attn.to_k(hidden), heads))
+        total = hidden.shape[1]
+        query, key = _rotate(query, rotary, 0, total), _rotate(key, rotary, 0, total)
+        q_img, k_img, k_txt = query[:, text_len:], key[:, text_len:], key[:, :text_len]
+    else:
+        text_len = context.shape[1]
+        q_img = _norm(attn.norm_q, _heads(attn.to_q(hidden), heads))
+        k_img = _norm(attn.norm_k, _heads(attn.to_k(hidden), heads))
+        k_txt = _norm(attn.norm_added_k, _heads(attn.add_k_proj(context), heads))
+        if kind == "joint_text_first":
+            n = hidden.shape[1]
+            q_img = _rotate(q_img, rotary, text_len, text_len + n)
+            k_img = _rotate(k_img, rotary, text_len, text_len + n)
+            k_txt = _rotate(k_txt, rotary, 0, text_len)
+    return q_img.transpose(1, 2), k_img.transpose(1, 2), k_txt.transpose(1, 2)
+
+
+def image_to_text_probs(q_img: torch.Tensor, k_img: torch.Tensor, k_txt: torch.Tensor, scale: float,
+                        block: int = QUERY_BLOCK) -> torch.Tensor:
+    """The image-query -> text-key block of softmax(Q [K_img; K_txt]^T * scale), in float32.
+
+    Args:
+        q_img: (B, heads, N, d); k_img: (B, heads, N, d); k_txt: (B, heads, T, d).
+        scale: the layer's softmax scale.
+        block: query rows per step (memory: block x (N + T) per head and row).
+
+    Returns:
+        (B, heads, N, T) probabilities; each row sums to 1 minus its mass on image keys.
+    """
+    batch, heads, n, _ = q_img.shape
+    out = torch.empty(batch, heads, n, k_txt.shape[2], dtype=torch.float32, device=q_img.device)
+    k_img, k_txt = k_img.float(), k_txt.float()
+    for start in range(0, n, block):
+        q = q_img[:, :, start:start + block].float()
+        text_logits = q @ k_txt.transpose(-1, -2) * scale
+        normaliser = torch.logaddexp(torch.logsumexp(q @ k_img.transpose(-1, -2) * scale, dim=-1, keepdim=True),
+                                     torch.logsumexp(text_logits, dim=-1, keepdim=True))
+        out[:, :, start:start + block] = (text_logits - normaliser).exp()
+    return out

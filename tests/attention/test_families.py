@@ -1,0 +1,111 @@
+"""Attention maps on every family, checked against an independent reference: the probabilities
+softmax(Q K^T / sqrt(d) + mask) of the very q, k (after the block's norms and rotary embedding)
+that the layer's processor hands to ``scaled_dot_product_attention``, read by patching that
+function during a second, unrecorded run.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from diffexplain.attention.recorder import AttentionRecorder, record_prompt
+from diffexplain.models.adapter import TextToImageAdapter
+from tests.families import FAMILIES
+
+PROMPT = "a big red circle"
+EXTRA = {"pixart": {"use_resolution_binning": False},
+         "sana": {"use_resolution_binning": False, "complex_human_instruction": None}}
+SIZE = {"sana": 32}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_adapter(request, tmp_path_factory):
+    name = request.param
+    pipe = FAMILIES[name](tmp_path_factory.mktemp(name))
+    size = SIZE.get(name, 16)
+    return name, TextToImageAdapter(pipe, num_inference_steps=2, height=size, width=size, batch_size=1,
+                                    guidance_scale=3.0, pipeline_kwargs=EXTRA.get(name))
+
+
+class ReferenceProbs:
+    """Inside each recorded layer, computes an eager softmax beside SDPA and keeps its probabilities."""
+
+    def __init__(self, layers):
+        self.layers, self.calls, self.inside, self.handles = layers, [], None, []
+
+    def sdpa(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+        logits = query.float() @ key.float().transpose(-1, -2) * (scale or query.shape[-1] ** -0.5)
+        if attn_mask is not None:
+            logits = logits + attn_mask.float()
+        probs = logits.softmax(-1)
+        if self.inside is not None:
+            self.calls.append((self.inside, probs))
+        # the layer's output comes from the real kernel, so later steps see the same latents
+        return self.original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                             scale=scale, **kwargs)
+
+    def __enter__(self):
+        for name, module in self.layers.items():
+            self.handles.append(module.register_forward_pre_hook(lambda m, a, _n=name: setattr(self, "inside", _n)))
+            self.handles.append(module.register_forward_hook(lambda m, a, o: setattr(self, "inside", None)))
+        self.original = torch.nn.functional.scaled_dot_product_attention
+        torch.nn.functional.scaled_dot_product_attention = self.sdpa
+        return self
+
+    def __exit__(self, *exc):
+        torch.nn.functional.scaled_dot_product_attention = self.original
+        for handle in self.handles:
+            handle.remove()
+
+
+def test_recorded_attention_equals_the_reference_softmax_of_each_layer(family_adapter):
+    name, adapter = family_adapter
+    recorder = AttentionRecorder(adapter.pipe, keep_steps=True,
+                                 batch_layout="cfg" if name not in ("flux",) else "none")
+    with recorder:
+        adapter.generate([PROMPT], [0])
+    with ReferenceProbs(recorder.layers) as reference:
+        adapter.generate([PROMPT], [0])
+    by_layer = {}
+    for layer, probs in reference.calls:
+        by_layer.setdefault(layer, []).append(probs)
+    assert set(by_layer) == set(recorder.layers)
+    text_len = recorder.accumulators[next(iter(recorder.layers))].sums.shape[-1]
+    for layer, steps in by_layer.items():
+        recorded = recorder.accumulators[layer].steps
+        assert len(recorded) == len(steps) == 2
+        for full, mine in zip(steps, recorded):
+            rows = full[full.shape[0] // 2:] if name != "flux" else full  # the conditional half under CFG
+            kind = recorder.kinds[layer]
+            if kind == "cross":
+                block = rows
+            elif kind == "joint":  # SD3: [image; text]
+                block = rows[..., :-text_len, -text_len:]
+            else:  # Flux: [text; image]
+                block = rows[..., text_len:, :text_len]
+            assert mine.shape == block.shape, (layer, kind)
+            torch.testing.assert_close(mine, block, atol=2e-6, rtol=1e-4)
+
+
+def test_recording_leaves_the_image_bit_identical_and_words_get_different_maps(family_adapter):
+    name, adapter = family_adapter
+    plain = adapter.generate([PROMPT], [1])[0]
+    image, maps = record_prompt(adapter, PROMPT, 1)
+    np.testing.assert_array_equal(image, plain)
+    assert maps.words[0] == tuple(PROMPT.split())
+    red, circle = maps.word_heatmap("red"), maps.word_heatmap("circle")
+    assert red.shape == circle.shape == (adapter.height, adapter.width)
+    assert float(red.sum()) > 0 and not torch.allclose(red, circle)
+    for module in AttentionRecorder(adapter.pipe).layers.values():
+        assert not module._forward_pre_hooks
+
+
+def test_padding_gets_no_attention_in_t5_families(family_adapter):
+    """PixArt and Sana mask the encoder's padding; the recorded maps must honour the mask."""
+    name, adapter = family_adapter
+    if name not in ("pixart", "sana"):
+        pytest.skip("CLIP contexts attend to their padding by design")
+    _, maps = record_prompt(adapter, PROMPT, 2)
+    mean = next(iter(maps.means.values()))  # (B, G, heads, N, T)
+    words_end = maps.spans[0][-1][1]
+    assert float(mean[..., words_end + 1:].sum()) < 1e-6 * float(mean.sum())

@@ -1,0 +1,188 @@
+"""Tiny random-weight pipelines of every model family diffexplain explains, built offline and saved
+with ``save_pretrained`` / reloaded with ``from_pretrained`` (the path a user's local folder takes).
+
+Each tokenizer is word-level over the shapes vocabulary, in the family's own conventions: CLIP
+(start and end token), T5 (end token only, padded), Gemma (start token only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tests.helpers import _save_and_reload, _text, _vae
+
+WORDS = None  # filled lazily from the shapes world
+
+
+def _words():
+    from diffexplain_shapes.scene import vocabulary
+
+    return vocabulary()
+
+
+def word_tokenizer(directory: Path, kind: str, max_length: int = 32):
+    """A fast tokenizer with one token per shapes word. kind: "t5" (appends </s>) or "gemma" (prepends <bos>)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>", "<bos>"]
+    vocab = {token: i for i, token in enumerate(specials + _words())}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if kind == "t5":
+        tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+        extra = dict(eos_token="</s>")
+    else:
+        tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 3)])
+        extra = dict(bos_token="<bos>", eos_token="</s>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   model_max_length=max_length, padding_side="right", **extra)
+    fast.save_pretrained(directory)
+    return PreTrainedTokenizerFast.from_pretrained(directory)
+
+
+def _t5(directory: Path, d_model: int = 32):
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = word_tokenizer(directory / "_t5_tokenizer", "t5")
+    encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=8, d_ff=64, num_layers=1,
+                                      num_heads=2, relative_attention_num_buckets=8, pad_token_id=0,
+                                      eos_token_id=1, decoder_start_token_id=0))
+    return tokenizer, encoder
+
+
+def _clip_projection(directory: Path, projection_dim: int = 32):
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from diffexplain_shapes import pipelines as shapes
+
+    tokenizer = shapes.build_tokenizer(directory / "_clip_tokenizer")
+    return tokenizer, CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=shapes.MAX_TOKENS, bos_token_id=0, eos_token_id=1,
+        pad_token_id=1, projection_dim=projection_dim))
+
+
+def tiny_sdxl(directory: Path, seed: int = 0):
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _text(directory)
+    tokenizer_2, text_encoder_2 = _clip_projection(directory)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=2, norm_num_groups=8, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
+        transformer_layers_per_block=1, use_linear_projection=True)
+    pipe = StableDiffusionXLPipeline(vae=_vae(), text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet,
+                                     scheduler=EulerDiscreteScheduler(), force_zeros_for_empty_prompt=True)
+    return _save_and_reload(pipe, directory / "sdxl")
+
+
+def tiny_sd3(directory: Path, seed: int = 0, t5: bool = True):
+    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
+                           StableDiffusion3Pipeline)
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _clip_projection(directory)
+    tokenizer_2, text_encoder_2 = _clip_projection(directory / "2")
+    tokenizer_3, text_encoder_3 = _t5(directory, d_model=64) if t5 else (None, None)
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, out_channels=4, num_layers=2,
+                                        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=64,
+                                        caption_projection_dim=16, pooled_projection_dim=64, pos_embed_max_size=16)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+                        norm_num_groups=4, mid_block_add_attention=False, shift_factor=0.0, scaling_factor=1.0,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                    text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
+                                    tokenizer_2=tokenizer_2, text_encoder_3=text_encoder_3, tokenizer_3=tokenizer_3)
+    if not t5:  # diffusers' own from_pretrained needs the absent T5 passed as None; load_pipeline does that
+        from diffexplain.models.loading import load_pipeline
+
+        pipe.save_pretrained(directory / "sd3")
+        return load_pipeline(str(directory / "sd3"))
+    return _save_and_reload(pipe, directory / "sd3")
+
+
+def tiny_flux(directory: Path, seed: int = 0):
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from diffexplain_shapes import pipelines as shapes
+
+    torch.manual_seed(seed)
+    tokenizer = shapes.build_tokenizer(directory / "_clip_tokenizer")
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=shapes.MAX_TOKENS, bos_token_id=0, eos_token_id=1,
+        pad_token_id=1))
+    tokenizer_2, text_encoder_2 = _t5(directory, d_model=32)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=1,
+                                         num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                                         joint_attention_dim=32, pooled_projection_dim=32,
+                                         axes_dims_rope=(4, 4, 8), guidance_embeds=True)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+                        norm_num_groups=4, mid_block_add_attention=False, shift_factor=0.0, scaling_factor=1.0,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    pipe = FluxPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                        text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
+                        tokenizer_2=tokenizer_2)
+    return _save_and_reload(pipe, directory / "flux")
+
+
+def tiny_pixart(directory: Path, seed: int = 0):
+    from diffusers import DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _t5(directory, d_model=32)
+    transformer = PixArtTransformer2DModel(
+        sample_size=8, num_layers=2, patch_size=2, attention_head_dim=8, num_attention_heads=2, caption_channels=32,
+        in_channels=4, cross_attention_dim=16, out_channels=8, attention_bias=True, activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6)
+    pipe = PixArtAlphaPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=_vae(), transformer=transformer,
+                               scheduler=DDIMScheduler())
+    return _save_and_reload(pipe, directory / "pixart")
+
+
+FAMILIES = {"sdxl": tiny_sdxl, "sd3": tiny_sd3, "flux": tiny_flux, "pixart": tiny_pixart}
+
+
+def _gemma(directory: Path, hidden: int = 8):
+    from transformers import Gemma2Config, Gemma2Model
+
+    tokenizer = word_tokenizer(directory / "_gemma_tokenizer", "gemma", max_length=64)
+    encoder = Gemma2Model(Gemma2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=16,
+                                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                       head_dim=4, pad_token_id=0, bos_token_id=3, eos_token_id=1))
+    return tokenizer, encoder
+
+
+def tiny_sana(directory: Path, seed: int = 0):
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _gemma(directory)
+    transformer = SanaTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=1,
+                                         num_attention_heads=2, attention_head_dim=4, num_cross_attention_heads=2,
+                                         cross_attention_head_dim=4, cross_attention_dim=8, caption_channels=8,
+                                         sample_size=8)
+    vae = AutoencoderDC(in_channels=3, latent_channels=4, attention_head_dim=2,
+                        encoder_block_types=("ResBlock", "EfficientViTBlock"),
+                        decoder_block_types=("ResBlock", "EfficientViTBlock"), encoder_block_out_channels=(8, 8),
+                        decoder_block_out_channels=(8, 8), encoder_qkv_multiscales=((), (5,)),
+                        decoder_qkv_multiscales=((), (5,)), encoder_layers_per_block=(1, 1),
+                        decoder_layers_per_block=(1, 1), downsample_block_type="conv",
+                        upsample_block_type="interpolate", decoder_norm_types="rms_norm", decoder_act_fns="silu",
+                        scaling_factor=0.41407)
+    pipe = SanaPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+    return _save_and_reload(pipe, directory / "sana")
+
+
+FAMILIES["sana"] = tiny_sana

@@ -1,0 +1,123 @@
+"""Prompt-word attribution on every model family, on tiny pipelines built and saved by the tests.
+
+For each family: the adapter recognises it, a dropped word disappears from the token ids every
+text encoder receives (read by hooks on the encoders), exact Shapley's efficiency holds, and a
+prompt longer than an encoder's window is refused naming that encoder.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from diffexplain.embed import PixelEmbedder
+from diffexplain.explain.api import explain_prompt
+from diffexplain.models.adapter import TextToImageAdapter
+from diffexplain.models.loading import load_pipeline
+from tests.families import FAMILIES
+
+PROMPT = "a big red circle"
+EXTRA = {"pixart": {"use_resolution_binning": False},  # binning needs the real 256-1024 px sizes
+         "sana": {"use_resolution_binning": False}}
+SIZE = {"sana": 32}  # Sana's pipeline takes multiples of 32
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_adapter(request, tmp_path_factory):
+    name = request.param
+    pipe = FAMILIES[name](tmp_path_factory.mktemp(name))
+    size = SIZE.get(name, 16)
+    adapter = TextToImageAdapter(pipe, num_inference_steps=2, height=size, width=size, batch_size=8,
+                                 pipeline_kwargs=EXTRA.get(name))
+    return name, adapter
+
+
+class TokenSpy:
+    """Records the input ids each text encoder of a pipeline receives, with forward pre-hooks."""
+
+    def __init__(self, adapter):
+        self.adapter, self.seen, self.handles = adapter, {}, []
+
+    def __enter__(self):
+        for attribute, tokenizer, encoder in self.adapter.encoders:
+            self.seen[attribute] = []
+
+            def hook(module, args, kwargs, _attribute=attribute):
+                ids = args[0] if args else kwargs["input_ids"]
+                self.seen[_attribute].extend(ids.tolist())
+
+            self.handles.append(encoder.register_forward_pre_hook(hook, with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+def test_the_family_is_recognised_from_the_pipeline_class(family_adapter):
+    name, adapter = family_adapter
+    assert adapter.family.name == name
+    assert len(adapter.encoders) == {"sdxl": 2, "sd3": 3, "flux": 2, "pixart": 1, "sana": 1}[name]
+
+
+def test_a_dropped_word_disappears_from_every_encoder_and_shapley_is_efficient(family_adapter):
+    name, adapter = family_adapter
+    with TokenSpy(adapter) as spy:
+        explanation = explain_prompt(adapter, PROMPT, method="shapley", seeds=1, embedder=PixelEmbedder(size=8))
+    assert explanation.features == tuple(PROMPT.split())
+    assert np.isfinite(explanation.values).all()
+    assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-5)
+    assert explanation.n_generations == 2 ** 4
+    words = PROMPT.split()
+    coalitions = [[w for w, keep in zip(words, mask) if keep] for mask in itertools.product([0, 1], repeat=4)]
+    for attribute, tokenizer, _ in adapter.encoders:
+        expected = {tuple(tokenizer(" ".join(c), add_special_tokens=False).input_ids) for c in coalitions}
+        assert len(expected) == 16
+        assert spy.seen[attribute], f"{name}: {attribute} never ran"
+        assert received_texts(spy.seen[attribute], tokenizer) == expected, (name, attribute)
+
+
+def received_texts(rows, tokenizer) -> set:
+    """The text token ids of each encoded row: without the prefix every row shares (start token; Sana's
+    instruction) and without trailing special tokens (end, padding)."""
+    specials = set(tokenizer.all_special_ids)
+    negatives = [row for row in rows if all(t in specials for t in row)]  # the empty negative prompt
+    rows = [row for row in rows if row not in negatives]
+    common = 0
+    while all(len(row) > common and row[common] == rows[0][common] for row in rows):
+        common += 1
+    out = set()
+    for row in rows:
+        tail = list(row[common:])
+        while tail and tail[-1] in specials:
+            tail.pop()
+        out.add(tuple(tail))
+    return out | ({()} if negatives else set())
+
+
+def test_a_prompt_beyond_an_encoders_window_is_refused_naming_it(family_adapter):
+    name, adapter = family_adapter
+    attribute, tokenizer, _ = min(adapter.encoders, key=lambda e: e[1].model_max_length)
+    long = " ".join(["red circle"] * tokenizer.model_max_length)
+    with pytest.raises(ValueError, match=f"for {attribute}, above the"):
+        adapter.words(long)
+
+
+def test_a_saved_family_pipeline_loads_by_its_folder(family_adapter, tmp_path):
+    name, adapter = family_adapter
+    adapter.pipe.save_pretrained(tmp_path / name)
+    loaded = load_pipeline(str(tmp_path / name))
+    assert type(loaded) is type(adapter.pipe)
+    again = TextToImageAdapter(loaded, num_inference_steps=2, height=adapter.height, width=adapter.width,
+                               pipeline_kwargs=EXTRA.get(name))
+    np.testing.assert_array_equal(again.generate([PROMPT], [3]), adapter.generate([PROMPT], [3]))
+
+
+def test_sd3_without_t5_loads_and_explains(tmp_path):
+    from tests.families import tiny_sd3
+
+    loaded = tiny_sd3(tmp_path, t5=False)  # saved, then loaded by load_pipeline
+    assert loaded.text_encoder_3 is None
+    adapter = TextToImageAdapter(loaded, num_inference_steps=2, height=16, width=16)
+    assert [a for a, _, _ in adapter.encoders] == ["text_encoder", "text_encoder_2"]
+    explanation = explain_prompt(adapter, "red circle", method="shapley", seeds=1, embedder=PixelEmbedder(size=8))
+    assert np.isfinite(explanation.values).all()
