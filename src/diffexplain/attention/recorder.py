@@ -292,7 +292,8 @@ def record_prompt(adapter, prompt: str, seed: int):
         # its pipeline prepends a long instruction and keeps the last tokens: word positions depend on how
         # Gemma's tokenizer joins the two texts, which is not checked yet
         raise ValueError("attention maps on Sana need its instruction prefix off: build the adapter with "
-                         "pipeline_kwargs={'complex_human_instruction': None} (prompt-word attribution works either way)")
+                         "pipeline_kwargs={'complex_human_instruction': None} "
+                         "(prompt-word attribution works either way)")
     layout = "auto"
     if not hasattr(type(pipe), "do_classifier_free_guidance") and adapter.family.name != "flux":
         layout = "cfg" if adapter.guidance_scale > 1 else "none"  # PixArt decides inside __call__
