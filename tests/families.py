@@ -83,6 +83,37 @@ def tiny_sdxl(directory: Path, seed: int = 0):
     return _save_and_reload(pipe, directory / "sdxl")
 
 
+def tiny_sdxl_pix2pix(directory: Path, seed: int = 0):
+    """SDXL InstructPix2Pix: the SDXL parts with an 8-channel UNet (noise + source latents)."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLInstructPix2PixPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _text(directory)
+    tokenizer_2, text_encoder_2 = _clip_projection(directory)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=8, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=2, norm_num_groups=8, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
+        transformer_layers_per_block=1, use_linear_projection=True)
+    pipe = StableDiffusionXLInstructPix2PixPipeline(
+        vae=_vae(), text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2, unet=unet, scheduler=EulerDiscreteScheduler())
+    return _save_and_reload(pipe, directory / "sdxl_pix2pix")
+
+
+def variant(pipe, class_name: str, directory: Path):
+    """The same components as another pipeline of the family (img2img, inpainting, Kontext), saved and reloaded."""
+    import inspect
+
+    import diffusers
+
+    cls = getattr(diffusers, class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    built = cls(**{k: v for k, v in pipe.components.items() if k in accepted})
+    return _save_and_reload(built, directory / class_name)
+
+
 def tiny_sd3(directory: Path, seed: int = 0, t5: bool = True):
     from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
                            StableDiffusion3Pipeline)
@@ -91,13 +122,13 @@ def tiny_sd3(directory: Path, seed: int = 0, t5: bool = True):
     tokenizer, text_encoder = _clip_projection(directory)
     tokenizer_2, text_encoder_2 = _clip_projection(directory / "2")
     tokenizer_3, text_encoder_3 = _t5(directory, d_model=64) if t5 else (None, None)
-    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, out_channels=4, num_layers=2,
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=16, out_channels=16, num_layers=2,
                                         attention_head_dim=8, num_attention_heads=2, joint_attention_dim=64,
                                         caption_projection_dim=16, pooled_projection_dim=64, pos_embed_max_size=16)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, down_block_types=("DownEncoderBlock2D",) * 2,
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
                         norm_num_groups=4, mid_block_add_attention=False, shift_factor=0.0, scaling_factor=1.0,
-                        use_quant_conv=False, use_post_quant_conv=False)
+                        use_quant_conv=False, use_post_quant_conv=False)  # 16 latent channels, as SD3's
     pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
                                     text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
                                     tokenizer_2=tokenizer_2, text_encoder_3=text_encoder_3, tokenizer_3=tokenizer_3)
@@ -134,6 +165,22 @@ def tiny_flux(directory: Path, seed: int = 0):
                         text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
                         tokenizer_2=tokenizer_2)
     return _save_and_reload(pipe, directory / "flux")
+
+
+def tiny_flux_fill(directory: Path, seed: int = 0):
+    """Flux Fill: the transformer also reads the packed masked-image latents (4) and mask (16)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
+
+    flux = tiny_flux(directory, seed)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=24, out_channels=4, num_layers=1,
+                                         num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                                         joint_attention_dim=32, pooled_projection_dim=32,
+                                         axes_dims_rope=(4, 4, 8), guidance_embeds=True)
+    assert isinstance(flux.vae, AutoencoderKL) and isinstance(flux.scheduler, FlowMatchEulerDiscreteScheduler)
+    pipe = FluxFillPipeline(transformer=transformer, scheduler=flux.scheduler, vae=flux.vae,
+                            text_encoder=flux.text_encoder, tokenizer=flux.tokenizer,
+                            text_encoder_2=flux.text_encoder_2, tokenizer_2=flux.tokenizer_2)
+    return _save_and_reload(pipe, directory / "flux_fill")
 
 
 def tiny_pixart(directory: Path, seed: int = 0):

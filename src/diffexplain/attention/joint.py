@@ -63,7 +63,8 @@ def _rotate(x: torch.Tensor, rotary, start: int, stop: int) -> torch.Tensor:
     return apply_rotary_emb(x, (cos[start:stop], sin[start:stop]), sequence_dim=1)
 
 
-def joint_query_key(attn, kind: str, hidden: torch.Tensor, context, rotary, text_len: int):
+def joint_query_key(attn, kind: str, hidden: torch.Tensor, context, rotary, text_len: int,
+                    n_query: int | None = None):
     """The image queries, image keys and text keys exactly as the layer's processor forms them.
 
     Args:
@@ -73,9 +74,11 @@ def joint_query_key(attn, kind: str, hidden: torch.Tensor, context, rotary, text
         context: the layer's ``encoder_hidden_states`` (B, T, C_ctx), None for "single".
         rotary: the layer's ``image_rotary_emb`` (cos, sin) over [text; image] positions, or None.
         text_len: T, the text tokens (needed for "single").
+        n_query: keep only the first ``n_query`` image queries (Flux Kontext appends the reference
+            image's tokens: they are keys of the softmax, not pixels of the generated image).
 
     Returns:
-        (image queries (B, heads, N, d), image keys (B, heads, N, d), text keys (B, heads, T, d)).
+        (image queries (B, heads, n_query, d), image keys (B, heads, N, d), text keys (B, heads, T, d)).
     """
     heads = attn.heads
     if kind == "single":
@@ -94,6 +97,8 @@ def joint_query_key(attn, kind: str, hidden: torch.Tensor, context, rotary, text
             q_img = _rotate(q_img, rotary, text_len, text_len + n)
             k_img = _rotate(k_img, rotary, text_len, text_len + n)
             k_txt = _rotate(k_txt, rotary, 0, text_len)
+    if n_query is not None:
+        q_img = q_img[:, :n_query]
     return q_img.transpose(1, 2), k_img.transpose(1, 2), k_txt.transpose(1, 2)
 
 

@@ -12,6 +12,7 @@ extra Q.K^T product per layer.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from typing import Optional
 
@@ -151,6 +152,7 @@ class AttentionRecorder:
         self._handles: list = []
         self._latent_hw: Optional[tuple[int, int]] = None
         self._text_len = 0
+        self._image_tokens: Optional[int] = None
         self._group = 0
         self._timesteps: list[int] = []
         self.accumulators: dict[str, _LayerAccumulator] = {}
@@ -182,10 +184,13 @@ class AttentionRecorder:
         sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
         t = float(torch.as_tensor(timestep).reshape(-1)[0]) * self._timestep_scale
+        self._image_tokens = None
         if sample.ndim == 3:  # packed tokens (Flux): the grid is in the image ids
             ids = kwargs["img_ids"]
             ids = ids[0] if ids.ndim == 3 else ids
-            self._latent_hw = (int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)
+            generated = ids[ids[:, 0] == 0]  # Kontext appends its reference image with ids[:, 0] == 1
+            self._image_tokens = int(generated.shape[0])
+            self._latent_hw = (int(generated[:, 1].max()) + 1, int(generated[:, 2].max()) + 1)
         else:
             self._latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
         context = kwargs.get("encoder_hidden_states")
@@ -214,7 +219,7 @@ class AttentionRecorder:
 
             context = context[rows] if context is not None else None
             q_img, k_img, k_txt = joint_query_key(attn, kind, hidden, context, kwargs.get("image_rotary_emb"),
-                                                  self._text_len)
+                                                  self._text_len, n_query=self._image_tokens)
             probs = image_to_text_probs(q_img, k_img, k_txt, q_img.shape[-1] ** -0.5).cpu()
         acc = self.accumulators.get(name)
         if acc is None:
@@ -296,7 +301,15 @@ def record_prompt(adapter, prompt: str, seed: int):
                          "(prompt-word attribution works either way)")
     layout = "auto"
     if not hasattr(type(pipe), "do_classifier_free_guidance") and adapter.family.name != "flux":
-        layout = "cfg" if adapter.guidance_scale > 1 else "none"  # PixArt decides inside __call__
+        # PixArt and SDXL InstructPix2Pix decide inside __call__, from the same arguments
+        parameters = inspect.signature(pipe.__call__).parameters
+        guided = adapter.guidance_scale > 1
+        if "image_guidance_scale" in parameters:
+            image_guidance = adapter.pipeline_kwargs.get("image_guidance_scale",
+                                                         parameters["image_guidance_scale"].default)
+            layout = "pix2pix" if guided and image_guidance >= 1 else "none"
+        else:
+            layout = "cfg" if guided else "none"
     tokenizer, offset = attention_text(pipe, adapter.family)
     with AttentionRecorder(pipe, batch_layout=layout) as recorder:
         image = adapter.generate([prompt], [seed])[0]

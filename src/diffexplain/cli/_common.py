@@ -7,19 +7,44 @@ import contextlib
 import click
 
 
-def build_adapter(model: str, steps, guidance, batch_size: int = 16, height=None, width=None):
+def build_adapter(model: str, steps, guidance, batch_size: int = 16, height=None, width=None, pipeline_args=()):
     """Load ``--model`` and wrap it in a TextToImageAdapter with the pipeline's own defaults."""
     from ..models.adapter import TextToImageAdapter
     from ..models.loading import load_pipeline
 
     return TextToImageAdapter(load_pipeline(model), num_inference_steps=steps, guidance_scale=guidance,
-                              batch_size=batch_size, height=height, width=width)
+                              batch_size=batch_size, height=height, width=width,
+                              pipeline_kwargs=parse_pipeline_args(pipeline_args))
 
 
 def size_options(function):
-    """--height / --width of the generated images (default: the pipeline's own size)."""
+    """--height / --width of the generated images (default: the pipeline's own size) and --pipeline-arg."""
+    function = pipeline_arg_option(function)
     function = click.option("--width", type=int, default=None, help="image width [the pipeline's]")(function)
     return click.option("--height", type=int, default=None, help="image height [the pipeline's]")(function)
+
+
+def pipeline_arg_option(function):
+    """--pipeline-arg KEY=VALUE, repeatable: extra keyword arguments of every pipeline call."""
+    return click.option("--pipeline-arg", "pipeline_args", multiple=True, metavar="KEY=VALUE",
+                        help="extra keyword argument of the pipeline call, VALUE read as JSON when it parses "
+                             "(e.g. use_resolution_binning=false, max_sequence_length=128); repeatable")(function)
+
+
+def parse_pipeline_args(items) -> dict:
+    """``("a=1", "b=false", "c=text")`` -> ``{"a": 1, "b": False, "c": "text"}``."""
+    import json
+
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--pipeline-arg must be KEY=VALUE with KEY a keyword name, got {item!r}")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
 
 
 @contextlib.contextmanager

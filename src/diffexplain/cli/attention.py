@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import build_adapter, size_options, usage_errors
+from ._common import build_adapter, parse_pipeline_args, size_options, usage_errors
 
 
 @click.command("attention")
@@ -34,7 +34,7 @@ from ._common import build_adapter, size_options, usage_errors
 @size_options
 @usage_errors
 def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, min_grid, image_path,
-            mask_path, strength, image_guidance, out, height, width) -> None:
+            mask_path, strength, image_guidance, out, height, width, pipeline_args) -> None:
     """Record cross-attention while generating PROMPT; write heatmaps, overlays, views and a report."""
     from PIL import Image
 
@@ -49,14 +49,15 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
     if image_path is None:
         if mask_path is not None or strength is not None or image_guidance is not None:
             raise ValueError("--mask, --strength and --image-guidance need --image (an image-to-image pipeline)")
-        adapter = build_adapter(model, steps, guidance, batch_size=1, height=height, width=width)
+        adapter = build_adapter(model, steps, guidance, batch_size=1, height=height, width=width,
+                                pipeline_args=pipeline_args)
     else:
         from ..models.edit_adapter import EditAdapter
         from ..models.loading import load_pipeline
 
         adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
                               image_guidance_scale=image_guidance, num_inference_steps=steps, guidance_scale=guidance,
-                              batch_size=1)
+                              batch_size=1, pipeline_kwargs=parse_pipeline_args(pipeline_args))
     image, maps = record_prompt(adapter, prompt, seed)
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out / "image.png")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import usage_errors
+from ._common import parse_pipeline_args, pipeline_arg_option, usage_errors
 from .explain import METHOD, explanation_options, run_explanation
 
 
@@ -28,9 +28,10 @@ from .explain import METHOD, explanation_options, run_explanation
               help="distances to the unperturbed edit, or to the source image (the SMILE script's choice)")
 @METHOD
 @explanation_options
+@pipeline_arg_option
 @usage_errors
 def command(instruction, image_path, model, mask_path, strength, composite, image_guidance, reference, steps,
-            guidance, out, **options) -> None:
+            guidance, out, pipeline_args, **options) -> None:
     """Attribute an edit of the image at --image to the words of INSTRUCTION (source and mask fixed)."""
     from ..models.edit_adapter import EditAdapter
     from ..models.loading import load_pipeline
@@ -38,7 +39,7 @@ def command(instruction, image_path, model, mask_path, strength, composite, imag
 
     adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
                           image_guidance_scale=image_guidance, composite=composite, num_inference_steps=steps,
-                          guidance_scale=guidance)
+                          guidance_scale=guidance, pipeline_kwargs=parse_pipeline_args(pipeline_args))
 
     def source_and_edit(explanation):
         edit = adapter.generate([instruction], [explanation.settings["seeds"][0]])[0]

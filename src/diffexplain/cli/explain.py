@@ -86,9 +86,9 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
 @explanation_options
 @size_options
 @usage_errors
-def command(prompt, method, model, attention, steps, guidance, out, height, width, **options) -> None:
+def command(prompt, method, model, attention, steps, guidance, out, height, width, pipeline_args, **options) -> None:
     """Attribute the image of PROMPT to its words; writes explanation.json and report.html under OUT."""
-    adapter = build_adapter(model, steps, guidance, height=height, width=width)
+    adapter = build_adapter(model, steps, guidance, height=height, width=width, pipeline_args=pipeline_args)
 
     def attention_views(explanation):
         from ..report.html import attention_section

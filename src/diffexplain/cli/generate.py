@@ -21,11 +21,12 @@ from ._common import build_adapter, size_options, usage_errors
 @size_options
 @usage_errors
 def command(prompt: str, model: str, seed: int, steps: int | None, guidance: float | None, out: Path,
-            height: int | None, width: int | None) -> None:
+            height: int | None, width: int | None, pipeline_args: tuple[str, ...]) -> None:
     """Generate an image for PROMPT with a fixed seed."""
     from PIL import Image
 
-    adapter = build_adapter(model, steps, guidance, batch_size=1, height=height, width=width)
+    adapter = build_adapter(model, steps, guidance, batch_size=1, height=height, width=width,
+                            pipeline_args=pipeline_args)
     adapter.words(prompt)  # validates: non-empty, known words, within the context length
     image = Image.fromarray(adapter.generate([prompt], [seed])[0])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -98,12 +98,12 @@ class EditAdapter(_Pasting, TextToImageAdapter):
 
     def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike] = None, strength: Optional[float] = None,
                  image_guidance_scale: Optional[float] = None, mask_threshold: float = 0.5, composite: bool = False,
-                 **kwargs):
+                 pipeline_kwargs: Optional[dict[str, Any]] = None, **kwargs):
         parameters = inspect.signature(pipe.__call__).parameters
         if "image" not in parameters:
             raise ValueError(f"pipe must take a source image; {type(pipe).__name__} does not")
         source = load_image(image, "image")
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(pipeline_kwargs or {})
         needs_mask = "mask_image" in parameters
         if needs_mask and mask is None:
             raise ValueError(f"{type(pipe).__name__} inpaints: a mask is required (mask=None given)")
