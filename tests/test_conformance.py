@@ -27,8 +27,9 @@ MATRIX = {
     "Stable Diffusion 1.x / 2.x": ("✓", "img2img, inpainting, InstructPix2Pix", "✓ (cross-attention)",
                                    "n/a: no reference image"),
     "SDXL": ("✓", "img2img, inpainting, InstructPix2Pix", "✓ (cross-attention)", "n/a: no reference image"),
-    "SD3 / SD3.5": ("✓", "img2img, inpainting", "✓ (joint attention)", "n/a: no reference image"),
-    "Flux.1": ("✓", "img2img, inpainting, Fill, Kontext", "✓ (double- and single-stream)", "n/a: no reference image"),
+    "SD3 / SD3.5": ("✓", "img2img, inpainting", "✓ (joint attention; `--maps output`)", "n/a: no reference image"),
+    "Flux.1": ("✓", "img2img, inpainting, Fill, Kontext", "✓ (double- and single-stream; `--maps output`)",
+               "n/a: no reference image"),
     "PixArt-α / Σ": ("✓", "n/a: diffusers has no PixArt edit pipeline", "✓ (cross-attention)",
                      "n/a: no reference image"),
     "Sana": ("✓", "n/a: diffusers has no Sana edit pipeline", "✓ (with `complex_human_instruction=null`)",
@@ -135,6 +136,10 @@ def test_attention_runs_from_the_folder(built, family, tmp_path):
           "--out", out])
     assert json.loads((out / "regions.json").read_text())["words"] == PROMPT.split()
     assert "Where each word lands" in (out / "report.html").read_text()
+    if family in ("SD3 / SD3.5", "Flux.1"):  # MMDiT: also the output-space maps (ConceptAttention)
+        _run(["attention", PROMPT, "--model", folders[family], "--steps", 2, "--height", size, "--width", size,
+              "--views", "time,layer", "--segmenter", "slic", "--maps", "output", "--out", tmp_path / "output"])
+        assert (tmp_path / "output" / "report.html").is_file()
 
 
 @pytest.mark.parametrize("family, variant", list(EDITS))

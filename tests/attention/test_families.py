@@ -105,7 +105,26 @@ def test_padding_gets_no_attention_in_t5_families(family_adapter):
     name, adapter = family_adapter
     if name not in ("pixart", "sana"):
         pytest.skip("CLIP contexts attend to their padding by design")
-    _, maps = record_prompt(adapter, PROMPT, 2)
+    with AttentionRecorder(adapter.pipe, batch_layout="cfg") as recorder:  # every context position kept
+        adapter.generate([PROMPT], [2])
+    maps = recorder.maps(adapter.pipe.tokenizer, [PROMPT], image_size=(adapter.height, adapter.width))
     mean = next(iter(maps.means.values()))  # (B, G, heads, N, T)
     words_end = maps.spans[0][-1][1]
+    assert mean.shape[-1] > words_end + 1
     assert float(mean[..., words_end + 1:].sum()) < 1e-6 * float(mean.sum())
+
+
+def test_keeping_only_the_word_tokens_gives_the_same_word_maps(family_adapter):
+    """record_prompt keeps the prompt's word positions (an MMDiT context is hundreds of tokens)."""
+    from diffexplain.models.families import attention_text
+
+    name, adapter = family_adapter
+    _, kept = record_prompt(adapter, PROMPT, 3)
+    tokenizer, offset = attention_text(adapter.pipe, adapter.family)
+    layout = "none" if name == "flux" else "cfg"
+    with AttentionRecorder(adapter.pipe, batch_layout=layout) as recorder:
+        adapter.generate([PROMPT], [3])
+    full = recorder.maps(tokenizer, [PROMPT], image_size=(adapter.height, adapter.width), offset=offset)
+    assert next(iter(kept.means.values())).shape[-1] == len(PROMPT.split()) < next(iter(full.means.values())).shape[-1]
+    for word in PROMPT.split():
+        torch.testing.assert_close(kept.word_heatmap(word), full.word_heatmap(word))

@@ -5,7 +5,7 @@ In joint attention one softmax runs over the image and text keys together. The i
 text-key block of that softmax is what a word's map is made of; it needs each query's normaliser
 over *all* keys, image keys included. The normaliser is computed block by block over the queries
 (logsumexp), so the image x image matrix is never held whole: memory per query block is
-block x (image tokens + text tokens).
+block x (image tokens + text tokens), the block sized to hold about 16 MiB of logits.
 
 Three kinds of layer, found by public attributes:
 - "joint": an SD3 ``Attention`` with added key / value projections (image tokens first);
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-# query rows per block: block x (image + text tokens) logits per head and batch row at once
-QUERY_BLOCK = 1024
+# logits held at once, per query block: about 16 MiB of float32
+BLOCK_FLOATS = 1 << 22
 
 
 def find_joint_attention(denoiser) -> dict[str, tuple[torch.nn.Module, str]]:
@@ -103,24 +103,29 @@ def joint_query_key(attn, kind: str, hidden: torch.Tensor, context, rotary, text
 
 
 def image_to_text_probs(q_img: torch.Tensor, k_img: torch.Tensor, k_txt: torch.Tensor, scale: float,
-                        block: int = QUERY_BLOCK) -> torch.Tensor:
+                        block: int | None = None, keep: slice = slice(None)) -> torch.Tensor:
     """The image-query -> text-key block of softmax(Q [K_img; K_txt]^T * scale), in float32.
 
     Args:
         q_img: (B, heads, N, d); k_img: (B, heads, N, d); k_txt: (B, heads, T, d).
         scale: the layer's softmax scale.
-        block: query rows per step (memory: block x (N + T) per head and row).
+        block: query rows per step (default: as many as keep the logits, block x (N + T) per head
+            and row, near ``BLOCK_FLOATS``).
+        keep: the text positions to return (the normaliser still covers every key).
 
     Returns:
-        (B, heads, N, T) probabilities; each row sums to 1 minus its mass on image keys.
+        (B, heads, N, T kept) probabilities; a row over all T sums to 1 minus its mass on image keys.
     """
     batch, heads, n, _ = q_img.shape
-    out = torch.empty(batch, heads, n, k_txt.shape[2], dtype=torch.float32, device=q_img.device)
+    if block is None:
+        block = max(1, BLOCK_FLOATS // (batch * heads * (n + k_txt.shape[2])))
+    kept = torch.arange(k_txt.shape[2])[keep].numel()
+    out = torch.empty(batch, heads, n, kept, dtype=torch.float32, device=q_img.device)
     k_img, k_txt = k_img.float(), k_txt.float()
     for start in range(0, n, block):
         q = q_img[:, :, start:start + block].float()
         text_logits = q @ k_txt.transpose(-1, -2) * scale
         normaliser = torch.logaddexp(torch.logsumexp(q @ k_img.transpose(-1, -2) * scale, dim=-1, keepdim=True),
                                      torch.logsumexp(text_logits, dim=-1, keepdim=True))
-        out[:, :, start:start + block] = (text_logits - normaliser).exp()
+        out[:, :, start:start + block] = (text_logits[..., keep] - normaliser).exp()
     return out

@@ -73,7 +73,8 @@ class AttentionMaps:
             trailing = len(tokenizer("red").input_ids) - plain - start  # CLIP, T5: the end token
             spans = [[(a + offset, b + offset) for a, b in word_token_spans(tokenizer, p, start=start)]
                      for p in prompts]
-            context = means[layers[0]].shape[-1]  # tokens the text encoders passed on, special tokens included
+            # context positions the layers saw (the recorder may keep only some: ``tokens``)
+            context = getattr(recorder, "context_len", 0) or means[layers[0]].shape[-1]
             for prompt, row, span in zip(prompts, words, spans):
                 cut = [w for w, (_, end) in zip(row, span) if end > context - trailing]
                 if cut:  # their maps would be empty: the encoder never saw these words
@@ -82,6 +83,14 @@ class AttentionMaps:
                         f"prompt {prompt!r} is {span[-1][1] - offset - start} tokens, above the {taken} the text "
                         f"encoder takes: the pipeline cut off {', '.join(repr(w) for w in cut)}, which have no "
                         "attention; shorten the prompt")
+            kept = getattr(recorder, "tokens", None)
+            if kept is not None:
+                outside = [w for row, span in zip(words, spans) for w, (a, b) in zip(row, span)
+                           if a < kept[0] or b > kept[1]]
+                if outside:
+                    raise ValueError(f"the recorder kept context positions {kept} only; words "
+                                     f"{', '.join(repr(w) for w in outside)} lie outside them")
+                spans = [[(a - kept[0], b - kept[0]) for a, b in span] for span in spans]
         return cls(
             prompts=tuple(prompts), words=tuple(tuple(w) for w in words),
             spans=tuple(tuple(tuple(span) for span in row) for row in spans), layers=layers,

@@ -33,7 +33,8 @@ def find_cross_attention(unet) -> dict[str, torch.nn.Module]:
 
 def attention_probs(attn, hidden: torch.Tensor, context: torch.Tensor, *, over_queries: bool = False,
                     mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Recompute a cross-attention layer's probabilities from its own projections (keeps the graph).
+    """Recompute a cross-attention layer's probabilities from its own projections, in float32
+    whatever the model's dtype (a bfloat16 softmax keeps 3 significant digits).
 
     Args:
         attn: a diffusers ``Attention`` module.
@@ -53,13 +54,10 @@ def attention_probs(attn, hidden: torch.Tensor, context: torch.Tensor, *, over_q
         key = attn.norm_k(key) if attn.norm_k is not None else key
         query, key = query.flatten(-2), key.flatten(-2)
     query, key = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key)
+    logits = torch.bmm(query.float(), key.float().transpose(1, 2)) * attn.scale
     if mask is not None:
-        mask = attn.prepare_attention_mask(mask, key.shape[1], hidden.shape[0])
-    if over_queries:
-        logits = torch.bmm(query.float(), key.float().transpose(1, 2)) * attn.scale
-        probs = (logits if mask is None else logits + mask.float()).softmax(dim=1)
-    else:
-        probs = attn.get_attention_scores(query, key, mask)
+        logits = logits + attn.prepare_attention_mask(mask, key.shape[1], hidden.shape[0]).float()
+    probs = logits.softmax(dim=1 if over_queries else -1)
     return probs.reshape(hidden.shape[0], heads, probs.shape[-2], probs.shape[-1])
 
 
@@ -108,6 +106,10 @@ class AttentionRecorder:
             "queries" (softmax of the same logits over the spatial axis: with a single context
             token, as Paint-by-Example's reference embedding, key-softmax is 1 everywhere, so
             I2AM normalises over positions instead) or "auto" (queries for one-token contexts).
+        tokens: keep only context positions [start, stop) (the probabilities are still normalised
+            over every key): an MMDiT's context is hundreds of tokens (SD3: 77 CLIP + 256 T5), and
+            per-head, per-time-group sums over all of them would not fit; ``record_prompt`` keeps
+            the prompt's word tokens.
 
     Example:
         >>> with AttentionRecorder(pipe) as recorder:
@@ -116,7 +118,8 @@ class AttentionRecorder:
     """
 
     def __init__(self, pipe_or_unet, *, time_groups: int = 5, keep_steps: bool = False,
-                 batch_layout: str = "auto", num_train_timesteps: Optional[int] = None, normalise: str = "auto"):
+                 batch_layout: str = "auto", num_train_timesteps: Optional[int] = None, normalise: str = "auto",
+                 tokens: Optional[tuple[int, int]] = None):
         from .joint import find_joint_attention
 
         unet = getattr(pipe_or_unet, "unet", None) or getattr(pipe_or_unet, "transformer", None) or pipe_or_unet
@@ -145,6 +148,10 @@ class AttentionRecorder:
         self.batch_layout = batch_layout
         self.time_groups = time_groups
         self.keep_steps = keep_steps
+        if tokens is not None and not (len(tokens) == 2 and 0 <= int(tokens[0]) < int(tokens[1])):
+            raise ValueError(f"tokens must be (start, stop) with 0 <= start < stop, got {tokens!r}")
+        self.tokens = None if tokens is None else (int(tokens[0]), int(tokens[1]))
+        self.context_len = 0  # context positions the layers saw (before ``tokens`` keeps some)
         if num_train_timesteps is None:
             scheduler = getattr(self.pipe, "scheduler", None)
             num_train_timesteps = scheduler.config.num_train_timesteps if scheduler is not None else 1000
@@ -208,19 +215,29 @@ class AttentionRecorder:
         batch = hidden.shape[0]
         rows = self._conditional_rows(batch)  # project only the rows kept: half the extra work under CFG
         hidden = hidden[rows]
+        keep = slice(*self.tokens) if self.tokens is not None else slice(None)
         if kind == "cross":
             context = context[rows]
             mask = kwargs.get("attention_mask")
             mask = mask[rows] if mask is not None and mask.shape[0] == batch else mask
             over_queries = self.normalise == "queries" or (self.normalise == "auto" and context.shape[1] == 1)
-            probs = attention_probs(attn, hidden, context, over_queries=over_queries, mask=mask).float().cpu()
+            self.context_len = int(context.shape[1])
+            probs = attention_probs(attn, hidden, context, over_queries=over_queries, mask=mask)[..., keep].cpu()
         else:
             from .joint import image_to_text_probs, joint_query_key
 
             context = context[rows] if context is not None else None
             q_img, k_img, k_txt = joint_query_key(attn, kind, hidden, context, kwargs.get("image_rotary_emb"),
                                                   self._text_len, n_query=self._image_tokens)
-            probs = image_to_text_probs(q_img, k_img, k_txt, q_img.shape[-1] ** -0.5).cpu()
+            self.context_len = int(k_txt.shape[2])
+            probs = image_to_text_probs(q_img, k_img, k_txt, q_img.shape[-1] ** -0.5, keep=keep).cpu()
+        self._accumulate(name, probs)
+
+    def _accumulate(self, name: str, probs: torch.Tensor) -> None:
+        """Add one call's (B, heads, N, T kept) float32 maps to layer ``name``'s running sums."""
+        if self.tokens is not None and probs.shape[-1] != self.tokens[1] - self.tokens[0]:
+            raise ValueError(f"tokens={self.tokens} reaches past the {self.context_len} context positions "
+                             f"of layer {name}")
         acc = self.accumulators.get(name)
         if acc is None:
             grid = layer_grid(probs.shape[2], *self._latent_hw)
@@ -240,13 +257,16 @@ class AttentionRecorder:
         self._timesteps = []
         try:
             self._handles.append(self.unet.register_forward_pre_hook(self._unet_pre_hook, with_kwargs=True))
-            for name, module in self.layers.items():
-                self._handles.append(module.register_forward_pre_hook(
-                    lambda m, a, k, _name=name: self._attention_pre_hook(_name, m, a, k), with_kwargs=True))
+            self._register_layer_hooks()
         except BaseException:
             self.remove_hooks()
             raise
         return self
+
+    def _register_layer_hooks(self) -> None:
+        for name, module in self.layers.items():
+            self._handles.append(module.register_forward_pre_hook(
+                lambda m, a, k, _name=name: self._attention_pre_hook(_name, m, a, k), with_kwargs=True))
 
     def remove_hooks(self) -> None:
         while self._handles:
@@ -278,18 +298,21 @@ class AttentionRecorder:
         return AttentionMaps.from_recorder(self, tokenizer, list(prompts), image_size, offset=offset)
 
 
-def record_prompt(adapter, prompt: str, seed: int):
+def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
     """Generate ``prompt`` with ``seed`` while recording cross-attention.
 
     Args:
         adapter: a ``TextToImageAdapter`` (or ``EditAdapter``); the prompt is validated by its ``words``.
         prompt: the text.
         seed: the generation's seed.
+        view: "attention" (the attention probabilities) or "output" (output-space maps of
+            MMDiT joint blocks, after ConceptAttention: ``concept.ConceptAttentionRecorder``).
 
     Returns:
         (image uint8 (H, W, 3), ``AttentionMaps`` of that generation).
     """
     from ..models.families import attention_text
+    from ..tokens import special_tokens_before, word_token_spans
 
     adapter.words(prompt)
     pipe = adapter.pipe
@@ -311,6 +334,14 @@ def record_prompt(adapter, prompt: str, seed: int):
         else:
             layout = "cfg" if guided else "none"
     tokenizer, offset = attention_text(pipe, adapter.family)
-    with AttentionRecorder(pipe, batch_layout=layout) as recorder:
+    spans = word_token_spans(tokenizer, prompt, start=special_tokens_before(tokenizer))
+    if view not in ("attention", "output"):
+        raise ValueError(f"view must be 'attention' or 'output', got {view!r}")
+    if view == "output":
+        from .concept import ConceptAttentionRecorder as recorder_class
+    else:
+        recorder_class = AttentionRecorder
+    kept = (offset + spans[0][0], offset + spans[-1][1])
+    with recorder_class(pipe, batch_layout=layout, tokens=kept) as recorder:
         image = adapter.generate([prompt], [seed])[0]
     return image, recorder.maps(tokenizer, [prompt], image_size=(adapter.height, adapter.width), offset=offset)

@@ -30,11 +30,13 @@ from ._common import build_adapter, parse_pipeline_args, size_options, usage_err
               help="inpainting mask (white = repaint), with --image")
 @click.option("--strength", type=float, default=None, help="img2img / inpainting strength, with --image")
 @click.option("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance, with --image")
+@click.option("--maps", "view", type=click.Choice(["attention", "output"]), default="attention", show_default=True,
+              help="attention probabilities, or output-space maps of SD3 / Flux joint blocks (after ConceptAttention)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @size_options
 @usage_errors
 def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, sam_path, min_grid, image_path,
-            mask_path, strength, image_guidance, out, height, width, pipeline_args) -> None:
+            mask_path, strength, image_guidance, view, out, height, width, pipeline_args) -> None:
     """Record cross-attention while generating PROMPT; write heatmaps, overlays, views and a report."""
     from PIL import Image
 
@@ -58,7 +60,7 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
         adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
                               image_guidance_scale=image_guidance, num_inference_steps=steps, guidance_scale=guidance,
                               batch_size=1, pipeline_kwargs=parse_pipeline_args(pipeline_args))
-    image, maps = record_prompt(adapter, prompt, seed)
+    image, maps = record_prompt(adapter, prompt, seed, view=view)
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out / "image.png")
     maps.save(out)
