@@ -9,6 +9,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 from diffexplain.embed import PixelEmbedder
 from diffexplain.explain.api import explain_prompt
 from diffexplain.models.adapter import TextToImageAdapter
@@ -121,3 +122,55 @@ def test_sd3_without_t5_loads_and_explains(tmp_path):
     assert [a for a, _, _ in adapter.encoders] == ["text_encoder", "text_encoder_2"]
     explanation = explain_prompt(adapter, "red circle", method="shapley", seeds=1, embedder=PixelEmbedder(size=8))
     assert np.isfinite(explanation.values).all()
+
+
+class ContextSpy:
+    """Records the text context (``encoder_hidden_states``) the denoiser receives, conditional rows only."""
+
+    def __init__(self, adapter):
+        self.adapter, self.rows, self.handle = adapter, [], None
+
+    def __enter__(self):
+        denoiser = getattr(self.adapter.pipe, self.adapter.family.denoiser)
+
+        def hook(module, args, kwargs):
+            context = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+            half = context.shape[0] // 2 if self.adapter.family.name != "flux" else 0
+            self.rows.extend(context[half:].clone())
+
+        self.handle = denoiser.register_forward_pre_hook(hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def test_empty_embedding_replaces_each_encoders_word_positions(family_adapter):
+    """Dropping "red" leaves every other position of the context as the full prompt's and puts the
+    empty prompt's encoding at red's positions in every encoder's segment; the full coalition is the
+    prompt itself; exact Shapley stays efficient."""
+    from diffexplain.models import conditioning
+
+    name, adapter = family_adapter
+    if name == "sana":
+        with pytest.raises(ValueError, match="not defined for Sana"):
+            explain_prompt(adapter, PROMPT, method="shapley", seeds=1, embedder=PixelEmbedder(size=8),
+                           perturbation="empty_embedding")
+        return
+    full = conditioning.encode(adapter, [PROMPT])["prompt_embeds"][0]
+    empty = conditioning.encode(adapter, [""])["prompt_embeds"][0]
+    positions = conditioning.word_positions(adapter, PROMPT)
+    assert len(positions[2]) == {"sd3": 2}.get(name, 1)  # SD3: a CLIP and a T5 position for "red"
+    with ContextSpy(adapter) as spy:
+        images = adapter.generate_masked(PROMPT, np.array([[1, 1, 0, 1], [1, 1, 1, 1]]), [0, 0])
+    context = spy.rows[0]
+    red = torch.zeros(context.shape[0], dtype=torch.bool)
+    for start, end in positions[2]:
+        red[start:end] = True
+    torch.testing.assert_close(context[red], empty[red])
+    torch.testing.assert_close(context[~red], full[~red])
+    assert not torch.allclose(full[red], empty[red])
+    np.testing.assert_array_equal(images[1], adapter.generate([PROMPT], [0])[0])
+    explanation = explain_prompt(adapter, PROMPT, method="shapley", seeds=1, embedder=PixelEmbedder(size=8),
+                                 perturbation="empty_embedding")
+    assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-5)

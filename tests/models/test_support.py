@@ -66,10 +66,11 @@ def test_attention_takes_a_source_image_for_instruct_pix2pix(pix2pix_dir, tmp_pa
     assert refused.exit_code == 2 and "need --image" in refused.output
 
 
-def test_empty_embedding_is_refused_for_two_text_encoders():
+def test_empty_embedding_is_refused_where_the_pipeline_rewrites_the_prompt():
     from diffexplain.explain.prompt_game import PromptGame
+    from diffexplain.models.families import FAMILIES
 
-    adapter = types.SimpleNamespace(pipe=types.SimpleNamespace(text_encoder_2=object()),
-                                    words=lambda prompt: prompt.split())
-    with pytest.raises(ValueError, match="empty_embedding.*other or more text encoders .* use 'drop'"):
+    sana = next(f for f in FAMILIES if f.name == "sana")
+    adapter = types.SimpleNamespace(pipe=types.SimpleNamespace(), family=sana, words=lambda prompt: prompt.split())
+    with pytest.raises(ValueError, match="empty_embedding.*not defined for Sana .* use 'drop'"):
         PromptGame(adapter, "a red circle", seeds=[0], embedder=None, perturbation="empty_embedding")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-import torch
 
 from ..cache import GenerationCache, generation_key
 from ..embed.similarity import DEFAULT_SIMILARITY, SIMILARITIES, bootstrap_w1_null, pairwise_similarity, wasserstein_1d
@@ -51,8 +50,9 @@ class PromptGame:
         embedder: an image embedder (``diffexplain.embed``).
         similarity: "neg_l2" (default), "cosine" or "wasserstein" (1 - W1, as SMILE).
         perturbation: "drop" (the words of S in their order, others removed: the text sent is
-            exactly that) or "empty_embedding" (the text-encoder outputs at a dropped word's
-            token positions replaced by the empty prompt's outputs at the same positions).
+            exactly that) or "empty_embedding" (every text encoder's outputs at a dropped word's
+            token positions replaced by its outputs for the empty prompt at the same positions;
+            pooled embeddings from the kept words: ``models.conditioning``).
         cache: a ``GenerationCache`` shared across explanations (default: in memory).
         progress: optional callable(n_done, n_total) for progress bars.
         reference: what similarities are measured against: "full" (the full prompt's image with
@@ -88,12 +88,10 @@ class PromptGame:
         self._requested: set[str] = set()
         self._cached: set[str] = set()
         self._reference: Optional[np.ndarray] = None
-        family = getattr(getattr(adapter, "family", None), "name", "sd")
-        if perturbation == "empty_embedding" and (family != "sd" or getattr(adapter.pipe, "text_encoder_2", None)):
-            raise ValueError(f"perturbation='empty_embedding' edits one CLIP text encoder's output (Stable Diffusion "
-                             f"1.x / 2.x); {type(adapter.pipe).__name__} has other or more text encoders "
-                             "(and pooled embeddings): use 'drop', which every encoder sees")
-        self._spans = adapter.word_token_spans(prompt) if perturbation == "empty_embedding" else None
+        if perturbation == "empty_embedding":
+            from ..models.conditioning import check_supported
+
+            check_supported(adapter, prompt)
 
     # -- what is sent to the model --------------------------------------------------------------
     def text(self, mask: np.ndarray) -> str:
@@ -111,16 +109,6 @@ class PromptGame:
         return generation_key(self.adapter.fingerprint, self.conditioning(mask), seed, self.adapter.settings())
 
     # -- generation through the cache ---------------------------------------------------------
-    def _embeds(self, masks: np.ndarray) -> torch.Tensor:
-        full = self.adapter.encode([self.prompt])
-        empty = self.adapter.encode([""])
-        out = full.repeat(len(masks), 1, 1)
-        for row, mask in enumerate(masks):
-            for (start, end), keep in zip(self._spans, mask):
-                if not keep:
-                    out[row, start:end] = empty[0, start:end]
-        return out
-
     def _ensure_images(self, masks: np.ndarray) -> list[list[str]]:
         """Keys (n, K) of every image, generating those not in the cache (one transaction a batch)."""
         keys = [[self._key(m, s) for s in self.seeds] for m in masks]
@@ -137,7 +125,7 @@ class PromptGame:
             if self.perturbation == "drop":
                 images = self.adapter.generate([self.text(m) for _, m, _ in chunk], seeds)
             else:
-                images = self.adapter.generate_from_embeddings(self._embeds(np.stack([m for _, m, _ in chunk])), seeds)
+                images = self.adapter.generate_masked(self.prompt, np.stack([m for _, m, _ in chunk]), seeds)
             self.cache.put_images((k, self.adapter.fingerprint, self.conditioning(m), s, self.adapter.settings(), im)
                                   for (k, m, s), im in zip(chunk, images))
             if self.progress is not None:

@@ -191,12 +191,18 @@ class TextToImageAdapter(PipelineAdapter):
                for i in range(0, len(prompts), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)
 
-    def generate_from_embeddings(self, prompt_embeds: torch.Tensor, seeds: Sequence[int]) -> np.ndarray:
-        """Like ``generate`` from text-encoder outputs (n, L, D); the negative is the empty prompt."""
-        negative = self.encode([""])
-        out = []
-        for i in range(0, len(seeds), self.batch_size):
-            chunk = prompt_embeds[i:i + self.batch_size]
-            out.append(self._run(seeds[i:i + self.batch_size], prompt_embeds=chunk,
-                                 negative_prompt_embeds=negative.expand(len(chunk), -1, -1)))
-        return np.concatenate(out)
+    def generate_masked(self, prompt: str, masks: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
+        """Like ``generate`` under the ``empty_embedding`` perturbation: row i is ``prompt`` with the
+        encoder outputs of the words ``masks[i]`` drops replaced by the empty prompt's
+        (``conditioning.masked``); uint8 (n, H, W, 3)."""
+        from .conditioning import masked
+
+        masks = np.asarray(masks, dtype=bool)
+        if len(masks) != len(seeds):
+            raise ValueError(f"masks and seeds must have the same length, got {len(masks)} and {len(seeds)}")
+        words = prompt.split()
+        texts = [" ".join(w for w, keep in zip(words, mask) if keep) for mask in masks]
+        out = [self._run(seeds[i:i + self.batch_size],
+                         **masked(self, prompt, texts[i:i + self.batch_size], masks[i:i + self.batch_size]))
+               for i in range(0, len(seeds), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)

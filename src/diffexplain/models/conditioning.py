@@ -1,0 +1,128 @@
+"""The ``empty_embedding`` perturbation on every family: each text encoder's outputs at a dropped
+word's token positions are replaced by that encoder's outputs for the empty prompt at the same
+positions (Stable Diffusion's single CLIP, SDXL's two CLIPs, SD3's CLIPs and T5, Flux's T5,
+PixArt's T5). Pooled embeddings (SDXL, SD3, Flux) have no positions: they are the pooled
+embeddings of the coalition's text, as under ``drop``.
+
+The encodings come from the pipeline's own ``encode_prompt``, so the negative prompt, the
+sequence lengths and the concatenation of encoders are the pipeline's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..tokens import special_tokens_before, word_token_spans
+
+# family -> (tokenizer attribute, offset into the context), one per encoder whose positions are edited
+_SEGMENTS = {
+    "sd": (("tokenizer", 0),),
+    "sdxl": (("tokenizer", 0),),  # both CLIPs' features are concatenated per position
+    "sd3": (("tokenizer", 0), ("tokenizer_3", "clip")),  # T5 after the CLIP positions
+    "flux": (("tokenizer_2", 0),),
+    "pixart": (("tokenizer", 0),),
+}
+
+
+def check_supported(adapter, prompt: str) -> None:
+    """Raise ValueError unless ``empty_embedding`` is defined for this adapter's pipeline and prompt."""
+    family = adapter.family.name
+    if family not in _SEGMENTS:
+        raise ValueError(f"perturbation='empty_embedding' is not defined for {adapter.family.title} "
+                         f"({type(adapter.pipe).__name__}): its pipeline rewrites the prompt before encoding; "
+                         "use 'drop'")
+    if family == "sdxl":  # one set of positions for both encoders: their splits must agree
+        first = word_token_spans(adapter.pipe.tokenizer, prompt)
+        second = word_token_spans(adapter.pipe.tokenizer_2, prompt)
+        if first != second:
+            raise ValueError("perturbation='empty_embedding' needs SDXL's two tokenizers to split the prompt alike; "
+                             f"they give {first} and {second}")
+
+
+def word_positions(adapter, prompt: str) -> list[list[tuple[int, int]]]:
+    """For each word, its [start, end) positions in the context, one pair per edited encoder."""
+    pipe, family = adapter.pipe, adapter.family.name
+    per_segment = []
+    for attribute, offset in _SEGMENTS[family]:
+        tokenizer = getattr(pipe, attribute, None)
+        if tokenizer is None:  # SD3 without T5
+            continue
+        if offset == "clip":
+            offset = int(pipe.tokenizer_max_length)
+        start = special_tokens_before(tokenizer)
+        per_segment.append([(a + offset, b + offset) for a, b in word_token_spans(tokenizer, prompt, start=start)])
+    return [list(spans) for spans in zip(*per_segment)]
+
+
+@torch.no_grad()
+def encode(adapter, texts: Sequence[str]) -> dict[str, Any]:
+    """The pipeline's own encodings of ``texts``: keyword arguments for the conditional inputs
+    (``prompt_embeds`` (n, L, D) and, by family, ``pooled_prompt_embeds`` / ``prompt_attention_mask``)
+    and for the negative ones (batch 1), as the pipeline makes them under its guidance setting."""
+    pipe, family, texts = adapter.pipe, adapter.family.name, list(texts)
+    device = adapter._device()
+    guided = adapter.guidance_scale > 1
+    length = adapter.pipeline_kwargs.get("max_sequence_length")
+    if family == "sd":
+        out = dict(prompt_embeds=adapter.encode(texts))
+        if guided:
+            out["negative_prompt_embeds"] = adapter.encode([""])
+        return out
+    if family == "sdxl":
+        embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
+            texts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=guided)
+        out = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
+        if guided:
+            out.update(negative_prompt_embeds=negative[:1], negative_pooled_prompt_embeds=negative_pooled[:1])
+        return out
+    if family == "sd3":
+        extra = {} if length is None else dict(max_sequence_length=length)
+        embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
+            texts, None, None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=guided, **extra)
+        out = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
+        if guided:
+            out.update(negative_prompt_embeds=negative[:1], negative_pooled_prompt_embeds=negative_pooled[:1])
+        return out
+    if family == "flux":  # guidance is an input of the distilled model: no negative
+        extra = {} if length is None else dict(max_sequence_length=length)
+        embeds, pooled, _ = pipe.encode_prompt(texts, None, device=device, num_images_per_prompt=1, **extra)
+        return dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
+    if family == "pixart":
+        extra = {} if length is None else dict(max_sequence_length=length)
+        embeds, mask, negative, negative_mask = pipe.encode_prompt(
+            texts, do_classifier_free_guidance=guided, device=device, num_images_per_prompt=1,
+            clean_caption=adapter.pipeline_kwargs.get("clean_caption", False), **extra)
+        out = dict(prompt_embeds=embeds, prompt_attention_mask=mask)
+        if guided:
+            out.update(negative_prompt_embeds=negative[:1], negative_prompt_attention_mask=negative_mask[:1])
+        return out
+    raise ValueError(f"perturbation='empty_embedding' is not defined for {adapter.family.title}")
+
+
+def masked(adapter, prompt: str, texts: Sequence[str], masks: np.ndarray) -> dict[str, Any]:
+    """Pipeline keyword arguments for coalitions ``masks`` (n, d) of ``prompt``'s words, whose texts
+    (the kept words) are ``texts``: the full prompt's encodings with the dropped words' positions
+    taken from the empty prompt's; pooled embeddings of ``texts``; negatives repeated."""
+    full, empty = encode(adapter, [prompt]), encode(adapter, [""])
+    n = len(masks)
+    embeds = full["prompt_embeds"].repeat(n, 1, 1)
+    positions = word_positions(adapter, prompt)
+    for row, mask in enumerate(np.asarray(masks, dtype=bool)):
+        for word, keep in zip(positions, mask):
+            if not keep:
+                for start, end in word:
+                    embeds[row, start:end] = empty["prompt_embeds"][0, start:end]
+    out = dict(prompt_embeds=embeds)
+    if "pooled_prompt_embeds" in full:
+        out["pooled_prompt_embeds"] = encode(adapter, texts)["pooled_prompt_embeds"]
+    if "prompt_attention_mask" in full:
+        out["prompt_attention_mask"] = full["prompt_attention_mask"].repeat(n, 1)
+    for key, value in full.items():
+        if key.startswith("negative_"):
+            out[key] = value.repeat(n, *([1] * (value.ndim - 1)))
+    if "negative_prompt_embeds" in out:
+        out["negative_prompt"] = None  # PixArt defaults it to "" and refuses it beside the embeddings
+    return out
