@@ -32,8 +32,7 @@ MATRIX = {
                "n/a: no reference image"),
     "PixArt-α / Σ": ("✓", "n/a: diffusers has no PixArt edit pipeline", "✓ (cross-attention)",
                      "n/a: no reference image"),
-    "Sana": ("✓", "n/a: diffusers has no Sana edit pipeline", "✓ (with `complex_human_instruction=null`)",
-             "n/a: no reference image"),
+    "Sana": ("✓", "n/a: diffusers has no Sana edit pipeline", "✓ (cross-attention)", "n/a: no reference image"),
     "Paint-by-Example": ("n/a: no text", "n/a: no text", "✓ (reference token)", "✓"),
 }
 HEADER = "| family | prompt words (`explain`) | edit explanations (`edit`) | attention | I2AM (`i2am`) |"
@@ -58,7 +57,7 @@ TEXT2IMAGE = {
     "SD3 / SD3.5": (families.tiny_sd3, 16, []),
     "Flux.1": (families.tiny_flux, 16, []),
     "PixArt-α / Σ": (families.tiny_pixart, 16, ["use_resolution_binning=false"]),
-    "Sana": (families.tiny_sana, 32, ["use_resolution_binning=false", "complex_human_instruction=null"]),
+    "Sana": (families.tiny_sana, 32, ["use_resolution_binning=false"]),
 }
 # (family, variant) -> (builder from the text2image pipeline and a folder, CLI arguments of `edit`)
 EDITS = {

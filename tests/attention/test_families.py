@@ -128,3 +128,24 @@ def test_keeping_only_the_word_tokens_gives_the_same_word_maps(family_adapter):
     assert next(iter(kept.means.values())).shape[-1] == len(PROMPT.split()) < next(iter(full.means.values())).shape[-1]
     for word in PROMPT.split():
         torch.testing.assert_close(kept.word_heatmap(word), full.word_heatmap(word))
+
+
+def test_sana_words_are_located_after_its_default_instruction_prefix(tmp_path):
+    """Sana prepends a long instruction and keeps the last positions; the words are located in the
+    ids its encoder read. Independent check: changing "red" first changes the context exactly at
+    red's located position (Gemma is causal: everything after changes too, nothing before)."""
+    from diffexplain.models import conditioning
+    from diffexplain.models.families import located_word_spans
+
+    adapter = TextToImageAdapter(FAMILIES["sana"](tmp_path), num_inference_steps=2, height=32, width=32,
+                                 guidance_scale=3.0, pipeline_kwargs={"use_resolution_binning": False})
+    spans = located_word_spans(adapter, PROMPT)
+    assert spans[0][0] > 1  # after the start token and the instruction's tail
+    red = conditioning.encode(adapter, [PROMPT])["prompt_embeds"][0]
+    blue = conditioning.encode(adapter, [PROMPT.replace("red", "blue")])["prompt_embeds"][0]
+    differs = [i for i in range(red.shape[0]) if not torch.allclose(red[i], blue[i])]
+    assert differs[0] == spans[2][0]
+    plain = adapter.generate([PROMPT], [0])[0]
+    image, maps = record_prompt(adapter, PROMPT, 0)
+    np.testing.assert_array_equal(image, plain)
+    assert not torch.allclose(maps.word_heatmap("red"), maps.word_heatmap("circle"))

@@ -1,5 +1,6 @@
 """Pipelines the library does not handle get a clear error naming the class and what is supported."""
 
+import dataclasses
 import types
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_empty_embedding_is_refused_where_the_pipeline_rewrites_the_prompt():
     from diffexplain.explain.prompt_game import PromptGame
     from diffexplain.models.families import FAMILIES
 
-    sana = next(f for f in FAMILIES if f.name == "sana")
-    adapter = types.SimpleNamespace(pipe=types.SimpleNamespace(), family=sana, words=lambda prompt: prompt.split())
-    with pytest.raises(ValueError, match="empty_embedding.*not defined for Sana .* use 'drop'"):
+    other = dataclasses.replace(next(f for f in FAMILIES if f.name == "sana"), name="hunyuan", title="HunyuanDiT")
+    adapter = types.SimpleNamespace(pipe=types.SimpleNamespace(), family=other, words=lambda prompt: prompt.split())
+    with pytest.raises(ValueError, match="empty_embedding.*not defined for HunyuanDiT .* use 'drop'"):
         PromptGame(adapter, "a red circle", seeds=[0], embedder=None, perturbation="empty_embedding")

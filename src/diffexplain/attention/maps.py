@@ -83,14 +83,14 @@ class AttentionMaps:
                         f"prompt {prompt!r} is {span[-1][1] - offset - start} tokens, above the {taken} the text "
                         f"encoder takes: the pipeline cut off {', '.join(repr(w) for w in cut)}, which have no "
                         "attention; shorten the prompt")
-            kept = getattr(recorder, "tokens", None)
-            if kept is not None:
-                outside = [w for row, span in zip(words, spans) for w, (a, b) in zip(row, span)
-                           if a < kept[0] or b > kept[1]]
-                if outside:
-                    raise ValueError(f"the recorder kept context positions {kept} only; words "
-                                     f"{', '.join(repr(w) for w in outside)} lie outside them")
-                spans = [[(a - kept[0], b - kept[0]) for a, b in span] for span in spans]
+        kept = getattr(recorder, "tokens", None)
+        if kept is not None:  # spans are context positions; the recorder's columns start at kept[0]
+            outside = [w for row, span in zip(words, spans) for w, (a, b) in zip(row, span)
+                       if a < kept[0] or b > kept[1]]
+            if outside:
+                raise ValueError(f"the recorder kept context positions {kept} only; words "
+                                 f"{', '.join(repr(w) for w in outside)} lie outside them")
+            spans = [[(a - kept[0], b - kept[0]) for a, b in span] for span in spans]
         return cls(
             prompts=tuple(prompts), words=tuple(tuple(w) for w in words),
             spans=tuple(tuple(tuple(span) for span in row) for row in spans), layers=layers,

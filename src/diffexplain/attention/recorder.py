@@ -281,7 +281,7 @@ class AttentionRecorder:
         """The timestep of every UNet call seen while recording."""
         return list(self._timesteps)
 
-    def maps(self, tokenizer, prompts, *, image_size: tuple[int, int], offset: int = 0):
+    def maps(self, tokenizer, prompts, *, image_size: tuple[int, int], offset: int = 0, spans=None):
         """Package the recording as ``AttentionMaps`` for these prompts (one per batch row).
 
         Args:
@@ -290,12 +290,16 @@ class AttentionRecorder:
             prompts: the prompts of the recorded batch, in order.
             image_size: (height, width) of the generated images.
             offset: where that tokenizer's tokens start in the text context (SD3's T5: 77).
+            spans: each prompt's words' [start, end) context positions, when the tokenizer alone
+                cannot tell them (Sana's instruction prefix: ``families.located_word_spans``).
         """
         from .maps import AttentionMaps
 
         if not self.accumulators:
             raise RuntimeError("nothing was recorded: run the pipeline inside the `with` block")
-        return AttentionMaps.from_recorder(self, tokenizer, list(prompts), image_size, offset=offset)
+        words = None if spans is None else [p.split() for p in prompts]
+        return AttentionMaps.from_recorder(self, tokenizer, list(prompts), image_size, offset=offset, words=words,
+                                           spans=spans)
 
 
 def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
@@ -316,12 +320,6 @@ def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
 
     adapter.words(prompt)
     pipe = adapter.pipe
-    if adapter.family.name == "sana" and adapter.pipeline_kwargs.get("complex_human_instruction", True):
-        # its pipeline prepends a long instruction and keeps the last tokens: word positions depend on how
-        # Gemma's tokenizer joins the two texts, which is not checked yet
-        raise ValueError("attention maps on Sana need its instruction prefix off: build the adapter with "
-                         "pipeline_kwargs={'complex_human_instruction': None} "
-                         "(prompt-word attribution works either way)")
     layout = "auto"
     if not hasattr(type(pipe), "do_classifier_free_guidance") and adapter.family.name != "flux":
         # PixArt and SDXL InstructPix2Pix decide inside __call__, from the same arguments
@@ -334,7 +332,14 @@ def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
         else:
             layout = "cfg" if guided else "none"
     tokenizer, offset = attention_text(pipe, adapter.family)
-    spans = word_token_spans(tokenizer, prompt, start=special_tokens_before(tokenizer))
+    located = None
+    if adapter.family.name == "sana":  # its pipeline prepends an instruction: find the words in what was read
+        from ..models.families import located_word_spans
+
+        located = located_word_spans(adapter, prompt)
+        spans, offset = located, 0
+    else:
+        spans = word_token_spans(tokenizer, prompt, start=special_tokens_before(tokenizer))
     if view not in ("attention", "output"):
         raise ValueError(f"view must be 'attention' or 'output', got {view!r}")
     if view == "output":
@@ -344,4 +349,5 @@ def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
     kept = (offset + spans[0][0], offset + spans[-1][1])
     with recorder_class(pipe, batch_layout=layout, tokens=kept) as recorder:
         image = adapter.generate([prompt], [seed])[0]
-    return image, recorder.maps(tokenizer, [prompt], image_size=(adapter.height, adapter.width), offset=offset)
+    return image, recorder.maps(tokenizer, [prompt], image_size=(adapter.height, adapter.width), offset=offset,
+                                spans=None if located is None else [located])

@@ -1,8 +1,8 @@
 """The ``empty_embedding`` perturbation on every family: each text encoder's outputs at a dropped
 word's token positions are replaced by that encoder's outputs for the empty prompt at the same
 positions (Stable Diffusion's single CLIP, SDXL's two CLIPs, SD3's CLIPs and T5, Flux's T5,
-PixArt's T5). Pooled embeddings (SDXL, SD3, Flux) have no positions: they are the pooled
-embeddings of the coalition's text, as under ``drop``.
+PixArt's T5, Sana's Gemma after its instruction prefix). Pooled embeddings (SDXL, SD3, Flux)
+have no positions: they are the pooled embeddings of the coalition's text, as under ``drop``.
 
 The encodings come from the pipeline's own ``encode_prompt``, so the negative prompt, the
 sequence lengths and the concatenation of encoders are the pipeline's.
@@ -24,6 +24,7 @@ _SEGMENTS = {
     "sd3": (("tokenizer", 0), ("tokenizer_3", "clip")),  # T5 after the CLIP positions
     "flux": (("tokenizer_2", 0),),
     "pixart": (("tokenizer", 0),),
+    "sana": (),  # located in the ids its encoder read: the pipeline prepends an instruction
 }
 
 
@@ -32,8 +33,9 @@ def check_supported(adapter, prompt: str) -> None:
     family = adapter.family.name
     if family not in _SEGMENTS:
         raise ValueError(f"perturbation='empty_embedding' is not defined for {adapter.family.title} "
-                         f"({type(adapter.pipe).__name__}): its pipeline rewrites the prompt before encoding; "
-                         "use 'drop'")
+                         f"({type(adapter.pipe).__name__}); use 'drop'")
+    if family == "sana":
+        word_positions(adapter, prompt)  # refuses a prompt whose words cannot be located
     if family == "sdxl":  # one set of positions for both encoders: their splits must agree
         first = word_token_spans(adapter.pipe.tokenizer, prompt)
         second = word_token_spans(adapter.pipe.tokenizer_2, prompt)
@@ -45,6 +47,10 @@ def check_supported(adapter, prompt: str) -> None:
 def word_positions(adapter, prompt: str) -> list[list[tuple[int, int]]]:
     """For each word, its [start, end) positions in the context, one pair per edited encoder."""
     pipe, family = adapter.pipe, adapter.family.name
+    if family == "sana":
+        from .families import located_word_spans
+
+        return [[span] for span in located_word_spans(adapter, prompt)]
     per_segment = []
     for attribute, offset in _SEGMENTS[family]:
         tokenizer = getattr(pipe, attribute, None)
@@ -95,6 +101,18 @@ def encode(adapter, texts: Sequence[str]) -> dict[str, Any]:
         embeds, mask, negative, negative_mask = pipe.encode_prompt(
             texts, do_classifier_free_guidance=guided, device=device, num_images_per_prompt=1,
             clean_caption=adapter.pipeline_kwargs.get("clean_caption", False), **extra)
+        out = dict(prompt_embeds=embeds, prompt_attention_mask=mask)
+        if guided:
+            out.update(negative_prompt_embeds=negative[:1], negative_prompt_attention_mask=negative_mask[:1])
+        return out
+    if family == "sana":
+        import inspect
+
+        defaults = inspect.signature(pipe.__call__).parameters
+        options = {key: adapter.pipeline_kwargs.get(key, defaults[key].default)
+                   for key in ("complex_human_instruction", "max_sequence_length", "clean_caption")}
+        embeds, mask, negative, negative_mask = pipe.encode_prompt(
+            texts, do_classifier_free_guidance=guided, device=device, num_images_per_prompt=1, **options)
         out = dict(prompt_embeds=embeds, prompt_attention_mask=mask)
         if guided:
             out.update(negative_prompt_embeds=negative[:1], negative_prompt_attention_mask=negative_mask[:1])

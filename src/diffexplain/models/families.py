@@ -116,3 +116,48 @@ def attention_text(pipe, family: Family) -> tuple[object, int]:
     if family.name == "flux":
         return pipe.tokenizer_2, 0
     return pipe.tokenizer, 0
+
+
+def located_word_spans(adapter, prompt: str) -> list[tuple[int, int]]:
+    """Each word's [start, end) positions in the context the denoiser receives, found in the token
+    ids the text encoder actually read (for pipelines that rewrite the prompt before encoding).
+
+    Sana prepends an instruction to the prompt and keeps the start token plus the last
+    ``max_sequence_length - 1`` positions; the prompt's words are located in those ids, so a
+    tokenizer that merges the prompt with the instruction is refused instead of mis-mapped.
+    """
+    import inspect
+
+    import torch
+
+    pipe = adapter.pipe
+    if adapter.family.name != "sana":
+        raise ValueError(f"located_word_spans is for Sana, got {adapter.family.title}")
+    defaults = inspect.signature(pipe.__call__).parameters
+    options = {key: adapter.pipeline_kwargs.get(key, defaults[key].default)
+               for key in ("complex_human_instruction", "max_sequence_length", "clean_caption")}
+    seen = []
+    handle = pipe.text_encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((args[0] if args else kwargs["input_ids"])[0].tolist()),
+        with_kwargs=True)
+    try:
+        with torch.no_grad():
+            embeds = pipe.encode_prompt(prompt, do_classifier_free_guidance=False, device=adapter._device(),
+                                        **options)[0]
+    finally:
+        handle.remove()
+    ids, length = seen[0], embeds.shape[1]
+    kept = [ids[0]] + ids[len(ids) - (length - 1):] if length < len(ids) else ids
+    tokenizer = pipe.tokenizer
+    per_word = [tokenizer(word, add_special_tokens=False).input_ids for word in prompt.split()]
+    flat = [t for word in per_word for t in word]
+    starts = [i for i in range(len(kept) - len(flat) + 1) if kept[i:i + len(flat)] == flat]
+    if not starts:
+        raise ValueError(f"the words of {prompt!r} are not in the token ids {type(pipe).__name__}'s text encoder "
+                         "received as they are when tokenized alone (the instruction prefix and the prompt merged, "
+                         "or the prompt was cut): word positions are undefined")
+    spans, position = [], starts[-1]  # the prompt ends the text, before padding
+    for word in per_word:
+        spans.append((position, position + len(word)))
+        position += len(word)
+    return spans
