@@ -124,7 +124,8 @@ def tiny_sd3(directory: Path, seed: int = 0, t5: bool = True):
     tokenizer_3, text_encoder_3 = _t5(directory, d_model=64) if t5 else (None, None)
     transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=16, out_channels=16, num_layers=2,
                                         attention_head_dim=8, num_attention_heads=2, joint_attention_dim=64,
-                                        caption_projection_dim=16, pooled_projection_dim=64, pos_embed_max_size=16)
+                                        caption_projection_dim=16, pooled_projection_dim=64, pos_embed_max_size=16,
+                                        qk_norm="rms_norm", dual_attention_layers=(0,))  # SD3.5's QK norms, MMDiT-X
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
                         norm_num_groups=4, mid_block_add_attention=False, shift_factor=0.0, scaling_factor=1.0,

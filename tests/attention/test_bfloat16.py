@@ -13,14 +13,15 @@ from tests.families import FAMILIES
 from tests.helpers import tiny_text2image
 
 BUILD = {"sd": lambda d: tiny_text2image(d)[0], "sdxl": FAMILIES["sdxl"], "sd3": FAMILIES["sd3"],
-         "flux": FAMILIES["flux"], "pixart": FAMILIES["pixart"]}
+         "flux": FAMILIES["flux"], "pixart": FAMILIES["pixart"], "sana": FAMILIES["sana"]}
 
 
 @pytest.mark.parametrize("name", sorted(BUILD))
 def test_a_bfloat16_pipeline_explains_and_records_in_float32(name, tmp_path):
     pipe = BUILD[name](tmp_path).to(torch.bfloat16)
-    extra = {"use_resolution_binning": False} if name == "pixart" else None
-    adapter = TextToImageAdapter(pipe, num_inference_steps=2, height=16, width=16, guidance_scale=3.0,
+    extra = {"use_resolution_binning": False} if name in ("pixart", "sana") else None
+    size = 32 if name == "sana" else 16
+    adapter = TextToImageAdapter(pipe, num_inference_steps=2, height=size, width=size, guidance_scale=3.0,
                                  pipeline_kwargs=extra)
     explanation = explain_prompt(adapter, "red circle", method="shapley", seeds=1, embedder=PixelEmbedder(size=8))
     assert np.isfinite(explanation.values).all()

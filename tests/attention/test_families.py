@@ -149,3 +149,14 @@ def test_sana_words_are_located_after_its_default_instruction_prefix(tmp_path):
     image, maps = record_prompt(adapter, PROMPT, 0)
     np.testing.assert_array_equal(image, plain)
     assert not torch.allclose(maps.word_heatmap("red"), maps.word_heatmap("circle"))
+
+
+def test_every_hook_is_removed_after_an_exception_inside_the_block(family_adapter):
+    name, adapter = family_adapter
+    recorder = AttentionRecorder(adapter.pipe, batch_layout="none")
+    modules = [getattr(adapter.pipe, adapter.family.denoiser), *recorder.layers.values()]
+    with pytest.raises(RuntimeError, match="stop"):
+        with recorder:
+            assert all(m._forward_pre_hooks for m in modules)
+            raise RuntimeError("stop")
+    assert not any(m._forward_pre_hooks for m in modules)

@@ -171,3 +171,19 @@ def test_empty_embedding_replaces_each_encoders_word_positions(family_adapter):
     explanation = explain_prompt(adapter, PROMPT, method="shapley", seeds=1, embedder=PixelEmbedder(size=8),
                                  perturbation="empty_embedding")
     assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-5)
+
+
+def test_a_flux_model_without_guidance_input_gets_few_step_defaults(tmp_path):
+    """Flux.1 schnell is timestep-distilled: 4 steps and no guidance, unless told otherwise."""
+    from diffusers import FluxTransformer2DModel
+
+    pipe = FAMILIES["flux"](tmp_path)
+    assert TextToImageAdapter(pipe, height=16, width=16).num_inference_steps == 28
+    pipe.transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=1,
+                                              num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                                              joint_attention_dim=32, pooled_projection_dim=32,
+                                              axes_dims_rope=(4, 4, 8), guidance_embeds=False)
+    adapter = TextToImageAdapter(pipe, height=16, width=16)
+    assert (adapter.num_inference_steps, adapter.guidance_scale) == (4, 0.0)
+    assert TextToImageAdapter(pipe, height=16, width=16, num_inference_steps=2).num_inference_steps == 2
+    assert adapter.generate([PROMPT], [0]).shape == (1, 16, 16, 3)

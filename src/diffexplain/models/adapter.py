@@ -5,6 +5,7 @@ An adapter never loads or moves the model; it reads the device from the model's 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -100,6 +101,9 @@ class TextToImageAdapter(PipelineAdapter):
                              "EditAdapter(pipe, image=...) (command line: `diffexplain edit --image` or "
                              "`diffexplain attention --image`)")
         defaults = pipeline_defaults(pipe, self.family)
+        if self.family.name == "flux" and not pipe.transformer.config.get("guidance_embeds", True) \
+                and defaults.name == "":  # Flux.1 schnell: timestep-distilled, 4 steps, no guidance input
+            defaults = dataclasses.replace(defaults, num_inference_steps=4, guidance_scale=0.0)
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         if num_inference_steps < 1:
