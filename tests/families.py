@@ -65,41 +65,33 @@ def _clip_projection(directory: Path, projection_dim: int = 32):
         pad_token_id=1, projection_dim=projection_dim))
 
 
-def tiny_sdxl(directory: Path, seed: int = 0):
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+def _sdxl(directory: Path, cls_name: str, in_channels: int, seed: int, **extra):
+    """An SDXL-family pipeline: two CLIP encoders (one pooled) and a UNet with SDXL's added time ids."""
+    import diffusers
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
     torch.manual_seed(seed)
     tokenizer, text_encoder = _text(directory)
     tokenizer_2, text_encoder_2 = _clip_projection(directory)
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=64, attention_head_dim=2, norm_num_groups=8, addition_embed_type="text_time",
         addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
         transformer_layers_per_block=1, use_linear_projection=True)
-    pipe = StableDiffusionXLPipeline(vae=_vae(), text_encoder=text_encoder, text_encoder_2=text_encoder_2,
-                                     tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet,
-                                     scheduler=EulerDiscreteScheduler(), force_zeros_for_empty_prompt=True)
-    return _save_and_reload(pipe, directory / "sdxl")
+    pipe = getattr(diffusers, cls_name)(vae=_vae(), text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                        tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet,
+                                        scheduler=EulerDiscreteScheduler(), **extra)
+    return _save_and_reload(pipe, directory / cls_name)
+
+
+def tiny_sdxl(directory: Path, seed: int = 0):
+    return _sdxl(directory, "StableDiffusionXLPipeline", 4, seed, force_zeros_for_empty_prompt=True)
 
 
 def tiny_sdxl_pix2pix(directory: Path, seed: int = 0):
     """SDXL InstructPix2Pix: the SDXL parts with an 8-channel UNet (noise + source latents)."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLInstructPix2PixPipeline, UNet2DConditionModel
-
-    torch.manual_seed(seed)
-    tokenizer, text_encoder = _text(directory)
-    tokenizer_2, text_encoder_2 = _clip_projection(directory)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=8, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64, attention_head_dim=2, norm_num_groups=8, addition_embed_type="text_time",
-        addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
-        transformer_layers_per_block=1, use_linear_projection=True)
-    pipe = StableDiffusionXLInstructPix2PixPipeline(
-        vae=_vae(), text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2, unet=unet, scheduler=EulerDiscreteScheduler())
-    return _save_and_reload(pipe, directory / "sdxl_pix2pix")
+    return _sdxl(directory, "StableDiffusionXLInstructPix2PixPipeline", 8, seed)
 
 
 def variant(pipe, class_name: str, directory: Path):

@@ -160,3 +160,16 @@ def test_every_hook_is_removed_after_an_exception_inside_the_block(family_adapte
             assert all(m._forward_pre_hooks for m in modules)
             raise RuntimeError("stop")
     assert not any(m._forward_pre_hooks for m in modules)
+
+
+def test_recorded_memory_does_not_grow_with_the_number_of_steps(family_adapter):
+    name, adapter = family_adapter
+    layout = "none" if name == "flux" else "cfg"
+    sizes = []
+    for steps in (2, 5):
+        with AttentionRecorder(adapter.pipe, batch_layout=layout) as recorder:
+            adapter.pipe(PROMPT, num_inference_steps=steps, height=adapter.height, width=adapter.width,
+                         guidance_scale=3.0, output_type="np", **(EXTRA.get(name) or {}))
+        sizes.append(sum(acc.sums.numel() for acc in recorder.accumulators.values()))
+        assert sum(int(acc.counts.sum()) for acc in recorder.accumulators.values()) == steps * len(recorder.layers)
+    assert sizes[0] == sizes[1] > 0
