@@ -116,6 +116,10 @@ class GenerationCache:
     def __len__(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
+    def keys(self) -> list[str]:
+        """Every stored image's key."""
+        return [row[0] for row in self._connection().execute("SELECT key FROM images")]
+
     def conditionings(self) -> list[str]:
         """Every stored conditioning string (the exact text or descriptor sent to the model)."""
         return [row[0] for row in self._connection().execute("SELECT conditioning FROM images")]

@@ -72,12 +72,15 @@ class PromptExplainer:
         reference: "full" (the unperturbed prompt's image) or "source" (an edit adapter's source).
         cache: generation cache (default: a fresh in-memory one); explanations sharing it reuse images.
         progress: optional callable(done, total) called as images are generated.
+        executor: where generations run (``executors.InProcessExecutor``, the default, or
+            ``executors.RayExecutor``); the images, hence the values, are the same.
     """
 
     def __init__(self, adapter, *, embedder=DEFAULT_EMBEDDER, embedder_path: Optional[str] = None,
                  embedder_size: Optional[int] = None, similarity: str = DEFAULT_SIMILARITY, perturbation: str = "drop",
                  seeds: Union[int, Sequence[int]] = 2, reference: str = "full",
-                 cache: Optional[GenerationCache] = None, progress: Optional[Callable[[int, int], None]] = None):
+                 cache: Optional[GenerationCache] = None, progress: Optional[Callable[[int, int], None]] = None,
+                 executor=None):
         if embedder_size is not None and not isinstance(embedder, str):
             raise ValueError(f"embedder_size applies to the 'efficientnet' embedder given by name, got {embedder!r}")
         if isinstance(embedder, str):
@@ -88,12 +91,13 @@ class PromptExplainer:
         self.seeds = _seed_list(seeds)
         self.cache = cache if cache is not None else GenerationCache()
         self.progress = progress
+        self.executor = executor
 
     def game(self, prompt: str) -> PromptGame:
         """The cooperative game over the words of ``prompt`` (validated by the adapter)."""
         return PromptGame(self.adapter, prompt, seeds=self.seeds, embedder=self.embedder, similarity=self.similarity,
                           perturbation=self.perturbation, cache=self.cache, progress=self.progress,
-                          reference=self.reference)
+                          reference=self.reference, executor=self.executor)
 
     def explain(self, prompt: str, *, method: str = "kernelshap", budget: Optional[int] = None, seed: int = 0,
                 **explainer_options) -> Explanation:
@@ -129,10 +133,10 @@ def explain_prompt(adapter, prompt: str, *, method: str = "kernelshap", budget: 
                    perturbation: str = "drop", cache: Optional[GenerationCache] = None,
                    embedder_path: Optional[str] = None, embedder_size: Optional[int] = None,
                    progress: Optional[Callable[[int, int], None]] = None, reference: str = "full",
-                   **explainer_options) -> Explanation:
+                   executor=None, **explainer_options) -> Explanation:
     """``PromptExplainer(adapter, ...).explain(prompt, method=..., budget=..., seed=...)`` in one call;
     every argument as there (``similarity=None`` means the default)."""
     explainer = PromptExplainer(adapter, embedder=embedder, embedder_path=embedder_path, embedder_size=embedder_size,
                                 similarity=similarity or DEFAULT_SIMILARITY, perturbation=perturbation, seeds=seeds,
-                                reference=reference, cache=cache, progress=progress)
+                                reference=reference, cache=cache, progress=progress, executor=executor)
     return explainer.explain(prompt, method=method, budget=budget, seed=seed, **explainer_options)

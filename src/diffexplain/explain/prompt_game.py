@@ -8,6 +8,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..cache import GenerationCache, generation_key
+from ..executors import InProcessExecutor, Work
 from ..embed.similarity import DEFAULT_SIMILARITY, SIMILARITIES, bootstrap_w1_null, pairwise_similarity, wasserstein_1d
 
 PERTURBATIONS = ("drop", "empty_embedding")
@@ -62,7 +63,7 @@ class PromptGame:
 
     def __init__(self, adapter, prompt: str, *, seeds: Sequence[int], embedder, similarity: str = DEFAULT_SIMILARITY,
                  perturbation: str = "drop", cache: Optional[GenerationCache] = None,
-                 progress: Optional[Callable[[int, int], None]] = None, reference: str = "full"):
+                 progress: Optional[Callable[[int, int], None]] = None, reference: str = "full", executor=None):
         if len(seeds) < 1:
             raise ValueError(f"seeds must contain at least one seed, got {list(seeds)!r}")
         if similarity not in SIMILARITIES:
@@ -85,6 +86,7 @@ class PromptGame:
         self.perturbation = perturbation
         self.cache = cache if cache is not None else GenerationCache()
         self.progress = progress
+        self.executor = executor
         self._requested: set[str] = set()
         self._cached: set[str] = set()
         self._reference: Optional[np.ndarray] = None
@@ -119,18 +121,24 @@ class PromptGame:
         self._requested |= set(wanted)
         missing = [(k, m, s) for k, (m, s) in wanted.items() if k not in have]
         batch = self.adapter.batch_size
-        for start in range(0, len(missing), batch):
-            chunk = missing[start:start + batch]
-            seeds = [s for _, _, s in chunk]
-            if self.perturbation == "drop":
-                images = self.adapter.generate([self.text(m) for _, m, _ in chunk], seeds)
-            else:
-                images = self.adapter.generate_masked(self.prompt, np.stack([m for _, m, _ in chunk]), seeds)
+        chunks = [missing[start:start + batch] for start in range(0, len(missing), batch)]
+        works = [self._work(chunk) for chunk in chunks]
+        executor = self.executor if self.executor is not None else InProcessExecutor()
+        done = 0
+        for index, images in executor.run(self.adapter, works):  # the driver alone writes the cache
+            chunk = chunks[index]
             self.cache.put_images((k, self.adapter.fingerprint, self.conditioning(m), s, self.adapter.settings(), im)
                                   for (k, m, s), im in zip(chunk, images))
+            done += len(chunk)
             if self.progress is not None:
-                self.progress(min(start + batch, len(missing)), len(missing))
+                self.progress(done, len(missing))
         return keys
+
+    def _work(self, chunk) -> Work:
+        seeds = tuple(int(s) for _, _, s in chunk)
+        if self.perturbation == "drop":
+            return Work(seeds=seeds, texts=tuple(self.text(m) for _, m, _ in chunk))
+        return Work(seeds=seeds, prompt=self.prompt, masks=np.stack([m for _, m, _ in chunk]))
 
     def embeddings(self, masks: np.ndarray) -> np.ndarray:
         """Embeddings of every coalition's image per seed: (n, K, E)."""

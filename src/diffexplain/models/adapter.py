@@ -72,6 +72,8 @@ class PipelineAdapter:
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         with torch.no_grad():
             images = self.pipe(generator=generators, output_type="np", **inputs).images
+        if not np.isfinite(images).all():  # would become black uint8 images and be scored as real ones
+            raise RuntimeError(f"the pipeline returned NaN or infinite pixels for seeds {list(seeds)}; not used")
         return to_uint8(images)
 
 
