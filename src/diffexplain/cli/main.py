@@ -23,9 +23,9 @@ COMMANDS_GROUP = "diffexplain.commands"  # entry points of plugins: a click comm
 def _register() -> None:
     from importlib import metadata
 
-    from . import attention, edit, env, explain, generate, i2am
+    from . import attention, audit, edit, env, explain, generate, i2am
 
-    for module in (generate, explain, edit, attention, i2am, env):
+    for module in (generate, explain, edit, attention, i2am, audit, env):
         cli.add_command(module.command)
     for entry_point in metadata.entry_points(group=COMMANDS_GROUP):
         cli.add_command(entry_point.load(), entry_point.name)

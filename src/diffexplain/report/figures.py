@@ -45,6 +45,27 @@ def attribution_figure(explanation: Explanation):
     return fig
 
 
+def audit_figure(summary, *, min_count: int = 2, k: int = 30):
+    """Bar chart of the mean share (± std) of the ``k`` words with the largest |mean| over at least
+    ``min_count`` prompts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    words = sorted([w for w in summary.words if w.count >= min_count] or list(summary.words),
+                   key=lambda w: -abs(w.mean))[:k]
+    words = sorted(words, key=lambda w: -w.mean)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(words) + 1.5), 3.2))
+    ax.bar(range(len(words)), [w.mean for w in words], yerr=[w.std for w in words], capsize=2,
+           color=["#d62728" if w.mean >= 0 else "#1f77b4" for w in words])
+    ax.set_xticks(range(len(words)), [f"{w.word} ({w.count})" for w in words], rotation=60, ha="right", fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylabel("mean share of |attribution|")
+    ax.set_title(f"{summary.method} over {summary.n_prompts} prompts (word (prompts); bars: ± std)")
+    return fig
+
+
 def surrogate_figure(explanation: Explanation):
     import matplotlib
 

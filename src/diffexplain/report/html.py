@@ -199,5 +199,17 @@ def i2am_report(path: str | Path, result, adapter) -> Path:
     return write_page(path, "diffexplain i2am", [body], heading="How the reference is used (I2AM)")
 
 
+def audit_report(summary, path: str | Path, *, min_count: int = 2, k: int = 15) -> Path:
+    """The page of a dataset audit: a plot of per-word attributions, the most and least influential
+    words (seen in at least ``min_count`` prompts), and the group differences."""
+    from .figures import audit_figure
+
+    body = render("audit.html", n_prompts=summary.n_prompts, method=summary.method, min_count=min_count,
+                  figure=png_data_uri(audit_figure(summary, min_count=min_count)),
+                  most=summary.most(k, min_count), least=summary.least(k, min_count), groups=list(summary.groups),
+                  differences=list(summary.differences[:k]))
+    return write_page(path, "diffexplain audit", [body], heading="Which words drive the model across the prompts")
+
+
 def _pretty(mapping) -> str:
     return json.dumps(mapping, indent=2, default=str)

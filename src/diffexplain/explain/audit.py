@@ -1,0 +1,215 @@
+"""Dataset audits: one explanation per prompt of a file, and what the words do across them.
+
+A prompt file holds one prompt per line; blank lines and lines starting with ``#`` are skipped;
+``GROUP<TAB>prompt`` puts a prompt in a group (e.g. ``doctor`` / ``nurse`` prompts), and the
+summary then compares the first two groups.
+
+An audit writes ``prompts/NNNN/explanation.json`` (+ ``.safetensors``) per prompt and keeps every
+generation in one cache, so a re-run skips finished prompts and, within a prompt, finished
+generations: a killed audit resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..types import Explanation
+
+
+def read_prompts(path: str | Path) -> list[tuple[Optional[str], str]]:
+    """(group or None, prompt) for every prompt line of ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prompts must be a text file, got {str(path)!r} (no such file)")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        group, tab, prompt = line.partition("\t")
+        if not tab:
+            group, prompt = None, line
+        if not prompt.strip():
+            raise ValueError(f"{path}:{number}: a group without a prompt: {line!r}")
+        rows.append((group.strip() if group else None, prompt.strip()))
+    if not rows:
+        raise ValueError(f"prompts file {str(path)!r} holds no prompt")
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class WordStats:
+    """One word's attribution across the prompts it appears in: the share of the prompt's total
+    absolute attribution it gets (signed), averaged."""
+
+    word: str
+    mean: float
+    std: float
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditSummary:
+    """What the words do across a prompt set.
+
+    Attributes:
+        method: the explainer.
+        n_prompts: prompts explained.
+        words: every word's ``WordStats``, most influential first.
+        groups: the group names, in file order (empty without groups).
+        group_words: group -> its words' ``WordStats``.
+        differences: (word, mean in group 0 - mean in group 1) for words in both, largest |difference| first.
+    """
+
+    method: str
+    n_prompts: int
+    words: tuple[WordStats, ...]
+    groups: tuple[str, ...] = ()
+    group_words: dict = dataclasses.field(default_factory=dict)
+    differences: tuple[tuple[str, float], ...] = ()
+
+    def most(self, k: int = 10, min_count: int = 1) -> list[WordStats]:
+        return [w for w in self.words if w.count >= min_count][:k]
+
+    def least(self, k: int = 10, min_count: int = 1) -> list[WordStats]:
+        return [w for w in self.words if w.count >= min_count][::-1][:k]
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def word_shares(explanation: Explanation) -> dict[str, list[float]]:
+    """Each word's signed share of the explanation's total |attribution| (lowercased; repeats listed)."""
+    values = np.asarray(explanation.values, dtype=np.float64)
+    total = float(np.abs(values).sum()) or 1.0
+    shares: dict[str, list[float]] = {}
+    for word, value in zip(explanation.features, values):
+        shares.setdefault(word.lower(), []).append(float(value) / total)
+    return shares
+
+
+def _stats(explanations: Sequence[Explanation]) -> tuple[WordStats, ...]:
+    pooled: dict[str, list[float]] = {}
+    for explanation in explanations:
+        for word, shares in word_shares(explanation).items():
+            pooled.setdefault(word, []).extend(shares)
+    stats = [WordStats(word, float(np.mean(v)), float(np.std(v)), len(v)) for word, v in pooled.items()]
+    return tuple(sorted(stats, key=lambda s: (-s.mean, s.word)))
+
+
+def summarise(explanations: Sequence[Explanation], groups: Sequence[Optional[str]]) -> AuditSummary:
+    """The dataset-level summary of explanations (one per prompt) and their groups."""
+    if not explanations:
+        raise ValueError("summarise needs at least one explanation")
+    names = tuple(dict.fromkeys(g for g in groups if g is not None))
+    group_words = {name: _stats([e for e, g in zip(explanations, groups) if g == name]) for name in names}
+    differences: tuple = ()
+    if len(names) >= 2:
+        first = {s.word: s.mean for s in group_words[names[0]]}
+        second = {s.word: s.mean for s in group_words[names[1]]}
+        differences = tuple(sorted(((w, first[w] - second[w]) for w in first.keys() & second.keys()),
+                                   key=lambda item: (-abs(item[1]), item[0])))
+    return AuditSummary(method=explanations[0].method, n_prompts=len(explanations), words=_stats(explanations),
+                        groups=names, group_words=group_words, differences=differences)
+
+
+def audit(explainer, prompts: Sequence[tuple[Optional[str], str]], out: str | Path, *, method: str = "kernelshap",
+          budget: Optional[int] = None, seed: int = 0,
+          on_prompt: Optional[Callable[[int, str, bool], None]] = None) -> AuditSummary:
+    """Explain every prompt with ``explainer`` (a ``PromptExplainer``), resuming from ``out``.
+
+    Args:
+        explainer: its cache should be a file (e.g. ``out/cache.sqlite``) for a killed run to resume.
+        prompts: (group, prompt) pairs (``read_prompts``).
+        out: folder of the per-prompt explanations and ``summary.json``.
+        method, budget, seed: as ``PromptExplainer.explain``.
+        on_prompt: called with (index, prompt, skipped) before each prompt.
+
+    Returns:
+        The ``AuditSummary`` (also written to ``out/summary.json``).
+    """
+    out = Path(out)
+    explanations = []
+    for index, (_, prompt) in enumerate(prompts):
+        folder = out / "prompts" / f"{index:04d}"
+        done = (folder / "explanation.json").is_file()
+        if on_prompt is not None:
+            on_prompt(index, prompt, done)
+        if done:
+            explanation = Explanation.load(folder)
+            if explanation.method != method or explanation.metadata.get("prompt") != prompt:
+                raise ValueError(f"{folder} holds a {explanation.method} explanation of "
+                                 f"{explanation.metadata.get('prompt')!r}, "
+                                 f"not {method} of {prompt!r}: use another --out or delete it")
+        else:
+            explanation = explainer.explain(prompt, method=method, budget=budget, seed=seed)
+            explanation.save(folder)  # written last: a prompt counts as finished only when whole
+        explanations.append(explanation)
+    summary = summarise(explanations, [g for g, _ in prompts])
+    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    return summary
+
+
+class _OverlayCache:
+    """A read-through view of a cache that keeps writes to itself: a dry run sees what is cached
+    and changes nothing."""
+
+    def __init__(self, base):
+        self.base, self.written = base, set()
+
+    def has(self, keys):
+        keys = list(keys)
+        return self.base.has(keys) | {k for k in keys if k in self.written}
+
+    def put_images(self, rows):
+        self.written.update(row[0] for row in rows)
+
+    def get_images(self, keys):
+        return {k: np.full((2, 2, 3), 128, np.uint8) for k in keys}
+
+    def get_embeddings(self, keys, embedder):
+        return {}
+
+    def put_embeddings(self, items, embedder):
+        pass
+
+
+class _CountingExecutor:
+    """Counts the images a run would generate, and generates none."""
+
+    def __init__(self):
+        self.count = 0
+
+    def run(self, adapter, batches):
+        for index, work in enumerate(batches):
+            self.count += len(work.seeds)
+            yield index, np.full((len(work.seeds), 2, 2, 3), 128, np.uint8)
+
+
+def plan(explainer, prompts: Sequence[tuple[Optional[str], str]], out: str | Path, *, method: str = "kernelshap",
+         budget: Optional[int] = None, seed: int = 0) -> list[int]:
+    """The number of new generations each prompt of an audit needs: 0 for a finished prompt, else
+    the coalitions x seeds its explainer asks for that are neither in ``explainer.cache`` nor
+    planned for an earlier prompt of the file. Runs the
+    explainer on stand-in images (the coalitions an explainer draws do not depend on the values)."""
+    from ..embed import PixelEmbedder
+    from .api import PromptExplainer
+
+    counts = []
+    overlay = _OverlayCache(explainer.cache)  # one for all prompts: they share coalitions ("a red circle")
+    for index, (_, prompt) in enumerate(prompts):
+        if (Path(out) / "prompts" / f"{index:04d}" / "explanation.json").is_file():
+            counts.append(0)
+            continue
+        counter = _CountingExecutor()
+        dry = PromptExplainer(explainer.adapter, embedder=PixelEmbedder(size=2), similarity=explainer.similarity,
+                              perturbation=explainer.perturbation, seeds=explainer.seeds,
+                              reference=explainer.reference, cache=overlay, executor=counter)
+        dry.explain(prompt, method=method, budget=budget, seed=seed)
+        counts.append(counter.count)
+    return counts
