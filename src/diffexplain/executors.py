@@ -99,9 +99,9 @@ class _Worker:
     """A Ray actor's body: one adapter, batches in, uint8 images out."""
 
     def __init__(self, spec: AdapterSpec):
-        import torch
-
         if spec.threads:
+            import torch
+
             torch.set_num_threads(spec.threads)
         self.adapter = spec.build()
 
