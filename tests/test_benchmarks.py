@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-MODULES = ("shapes_fidelity", "attention_maps", "word_attribution", "edits", "architectures")
+MODULES = ("shapes_fidelity", "attention_maps", "word_attribution", "edits", "architectures", "distributed")
 
 
 @pytest.mark.parametrize("name", MODULES)
