@@ -91,3 +91,16 @@ def test_black_images_are_reported_not_used():
 
     with pytest.raises(RuntimeError, match="all-black image .* seeds \\[7\\]"):
         list(InProcessExecutor().run(Black(), [Work(seeds=(7,), texts=("a red circle",))]))
+
+
+def test_more_workers_than_a_local_instance_has_cpus_is_refused(tiny):
+    ray = pytest.importorskip("ray")
+    path, adapter = tiny
+    if ray.is_initialized():
+        ray.shutdown()
+    import os
+
+    n = (os.cpu_count() or 1) + 1  # a local instance has one CPU per core
+    with pytest.raises(ValueError, match=f"{n} workers x 1 CPU each exceed the local Ray instance"):
+        RayExecutor(spec_of(adapter, path), workers=n, num_cpus=1)
+    assert not ray.is_initialized()

@@ -49,10 +49,14 @@ class GenerationCache:
 
     Args:
         path: database file; ``":memory:"`` for a throw-away cache.
+        keep_images: False keeps embeddings only (for large audits): an image's row records that it
+            was generated, with no pixels; its explainer embeds it before it is dropped, and
+            ``get_images`` on it is an error (reports cannot show it; another embedder regenerates).
     """
 
-    def __init__(self, path: str | Path = ":memory:"):
+    def __init__(self, path: str | Path = ":memory:", *, keep_images: bool = True):
         self.path = str(path)
+        self.keep_images = bool(keep_images)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -91,12 +95,17 @@ class GenerationCache:
     def get_images(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """Images found for these keys, as uint8 (H, W, 3) arrays."""
         rows = self._select("SELECT key, png FROM images WHERE key IN ({marks})", keys)
+        dropped = [key for key, png in rows if not png]
+        if dropped:
+            raise ValueError(f"{len(dropped)} image(s) were generated into an embeddings-only cache ({self.path}) "
+                             "and not kept: use a cache that keeps images to see them or embed them another way")
         return {key: np.asarray(Image.open(io.BytesIO(png)).convert("RGB")) for key, png in rows}
 
     def put_images(self, rows: Iterable[tuple[str, str, str, int, Mapping[str, Any], np.ndarray]]) -> None:
         """Store (key, model, conditioning, seed, settings, image) rows in one transaction."""
         payload = [(key, model, conditioning, int(seed), json.dumps(dict(settings), sort_keys=True, default=str),
-                    _png(image)) for key, model, conditioning, seed, settings, image in rows]
+                    _png(image) if self.keep_images else b"")
+                   for key, model, conditioning, seed, settings, image in rows]
         with self._connection() as connection:
             connection.executemany("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?, ?, ?)", payload)
 

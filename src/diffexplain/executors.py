@@ -140,6 +140,13 @@ class RayExecutor:
         self._started = not ray.is_initialized()
         if self._started:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if self._started:  # a local instance cannot grow: actors beyond its CPUs would wait forever
+            total = ray.cluster_resources()
+            for name, each in (("CPU", num_cpus), ("GPU", num_gpus)):
+                if workers * each > total.get(name, 0) + 1e-9:
+                    ray.shutdown()
+                    raise ValueError(f"{workers} workers x {each} {name} each exceed the local Ray instance's "
+                                     f"{total.get(name, 0):g} {name}s: use fewer workers or fewer {name}s per worker")
         self._actor_class = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_Worker)
         self.actors = [self._actor_class.remote(spec) for _ in range(workers)]
         self.restarts = 0

@@ -118,3 +118,17 @@ def test_an_audit_on_ray_equals_the_local_one_and_survives_a_kill(tiny, tmp_path
         ray.shutdown()
     assert remote == local
     assert len(GenerationCache(out / "c.sqlite")) == len(GenerationCache(tmp_path / "local" / "c.sqlite"))
+
+
+def test_an_embeddings_only_cache_gives_the_same_audit_and_keeps_no_pixels(tiny, tmp_path):
+    _, adapter = tiny
+    full = audit(_explainer(adapter, tmp_path / "full"), PROMPTS, tmp_path / "full")
+    lean_cache = GenerationCache(tmp_path / "lean" / "c.sqlite", keep_images=False)
+    explainer = PromptExplainer(adapter, embedder=PixelEmbedder(size=8), seeds=1, cache=lean_cache)
+    lean = audit(explainer, PROMPTS, tmp_path / "lean")
+    assert lean == full
+    assert len(lean_cache) == len(GenerationCache(tmp_path / "full" / "c.sqlite"))
+    with pytest.raises(ValueError, match="embeddings-only cache"):
+        lean_cache.get_images(lean_cache.keys()[:1])
+    again = PromptExplainer(adapter, embedder=PixelEmbedder(size=8), seeds=1, cache=lean_cache)
+    assert sum(plan(again, PROMPTS, tmp_path / "other")) == 0  # nothing to regenerate for the same embedder

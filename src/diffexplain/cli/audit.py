@@ -21,12 +21,15 @@ from .explain import METHOD, explanation_options
 @click.option("--address", default=None, help="a running Ray cluster's address (default: a local one for this run)")
 @click.option("--gpus-per-worker", type=float, default=0.0, show_default=True)
 @click.option("--cpus-per-worker", type=float, default=1.0, show_default=True)
+@click.option("--embeddings-only", is_flag=True,
+              help="keep embeddings, not images, in the cache (large runs; reports cannot show the images)")
 @click.option("--dry-run", is_flag=True, help="print the generations each prompt needs and a time estimate; generate "
                                               "only a short warm-up batch")
 @explanation_options
 @size_options
 @usage_errors
-def command(prompts_file, method, model, executor, workers, address, gpus_per_worker, cpus_per_worker, dry_run,
+def command(prompts_file, method, model, executor, workers, address, gpus_per_worker, cpus_per_worker, embeddings_only,
+            dry_run,
             steps, guidance, out, height, width, pipeline_args, cache_path, seed, budget, **options) -> None:
     """Explain every prompt of PROMPTS_FILE (one per line; GROUP<TAB>prompt to group them) and write
     one explanation per prompt, summary.json and report.html under OUT. A re-run resumes."""
@@ -56,7 +59,8 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
                                     embedder_size=options["embedder_size"],
                                     similarity=options["similarity"] or DEFAULT_SIMILARITY,
                                     perturbation=options["perturbation"], seeds=options["seeds"],
-                                    cache=GenerationCache(cache_path or out / "cache.sqlite"), executor=run_on)
+                                    cache=GenerationCache(cache_path or out / "cache.sqlite",
+                                                          keep_images=not embeddings_only), executor=run_on)
         counts = plan(explainer, prompts, out, method=method, budget=budget, seed=seed)
         total = sum(counts)
         if dry_run:

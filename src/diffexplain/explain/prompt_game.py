@@ -127,6 +127,9 @@ class PromptGame:
         done = 0
         for index, images in executor.run(self.adapter, works):  # the driver alone writes the cache
             chunk = chunks[index]
+            if not getattr(self.cache, "keep_images", True):  # embeddings-only: embed before the pixels go
+                vectors = self.embedder.embed(np.asarray(images)).astype(np.float32)
+                self.cache.put_embeddings({k: v for (k, _, _), v in zip(chunk, vectors)}, self.embedder.name)
             self.cache.put_images((k, self.adapter.fingerprint, self.conditioning(m), s, self.adapter.settings(), im)
                                   for (k, m, s), im in zip(chunk, images))
             done += len(chunk)
