@@ -109,10 +109,22 @@ def test_an_audit_on_ray_equals_the_local_one_and_survives_a_kill(tiny, tmp_path
         executor = RayExecutor(spec_of(adapter, path), workers=2, num_cpus=1)
         out = tmp_path / "ray"
         explainer = _explainer(adapter, out, executor)
+
+        def kill_the_driver_in_the_second_prompt(done, total):
+            if (out / "prompts" / "0000" / "explanation.json").is_file():
+                raise KeyboardInterrupt
+
+        explainer.progress = kill_the_driver_in_the_second_prompt
+        with pytest.raises(KeyboardInterrupt):
+            audit(explainer, PROMPTS, out)
+        cache = GenerationCache(out / "c.sqlite")
+        before, left = len(cache), plan(_explainer(adapter, out), PROMPTS, out)
+        explainer = _explainer(adapter, out, executor)  # the re-run, on the same actors; one of them dies
         explainer.progress = lambda done, total: (executor.actors and ray.kill(executor.actors[0])
                                                   if executor.restarts == 0 else None)
         remote = audit(explainer, PROMPTS, out)
         assert executor.restarts == 1
+        assert len(cache) - before == sum(left) and left[0] == 0  # nothing finished generated again
         executor.close()
     finally:
         ray.shutdown()

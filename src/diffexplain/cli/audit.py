@@ -36,8 +36,13 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
     import time
 
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s")
 
     from ..cache import GenerationCache
     from ..embed import DEFAULT_SIMILARITY
@@ -74,7 +79,7 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
                           f"{total * per_image / parallel / 60:.1f} min on {parallel} worker(s)")
             return
         columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+                   TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(f"{method} on {len(prompts)} prompts ({executor})", total=total)
             last = {"done": 0}
