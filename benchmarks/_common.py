@@ -68,3 +68,17 @@ def drop_one_images(adapter, text: str, seeds: list[int], embedder, cache):
     game = PromptGame(adapter, text, seeds=seeds, embedder=embedder, cache=cache, perturbation="drop")
     d = game.n_players
     return game.images(np.vstack([np.ones((1, d), bool), ~np.eye(d, dtype=bool)]))
+
+
+def parts_and_name(description: str, parts: tuple[str, ...], argv=None) -> tuple[list[str], str | None]:
+    """Parse ``--parts`` (among ``parts``) and ``--name`` (an ad-hoc run) for a benchmark without other flags."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--parts", default=",".join(parts), help=f"comma-separated, among {parts}")
+    parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
+    args = parser.parse_args(argv)
+    chosen = [p for p in args.parts.split(",") if p]
+    if not chosen or not set(chosen) <= set(parts):
+        parser.error(f"--parts must name some of {parts}, got {args.parts!r}")
+    return chosen, args.name

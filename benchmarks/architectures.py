@@ -15,13 +15,12 @@ The supported-models matrix itself is run by ``tests/test_conformance.py``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 
-from benchmarks._common import machine, write
+from benchmarks._common import machine, parts_and_name, write
 
 PARTS = ("memory",)
 TEXT_LENGTHS = (77, 154, 308, 616)
@@ -107,16 +106,10 @@ def memory_table(result: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, among {PARTS}")
-    parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
-    args = parser.parse_args(argv)
-    parts = [p for p in args.parts.split(",") if p]
-    if not parts or not set(parts) <= set(PARTS):
-        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
+    parts, name = parts_and_name(__doc__.splitlines()[0], PARTS, argv)
     if "memory" in parts:
         result = memory()
-        write(args.name or "architectures_memory", result, memory_table(result), current=args.name is None)
+        write(name or "architectures_memory", result, memory_table(result), current=name is None)
 
 
 if __name__ == "__main__":

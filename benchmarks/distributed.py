@@ -16,7 +16,6 @@ Parts:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import AD_HOC, RESULTS, machine, write
+from benchmarks._common import AD_HOC, RESULTS, machine, parts_and_name, write
 
 PARTS = ("audit", "throughput", "overhead")
 WORKER_COUNTS = (1, 4, 16, 64)
@@ -217,24 +216,18 @@ def audit_table(result: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, among {PARTS}")
-    parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
-    args = parser.parse_args(argv)
-    parts = [p for p in args.parts.split(",") if p]
-    if not parts or not set(parts) <= set(PARTS):
-        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
-    current = args.name is None
+    parts, name = parts_and_name(__doc__.splitlines()[0], PARTS, argv)
+    current = name is None
     if "audit" in parts:
         result = audit_part()
-        folder = write(f"{args.name or 'distributed'}_audit", result, audit_table(result), current=current)
-        (folder / f"{args.name or 'distributed'}_audit.html").write_bytes(Path(result["report"]).read_bytes())
+        folder = write(f"{name or 'distributed'}_audit", result, audit_table(result), current=current)
+        (folder / f"{name or 'distributed'}_audit.html").write_bytes(Path(result["report"]).read_bytes())
     if "throughput" in parts:
         result = throughput()
-        write(f"{args.name or 'distributed'}_throughput", result, throughput_table(result), current=current)
+        write(f"{name or 'distributed'}_throughput", result, throughput_table(result), current=current)
     if "overhead" in parts:
         result = overhead()
-        write(f"{args.name or 'distributed'}_overhead", result, overhead_table(result), current=current)
+        write(f"{name or 'distributed'}_overhead", result, overhead_table(result), current=current)
 
 
 if __name__ == "__main__":
