@@ -104,6 +104,14 @@ class _Worker:
 
             torch.set_num_threads(spec.threads)
         self.adapter = spec.build()
+        try:
+            import ray
+
+            gpus = ray.get_gpu_ids()
+        except Exception:  # not inside a Ray actor (tests call it directly)
+            gpus = []
+        if gpus:  # the actor was given a GPU (--gpus-per-worker): Ray sets CUDA_VISIBLE_DEVICES to it
+            self.adapter.pipe.to("cuda")
 
     def identity(self) -> tuple[str, str]:
         import json
