@@ -13,9 +13,6 @@ import torch
 
 from tests.helpers import _save_and_reload, _text, _vae
 
-WORDS = None  # filled lazily from the shapes world
-
-
 def _words():
     from diffexplain_shapes.scene import vocabulary
 
@@ -162,14 +159,13 @@ def tiny_flux(directory: Path, seed: int = 0):
 
 def tiny_flux_fill(directory: Path, seed: int = 0):
     """Flux Fill: the transformer also reads the packed masked-image latents (4) and mask (16)."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
+    from diffusers import FluxFillPipeline, FluxTransformer2DModel
 
     flux = tiny_flux(directory, seed)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=24, out_channels=4, num_layers=1,
                                          num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
                                          joint_attention_dim=32, pooled_projection_dim=32,
                                          axes_dims_rope=(4, 4, 8), guidance_embeds=True)
-    assert isinstance(flux.vae, AutoencoderKL) and isinstance(flux.scheduler, FlowMatchEulerDiscreteScheduler)
     pipe = FluxFillPipeline(transformer=transformer, scheduler=flux.scheduler, vae=flux.vae,
                             text_encoder=flux.text_encoder, tokenizer=flux.tokenizer,
                             text_encoder_2=flux.text_encoder_2, tokenizer_2=flux.tokenizer_2)
@@ -226,3 +222,8 @@ def tiny_sana(directory: Path, seed: int = 0):
 
 
 FAMILIES["sana"] = tiny_sana
+
+# what the tiny pipelines need at call time: resolution binning works on the real 256-1024 px sizes only,
+# and Sana's pipeline takes multiples of 32 px
+CALL_KWARGS = {"pixart": {"use_resolution_binning": False}, "sana": {"use_resolution_binning": False}}
+SIZE = {"sana": 32}

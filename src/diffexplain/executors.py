@@ -95,6 +95,13 @@ class AdapterSpec:
         return (EditAdapter if self.edit else TextToImageAdapter)(load_pipeline(self.model), **self.options)
 
 
+def identity(adapter) -> tuple[str, str]:
+    """What must match between the driver's adapter and a worker's: model fingerprint and settings."""
+    import json
+
+    return adapter.fingerprint, json.dumps(adapter.settings(), sort_keys=True, default=str)
+
+
 class _Worker:
     """A Ray actor's body: one adapter, batches in, uint8 images out."""
 
@@ -114,9 +121,7 @@ class _Worker:
             self.adapter.pipe.to("cuda")
 
     def identity(self) -> tuple[str, str]:
-        import json
-
-        return self.adapter.fingerprint, json.dumps(self.adapter.settings(), sort_keys=True, default=str)
+        return identity(self.adapter)
 
     def run(self, work: Work) -> np.ndarray:
         return generate(self.adapter, work)
@@ -148,7 +153,7 @@ class RayExecutor:
         self._started = not ray.is_initialized()
         if self._started:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if self._started:  # a local instance cannot grow: actors beyond its CPUs would wait forever
+        if self._started and address is None:  # a local instance cannot grow: extra actors would wait forever
             total = ray.cluster_resources()
             for name, each in (("CPU", num_cpus), ("GPU", num_gpus)):
                 if workers * each > total.get(name, 0) + 1e-9:
@@ -162,11 +167,9 @@ class RayExecutor:
         self._checked: set = set()
 
     def _check(self, adapter, actors) -> None:
-        import json
-
         import ray
 
-        want = (adapter.fingerprint, json.dumps(adapter.settings(), sort_keys=True, default=str))
+        want = identity(adapter)
         for actor, got in zip(actors, ray.get([a.identity.remote() for a in actors])):
             if tuple(got) != want:
                 raise RuntimeError(f"a Ray worker built a different model or settings from {self.spec.model!r} "

@@ -38,3 +38,9 @@ def special_tokens_before(tokenizer) -> int:
         if full[offset:offset + len(plain)] == plain:
             return offset
     raise ValueError(f"{type(tokenizer).__name__} does not keep the text's tokens in order when it adds special tokens")
+
+
+def special_tokens_after(tokenizer) -> int:
+    """How many special tokens the tokenizer puts after the text (CLIP and T5: the end token; Gemma: 0)."""
+    extra = len(tokenizer("red").input_ids) - len(tokenizer("red", add_special_tokens=False).input_ids)
+    return extra - special_tokens_before(tokenizer)

@@ -10,12 +10,11 @@ import torch
 
 from diffexplain.attention.recorder import AttentionRecorder, record_prompt
 from diffexplain.models.adapter import TextToImageAdapter
-from tests.families import FAMILIES
+from tests.families import CALL_KWARGS, FAMILIES, SIZE
 
 PROMPT = "a big red circle"
-EXTRA = {"pixart": {"use_resolution_binning": False},
-         "sana": {"use_resolution_binning": False, "complex_human_instruction": None}}
-SIZE = {"sana": 32}
+# Sana's instruction prefix off: these tests read word positions from the tokenizer (the prefix has its own test)
+EXTRA = {**CALL_KWARGS, "sana": {**CALL_KWARGS["sana"], "complex_human_instruction": None}}
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))

@@ -14,12 +14,9 @@ from diffexplain.embed import PixelEmbedder
 from diffexplain.explain.api import explain_prompt
 from diffexplain.models.adapter import TextToImageAdapter
 from diffexplain.models.loading import load_pipeline
-from tests.families import FAMILIES
+from tests.families import CALL_KWARGS, FAMILIES, SIZE
 
 PROMPT = "a big red circle"
-EXTRA = {"pixart": {"use_resolution_binning": False},  # binning needs the real 256-1024 px sizes
-         "sana": {"use_resolution_binning": False}}
-SIZE = {"sana": 32}  # Sana's pipeline takes multiples of 32
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -28,7 +25,7 @@ def family_adapter(request, tmp_path_factory):
     pipe = FAMILIES[name](tmp_path_factory.mktemp(name))
     size = SIZE.get(name, 16)
     adapter = TextToImageAdapter(pipe, num_inference_steps=2, height=size, width=size, batch_size=8,
-                                 pipeline_kwargs=EXTRA.get(name))
+                                 pipeline_kwargs=CALL_KWARGS.get(name))
     return name, adapter
 
 
@@ -109,7 +106,7 @@ def test_a_saved_family_pipeline_loads_by_its_folder(family_adapter, tmp_path):
     loaded = load_pipeline(str(tmp_path / name))
     assert type(loaded) is type(adapter.pipe)
     again = TextToImageAdapter(loaded, num_inference_steps=2, height=adapter.height, width=adapter.width,
-                               pipeline_kwargs=EXTRA.get(name))
+                               pipeline_kwargs=CALL_KWARGS.get(name))
     np.testing.assert_array_equal(again.generate([PROMPT], [3]), adapter.generate([PROMPT], [3]))
 
 

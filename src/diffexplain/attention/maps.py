@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..metrics.spatial import minmax_scale
-from ..tokens import special_tokens_before, word_token_spans
+from ..tokens import special_tokens_after, special_tokens_before, word_token_spans
 
 WordRef = Union[str, int]
 
@@ -68,9 +68,7 @@ class AttentionMaps:
             counts[name] = acc.counts.clone()
         if words is None:
             words = [p.split() for p in prompts]
-            start = special_tokens_before(tokenizer)
-            plain = len(tokenizer("red", add_special_tokens=False).input_ids)
-            trailing = len(tokenizer("red").input_ids) - plain - start  # CLIP, T5: the end token
+            start, trailing = special_tokens_before(tokenizer), special_tokens_after(tokenizer)
             spans = [[(a + offset, b + offset) for a, b in word_token_spans(tokenizer, p, start=start)]
                      for p in prompts]
             # context positions the layers saw (the recorder may keep only some: ``tokens``)

@@ -1,12 +1,11 @@
 """Record image-to-text attention probabilities with standard PyTorch forward hooks.
 
 The recorder observes, it never replaces: a forward pre-hook on every cross-attention
-``Attention`` module (UNets, PixArt / Sana DiTs) recomputes softmax(Q K^T / sqrt(d)) from the
-module's own ``to_q`` / ``to_k`` projections, norms, padding mask and its public
-``get_attention_scores`` helper, while the installed attention processor (SDPA, xformers, ...)
-still produces the output. MMDiT joint attention (SD3, Flux) is read the same way by
-``joint.py``. Images are therefore bit-identical with and without recording; the cost is one
-extra Q.K^T product per layer.
+``Attention`` module (UNets, PixArt / Sana DiTs) recomputes softmax(Q K^T / sqrt(d)) in float32
+from the module's own ``to_q`` / ``to_k`` projections, norms, scale and padding mask, while the
+installed attention processor (SDPA, xformers, ...) still produces the output. MMDiT joint
+attention (SD3, Flux) is read the same way by ``joint.py``. Images are therefore bit-identical
+with and without recording; the cost is one extra Q.K^T product per layer.
 """
 
 from __future__ import annotations
@@ -318,6 +317,8 @@ def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
     from ..models.families import attention_text
     from ..tokens import special_tokens_before, word_token_spans
 
+    if view not in ("attention", "output"):
+        raise ValueError(f"view must be 'attention' or 'output', got {view!r}")
     adapter.words(prompt)
     pipe = adapter.pipe
     layout = "auto"
@@ -340,8 +341,6 @@ def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
         spans, offset = located, 0
     else:
         spans = word_token_spans(tokenizer, prompt, start=special_tokens_before(tokenizer))
-    if view not in ("attention", "output"):
-        raise ValueError(f"view must be 'attention' or 'output', got {view!r}")
     if view == "output":
         from .concept import ConceptAttentionRecorder as recorder_class
     else:

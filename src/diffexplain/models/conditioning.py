@@ -17,21 +17,13 @@ import torch
 
 from ..tokens import special_tokens_before, word_token_spans
 
-# family -> (tokenizer attribute, offset into the context), one per encoder whose positions are edited
-_SEGMENTS = {
-    "sd": (("tokenizer", 0),),
-    "sdxl": (("tokenizer", 0),),  # both CLIPs' features are concatenated per position
-    "sd3": (("tokenizer", 0), ("tokenizer_3", "clip")),  # T5 after the CLIP positions
-    "flux": (("tokenizer_2", 0),),
-    "pixart": (("tokenizer", 0),),
-    "sana": (),  # located in the ids its encoder read: the pipeline prepends an instruction
-}
-
 
 def check_supported(adapter, prompt: str) -> None:
     """Raise ValueError unless ``empty_embedding`` is defined for this adapter's pipeline and prompt."""
+    from .families import FAMILIES
+
     family = adapter.family.name
-    if family not in _SEGMENTS:
+    if family not in {f.name for f in FAMILIES}:
         raise ValueError(f"perturbation='empty_embedding' is not defined for {adapter.family.title} "
                          f"({type(adapter.pipe).__name__}); use 'drop'")
     if family == "sana":
@@ -45,21 +37,15 @@ def check_supported(adapter, prompt: str) -> None:
 
 
 def word_positions(adapter, prompt: str) -> list[list[tuple[int, int]]]:
-    """For each word, its [start, end) positions in the context, one pair per edited encoder."""
-    pipe, family = adapter.pipe, adapter.family.name
-    if family == "sana":
-        from .families import located_word_spans
+    """For each word, its [start, end) positions in the context, one pair per segment of
+    ``families.context_segments`` (Sana: located after its instruction prefix)."""
+    from .families import context_segments, located_word_spans
 
+    if adapter.family.name == "sana":  # the pipeline prepends an instruction: locate the words in what was read
         return [[span] for span in located_word_spans(adapter, prompt)]
-    per_segment = []
-    for attribute, offset in _SEGMENTS[family]:
-        tokenizer = getattr(pipe, attribute, None)
-        if tokenizer is None:  # SD3 without T5
-            continue
-        if offset == "clip":
-            offset = int(pipe.tokenizer_max_length)
-        start = special_tokens_before(tokenizer)
-        per_segment.append([(a + offset, b + offset) for a, b in word_token_spans(tokenizer, prompt, start=start)])
+    per_segment = [[(a + offset, b + offset)
+                    for a, b in word_token_spans(tokenizer, prompt, start=special_tokens_before(tokenizer))]
+                   for tokenizer, offset in context_segments(adapter.pipe, adapter.family)]
     return [list(spans) for spans in zip(*per_segment)]
 
 
@@ -77,17 +63,11 @@ def encode(adapter, texts: Sequence[str]) -> dict[str, Any]:
         if guided:
             out["negative_prompt_embeds"] = adapter.encode([""])
         return out
-    if family == "sdxl":
+    if family in ("sdxl", "sd3"):  # CLIP (+ T5): per-position embeddings and a pooled one
+        extra = {} if family == "sdxl" or length is None else dict(max_sequence_length=length)
+        prompts = (texts,) if family == "sdxl" else (texts, None, None)  # SD3 takes prompt_2 / prompt_3
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
-            texts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=guided)
-        out = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
-        if guided:
-            out.update(negative_prompt_embeds=negative[:1], negative_pooled_prompt_embeds=negative_pooled[:1])
-        return out
-    if family == "sd3":
-        extra = {} if length is None else dict(max_sequence_length=length)
-        embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
-            texts, None, None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=guided, **extra)
+            *prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=guided, **extra)
         out = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
         if guided:
             out.update(negative_prompt_embeds=negative[:1], negative_pooled_prompt_embeds=negative_pooled[:1])
@@ -96,21 +76,17 @@ def encode(adapter, texts: Sequence[str]) -> dict[str, Any]:
         extra = {} if length is None else dict(max_sequence_length=length)
         embeds, pooled, _ = pipe.encode_prompt(texts, None, device=device, num_images_per_prompt=1, **extra)
         return dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
-    if family == "pixart":
-        extra = {} if length is None else dict(max_sequence_length=length)
-        embeds, mask, negative, negative_mask = pipe.encode_prompt(
-            texts, do_classifier_free_guidance=guided, device=device, num_images_per_prompt=1,
-            clean_caption=adapter.pipeline_kwargs.get("clean_caption", False), **extra)
-        out = dict(prompt_embeds=embeds, prompt_attention_mask=mask)
-        if guided:
-            out.update(negative_prompt_embeds=negative[:1], negative_prompt_attention_mask=negative_mask[:1])
-        return out
-    if family == "sana":
-        import inspect
+    if family in ("pixart", "sana"):  # one T5 / Gemma encoder with a padding mask
+        if family == "sana":  # its __call__ defaults (instruction prefix, window), which encode_prompt lacks
+            import inspect
 
-        defaults = inspect.signature(pipe.__call__).parameters
-        options = {key: adapter.pipeline_kwargs.get(key, defaults[key].default)
-                   for key in ("complex_human_instruction", "max_sequence_length", "clean_caption")}
+            defaults = inspect.signature(pipe.__call__).parameters
+            options = {key: adapter.pipeline_kwargs.get(key, defaults[key].default)
+                       for key in ("complex_human_instruction", "max_sequence_length", "clean_caption")}
+        else:
+            options = dict(clean_caption=adapter.pipeline_kwargs.get("clean_caption", False))
+            if length is not None:
+                options["max_sequence_length"] = length
         embeds, mask, negative, negative_mask = pipe.encode_prompt(
             texts, do_classifier_free_guidance=guided, device=device, num_images_per_prompt=1, **options)
         out = dict(prompt_embeds=embeds, prompt_attention_mask=mask)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from ..tokens import special_tokens_after, special_tokens_before
+
 
 @dataclasses.dataclass(frozen=True)
 class Family:
@@ -94,28 +96,34 @@ def text_encoders(pipe, family: Family) -> list[tuple[str, object, object]]:
 def window(tokenizer, family: Family) -> int:
     """The number of text tokens (special tokens excluded) the pipeline passes on from this tokenizer:
     CLIP's ``model_max_length``; for T5 / Gemma the family's ``max_sequence_length``, if shorter."""
-    plain = len(tokenizer("red", add_special_tokens=False).input_ids)
-    specials = len(tokenizer("red").input_ids) - plain
+    specials = special_tokens_before(tokenizer) + special_tokens_after(tokenizer)
     length = int(tokenizer.model_max_length)
     if "CLIP" not in type(tokenizer).__name__ and family.max_sequence_length is not None:
         length = min(length, family.max_sequence_length)
     return length - specials
 
 
-def attention_text(pipe, family: Family) -> tuple[object, int]:
-    """Which tokens of the denoiser's text context the words' maps are read from.
+def context_segments(pipe, family: Family) -> list[tuple[object, int]]:
+    """Where each tokenizer's tokens sit in the text context the denoiser receives, in order.
 
     Returns:
-        (tokenizer, offset): the word tokens are that tokenizer's, starting ``offset`` positions
-        into the context. SD3 reads the T5 segment, after the 77 CLIP positions (the CLIP one
-        without T5); Flux its T5 context; SD 1.x / 2.x, SDXL, PixArt and Sana their one
-        (or concatenated) encoder.
+        (tokenizer, offset) pairs: that tokenizer's tokens start ``offset`` positions into the
+        context. SD 1.x / 2.x, SDXL (both CLIPs' features share positions), PixArt and Sana: their
+        first tokenizer at 0; SD3: CLIP at 0, then T5 after the CLIP window if it has T5; Flux: T5
+        at 0 (its CLIP only gives the pooled embedding).
     """
-    if family.name == "sd3" and getattr(pipe, "text_encoder_3", None) is not None:
-        return pipe.tokenizer_3, int(pipe.tokenizer_max_length)
     if family.name == "flux":
-        return pipe.tokenizer_2, 0
-    return pipe.tokenizer, 0
+        return [(pipe.tokenizer_2, 0)]
+    segments = [(pipe.tokenizer, 0)]
+    if family.name == "sd3" and getattr(pipe, "text_encoder_3", None) is not None:
+        segments.append((pipe.tokenizer_3, int(pipe.tokenizer_max_length)))
+    return segments
+
+
+def attention_text(pipe, family: Family) -> tuple[object, int]:
+    """Which tokens of the denoiser's text context the words' maps are read from: the last segment
+    of ``context_segments`` (SD3: the T5 copy of the prompt, or CLIP without T5)."""
+    return context_segments(pipe, family)[-1]
 
 
 def located_word_spans(adapter, prompt: str) -> list[tuple[int, int]]:
