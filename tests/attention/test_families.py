@@ -102,13 +102,11 @@ def test_recording_leaves_the_image_bit_identical_and_words_get_different_maps(f
 def test_padding_gets_attention_only_where_the_pipeline_does_not_mask_it(family_adapter):
     """PixArt and Sana mask their encoder's padding, and the recorded maps honour the mask; CLIP
     contexts (SD, SDXL) and SD3 / Flux's T5 are not masked, and their padding does get attention."""
-    from diffexplain.models.families import attention_text
-
     name, adapter = family_adapter
-    tokenizer, offset = attention_text(adapter.pipe, adapter.family)
     with AttentionRecorder(adapter.pipe, batch_layout="none" if name == "flux" else "cfg") as recorder:
         adapter.generate([PROMPT], [2])  # every context position kept
-    maps = recorder.maps(tokenizer, [PROMPT], image_size=(adapter.height, adapter.width), offset=offset)
+    maps = recorder.maps(None, [PROMPT], image_size=(adapter.height, adapter.width),
+                         spans=[adapter.context_spans(PROMPT)])
     mean = next(iter(maps.means.values()))  # (B, G, heads, N, T)
     words_end = maps.spans[0][-1][1]
     assert mean.shape[-1] > words_end + 1
@@ -121,15 +119,13 @@ def test_padding_gets_attention_only_where_the_pipeline_does_not_mask_it(family_
 
 def test_keeping_only_the_word_tokens_gives_the_same_word_maps(family_adapter):
     """record_prompt keeps the prompt's word positions (an MMDiT context is hundreds of tokens)."""
-    from diffexplain.models.families import attention_text
-
     name, adapter = family_adapter
     _, kept = record_prompt(adapter, PROMPT, 3)
-    tokenizer, offset = attention_text(adapter.pipe, adapter.family)
     layout = "none" if name == "flux" else "cfg"
     with AttentionRecorder(adapter.pipe, batch_layout=layout) as recorder:
         adapter.generate([PROMPT], [3])
-    full = recorder.maps(tokenizer, [PROMPT], image_size=(adapter.height, adapter.width), offset=offset)
+    full = recorder.maps(None, [PROMPT], image_size=(adapter.height, adapter.width),
+                         spans=[adapter.context_spans(PROMPT)])
     assert next(iter(kept.means.values())).shape[-1] == len(PROMPT.split()) < next(iter(full.means.values())).shape[-1]
     for word in PROMPT.split():
         torch.testing.assert_close(kept.word_heatmap(word), full.word_heatmap(word))
@@ -140,11 +136,9 @@ def test_sana_words_are_located_after_its_default_instruction_prefix(tmp_path):
     ids its encoder read. Independent check: changing "red" first changes the context exactly at
     red's located position (Gemma is causal: everything after changes too, nothing before)."""
     from diffexplain.models import conditioning
-    from diffexplain.models.families import located_word_spans
-
     adapter = TextToImageAdapter(FAMILIES["sana"](tmp_path), num_inference_steps=2, height=32, width=32,
                                  guidance_scale=3.0, pipeline_kwargs={"use_resolution_binning": False})
-    spans = located_word_spans(adapter, PROMPT)
+    spans = adapter.context_spans(PROMPT)
     assert spans[0][0] > 1  # after the start token and the instruction's tail
     red = conditioning.encode(adapter, [PROMPT])["prompt_embeds"][0]
     blue = conditioning.encode(adapter, [PROMPT.replace("red", "blue")])["prompt_embeds"][0]

@@ -92,12 +92,29 @@ def received_texts(rows, tokenizer) -> set:
     return out | ({()} if negatives else set())
 
 
-def test_a_prompt_beyond_an_encoders_window_is_refused_naming_it(family_adapter):
+def test_a_prompt_beyond_every_encoders_window_is_refused_naming_the_cut_words(family_adapter):
     name, adapter = family_adapter
-    attribute, tokenizer, _ = min(adapter.encoders, key=lambda e: e[1].model_max_length)
-    long = " ".join(["red circle"] * tokenizer.model_max_length)
-    with pytest.raises(ValueError, match=f"for {attribute}, above the"):
+    longest = max(r.window for r in adapter.readings(PROMPT))
+    long = " ".join(["red circle"] * longest)
+    with pytest.raises(ValueError, match="longer than every text encoder reads"):
         adapter.words(long)
+
+
+def test_a_prompt_only_clip_cuts_is_explained_as_diffusers_reads_it(family_adapter):
+    """SD3 and Flux: CLIP truncates, T5 reads on; every word T5 sees stays a feature and the
+    coverage says which words CLIP saw."""
+    name, adapter = family_adapter
+    clip = adapter.readings(PROMPT)[0]
+    words = ("red circle " * clip.window).split()[:clip.window + 4]
+    prompt = " ".join(words)
+    if name not in ("sd3", "flux"):
+        with pytest.raises(ValueError, match="longer than every text encoder reads"):
+            adapter.words(prompt)
+        return
+    assert adapter.words(prompt) == words
+    coverage = adapter.coverage(prompt)
+    assert coverage[0].startswith("CLIP") and f"saw words 1-{clip.window - 2} of {len(words)}" in coverage[0]
+    assert coverage[-1] == "T5 saw every word"
 
 
 def test_a_saved_family_pipeline_loads_by_its_folder(family_adapter, tmp_path):

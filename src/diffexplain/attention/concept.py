@@ -31,8 +31,10 @@ class ConceptAttentionRecorder(AttentionRecorder):
 
     def __init__(self, pipe_or_unet, **kwargs):
         super().__init__(pipe_or_unet, **kwargs)
+        # a block with ``context_pre_only`` (SD3's last) returns its text stream before any output
+        # projection: another space than its image outputs, so its dot product means nothing
         joint = {name: module for name, module in self.layers.items() if self.kinds[name] in
-                 ("joint", "joint_text_first")}
+                 ("joint", "joint_text_first") and not getattr(module, "context_pre_only", False)}
         if not joint:
             raise ValueError(f"{type(self.unet).__name__} has no joint-attention blocks: output-space maps are "
                              "defined on MMDiT models (SD3, Flux)")
@@ -45,6 +47,8 @@ class ConceptAttentionRecorder(AttentionRecorder):
 
     @torch.no_grad()
     def _output_hook(self, name: str, kwargs, output) -> None:
+        if self._skip_call:  # Flux true CFG's negative-prompt call
+            return
         if not isinstance(output, tuple) or len(output) < 2 or output[1] is None:
             return
         image_out, text_out = output[0], output[1]  # (B, N, C), (B, T, C) after the output projections

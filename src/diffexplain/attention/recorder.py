@@ -161,6 +161,8 @@ class AttentionRecorder:
         self._image_tokens: Optional[int] = None
         self._group = 0
         self._timesteps: list[int] = []
+        self._skip_call = False
+        self._last_t: Optional[float] = None
         self.accumulators: dict[str, _LayerAccumulator] = {}
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -191,6 +193,12 @@ class AttentionRecorder:
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
         t = float(torch.as_tensor(timestep).reshape(-1)[0]) * self._timestep_scale
         self._image_tokens = None
+        # Flux's true CFG calls the transformer a second time at the same timestep, with the negative
+        # prompt (the conditional call comes first): that call is not the prompt's attention
+        self._skip_call = bool(sample.ndim == 3 and self._timesteps and self._last_t == t)
+        self._last_t = t
+        if self._skip_call:
+            return
         if sample.ndim == 3:  # packed tokens (Flux): the grid is in the image ids
             ids = kwargs["img_ids"]
             ids = ids[0] if ids.ndim == 3 else ids
@@ -206,6 +214,8 @@ class AttentionRecorder:
 
     @torch.no_grad()
     def _attention_pre_hook(self, name: str, attn, args, kwargs):
+        if self._skip_call:
+            return
         hidden = args[0] if args else kwargs["hidden_states"]
         context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
         kind = self.kinds[name]
@@ -254,6 +264,7 @@ class AttentionRecorder:
     def __enter__(self) -> "AttentionRecorder":
         self.accumulators = {}
         self._timesteps = []
+        self._skip_call, self._last_t = False, None
         try:
             self._handles.append(self.unet.register_forward_pre_hook(self._unet_pre_hook, with_kwargs=True))
             self._register_layer_hooks()
@@ -314,9 +325,6 @@ def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
     Returns:
         (image uint8 (H, W, 3), ``AttentionMaps`` of that generation).
     """
-    from ..models.families import attention_text
-    from ..tokens import special_tokens_before, word_token_spans
-
     if view not in ("attention", "output"):
         raise ValueError(f"view must be 'attention' or 'output', got {view!r}")
     adapter.words(prompt)
@@ -332,21 +340,12 @@ def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
             layout = "pix2pix" if guided and image_guidance >= 1 else "none"
         else:
             layout = "cfg" if guided else "none"
-    tokenizer, offset = attention_text(pipe, adapter.family)
-    located = None
-    if adapter.family.name == "sana":  # its pipeline prepends an instruction: find the words in what was read
-        from ..models.families import located_word_spans
-
-        located = located_word_spans(adapter, prompt)
-        spans, offset = located, 0
-    else:
-        spans = word_token_spans(tokenizer, prompt, start=special_tokens_before(tokenizer))
+    spans = adapter.context_spans(prompt)
     if view == "output":
         from .concept import ConceptAttentionRecorder as recorder_class
     else:
         recorder_class = AttentionRecorder
-    kept = (offset + spans[0][0], offset + spans[-1][1])
+    kept = (spans[0][0], spans[-1][1])
     with recorder_class(pipe, batch_layout=layout, tokens=kept) as recorder:
         image = adapter.generate([prompt], [seed])[0]
-    return image, recorder.maps(tokenizer, [prompt], image_size=(adapter.height, adapter.width), offset=offset,
-                                spans=None if located is None else [located])
+    return image, recorder.maps(None, [prompt], image_size=(adapter.height, adapter.width), spans=[spans])

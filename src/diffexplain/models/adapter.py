@@ -14,9 +14,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..tokens import special_tokens_before, word_token_spans
 from .defaults import pipeline_defaults
-from .families import family_of, text_encoders, window
+from .families import family_of, readings, text_encoders
 
 
 def model_fingerprint(pipe) -> str:
@@ -137,31 +136,59 @@ class TextToImageAdapter(PipelineAdapter):
         """(attribute, tokenizer, text encoder) of every text encoder the pipeline has, in order."""
         return text_encoders(self.pipe, self.family)
 
-    @property
-    def max_words_tokens(self) -> int:
-        """The longest prompt, in the first tokenizer's tokens, that every text encoder reads whole."""
-        return min(window(tokenizer, self.family) for _, tokenizer, _ in self.encoders)
+    def readings(self, prompt: str) -> list:
+        """What each text encoder reads of ``prompt`` (``words.EncoderReading``: its words' positions
+        in the denoiser's context, None where it cuts a word off), under this adapter's call arguments."""
+        return readings(self.pipe, self.family, prompt, self.pipeline_kwargs)
 
     def words(self, prompt: str) -> list[str]:
-        """The features of a prompt: its whitespace-separated words, after validation."""
+        """The features of a prompt: its whitespace-separated words, after validation.
+
+        Raises:
+            ValueError: for an empty prompt, a word outside a closed vocabulary, and words no text
+                encoder reads (past every encoder's window); words only some encoders cut off (a
+                long prompt's CLIP on SD3 / Flux, as diffusers truncates it) are kept: see
+                ``coverage``.
+        """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
         if self.vocabulary_check is not None:
             self.vocabulary_check(prompt)
-        for attribute, tokenizer, _ in self.encoders:
-            # the pipeline would truncate silently, and a cut word would then be "explained"
-            n_tokens = len(tokenizer(prompt, add_special_tokens=False).input_ids)
-            limit = window(tokenizer, self.family)
-            if n_tokens > limit:
-                raise ValueError(f"prompt is {n_tokens} tokens long for {attribute}, above the {limit} it reads "
-                                 f"(its window minus special tokens); shorten it: {prompt!r}")
-        return prompt.split()
+        from .words import require_seen
+
+        words = prompt.split()
+        require_seen(words, self.readings(prompt), prompt)
+        return words
+
+    def context_spans(self, prompt: str) -> list[tuple[int, int]]:
+        """Each word's [start, end) positions in the denoiser's text context that its attention maps
+        are read from: the last encoder with positions there (SD3: T5, or CLIP without it; Flux: T5;
+        Sana: after its instruction prefix).
+
+        Raises:
+            ValueError: naming the words that encoder cuts off (they have no attention).
+        """
+        self.words(prompt)
+        reading = [r for r in self.readings(prompt) if r.offset is not None][-1]
+        cut = [w for w, span in zip(prompt.split(), reading.spans) if span is None]
+        if cut:
+            raise ValueError(f"{reading.label} cuts off {', '.join(repr(w) for w in cut)} of {prompt!r}: those "
+                             "words have no attention maps; shorten the prompt")
+        return [tuple(span) for span in reading.spans]
+
+    def coverage(self, prompt: str) -> list[str]:
+        """One line per text encoder saying which words it read ("CLIP-L (pooled) saw words 1-75 of 100")."""
+        words = prompt.split()
+        return [reading.describe(words) for reading in self.readings(prompt)]
 
     def word_token_spans(self, prompt: str) -> list[tuple[int, int]]:
         """For each word of the validated prompt, the [start, end) positions of its sub-tokens in the
-        encoded prompt of the first tokenizer (CLIP: position 0 is BOS): ``tokens.word_token_spans``."""
+        first tokenizer's encoded prompt (CLIP: position 0 is BOS)."""
         self.words(prompt)
-        return word_token_spans(self.tokenizer, prompt, start=special_tokens_before(self.tokenizer))
+        first = self.readings(prompt)[0]
+        if any(span is None for span in first.spans):
+            raise ValueError(f"{first.label} cuts off words of {prompt!r}: they have no token positions there")
+        return [tuple(span) for span in first.spans]
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:

@@ -15,38 +15,35 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..tokens import special_tokens_before, word_token_spans
 
 
 def check_supported(adapter, prompt: str) -> None:
     """Raise ValueError unless ``empty_embedding`` is defined for this adapter's pipeline and prompt."""
     from .families import FAMILIES
 
-    family = adapter.family.name
-    if family not in {f.name for f in FAMILIES}:
+    if adapter.family not in FAMILIES:
         raise ValueError(f"perturbation='empty_embedding' is not defined for {adapter.family.title} "
                          f"({type(adapter.pipe).__name__}); use 'drop'")
-    if family == "sana":
-        word_positions(adapter, prompt)  # refuses a prompt whose words cannot be located
-    if family == "sdxl":  # one set of positions for both encoders: their splits must agree
-        first = word_token_spans(adapter.pipe.tokenizer, prompt)
-        second = word_token_spans(adapter.pipe.tokenizer_2, prompt)
-        if first != second:
+    word_positions(adapter, prompt)  # refuses a prompt whose words cannot be located
+    if adapter.family.name == "sdxl":  # one set of positions for both encoders: their splits must agree
+        first, second = adapter.readings(prompt)[:2] if len(adapter.readings(prompt)) > 1 else (None, None)
+        if first is not None and first.spans != second.spans:
             raise ValueError("perturbation='empty_embedding' needs SDXL's two tokenizers to split the prompt alike; "
-                             f"they give {first} and {second}")
+                             f"they give {list(first.spans)} and {list(second.spans)}")
 
 
 def word_positions(adapter, prompt: str) -> list[list[tuple[int, int]]]:
-    """For each word, its [start, end) positions in the context, one pair per segment of
-    ``families.context_segments`` (Sana: located after its instruction prefix)."""
-    from .families import context_segments, located_word_spans
-
-    if adapter.family.name == "sana":  # the pipeline prepends an instruction: locate the words in what was read
-        return [[span] for span in located_word_spans(adapter, prompt)]
-    per_segment = [[(a + offset, b + offset)
-                    for a, b in word_token_spans(tokenizer, prompt, start=special_tokens_before(tokenizer))]
-                   for tokenizer, offset in context_segments(adapter.pipe, adapter.family)]
-    return [list(spans) for spans in zip(*per_segment)]
+    """For each word, its [start, end) positions in the denoiser's context: one pair per context
+    segment that holds it (``families.readings``; a segment that cut the word off has none, and
+    encoders sharing positions, SDXL's and SD3's two CLIPs, count once)."""
+    positions: list[list[tuple[int, int]]] = [[] for _ in prompt.split()]
+    for reading in adapter.readings(prompt):
+        if reading.offset is None:  # pooled only: no positions
+            continue
+        for word, span in enumerate(reading.spans):
+            if span is not None and span not in positions[word]:
+                positions[word].append(span)
+    return positions
 
 
 @torch.no_grad()
@@ -77,16 +74,12 @@ def encode(adapter, texts: Sequence[str]) -> dict[str, Any]:
         embeds, pooled, _ = pipe.encode_prompt(texts, None, device=device, num_images_per_prompt=1, **extra)
         return dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
     if family in ("pixart", "sana"):  # one T5 / Gemma encoder with a padding mask
-        if family == "sana":  # its __call__ defaults (instruction prefix, window), which encode_prompt lacks
-            import inspect
+        # the __call__ defaults, which encode_prompt lacks or differs from (PixArt cleans captions by
+        # default in __call__, not in encode_prompt; Sana's instruction prefix and window)
+        from .words import call_default
 
-            defaults = inspect.signature(pipe.__call__).parameters
-            options = {key: adapter.pipeline_kwargs.get(key, defaults[key].default)
-                       for key in ("complex_human_instruction", "max_sequence_length", "clean_caption")}
-        else:
-            options = dict(clean_caption=adapter.pipeline_kwargs.get("clean_caption", False))
-            if length is not None:
-                options["max_sequence_length"] = length
+        keys = ("clean_caption", "max_sequence_length") + (("complex_human_instruction",) if family == "sana" else ())
+        options = {key: call_default(pipe, key, adapter.pipeline_kwargs) for key in keys}
         embeds, mask, negative, negative_mask = pipe.encode_prompt(
             texts, do_classifier_free_guidance=guided, device=device, num_images_per_prompt=1, **options)
         out = dict(prompt_embeds=embeds, prompt_attention_mask=mask)

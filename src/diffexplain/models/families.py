@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from ..tokens import special_tokens_after, special_tokens_before
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,61 +17,84 @@ class Family:
     Attributes:
         name: short name ("sd", "sdxl", "sd3", "flux", "pixart", "sana").
         title: what users call it.
-        prefixes: diffusers pipeline class names that start with one of these belong to it.
+        classes: the diffusers pipeline classes of the family; a pipeline belongs to it when its class
+            is one of them or derives from one (a user's subclass keeps its family).
         denoiser: the pipeline attribute holding the denoising network ("unet" or "transformer").
         encoders: (tokenizer attribute, text-encoder attribute) of every text encoder, in order.
         attention: how the image attends to the text: "cross" (separate cross-attention layers) or
             "joint" (MMDiT: one softmax over image and text tokens).
         num_inference_steps, guidance_scale: the defaults of the family's reference pipelines.
-        max_sequence_length: the prompt window the pipeline gives its T5 / Gemma encoder (None: the
-            tokenizer's own ``model_max_length``, CLIP's 77).
+        roles: per text encoder, (encoder attribute, where its tokens start in the denoiser's
+            context: 0, "clip" (after the CLIP window: SD3's T5) or None (pooled vector only: Flux's
+            CLIP), window: "tokenizer" (its ``model_max_length``) or "sequence" (the call's
+            ``max_sequence_length``)).
+        instruction_prefix: the pipeline prepends an instruction and keeps the last positions (Sana).
     """
 
     name: str
     title: str
-    prefixes: tuple[str, ...]
+    classes: tuple[str, ...]
     denoiser: str
     encoders: tuple[tuple[str, str], ...]
     attention: str
     num_inference_steps: int
     guidance_scale: float
-    max_sequence_length: Optional[int] = None
+    roles: tuple[tuple[str, Optional[int | str], str], ...] = (("text_encoder", 0, "tokenizer"),)
+    instruction_prefix: bool = False
 
 
+_CLIP = ("text_encoder", 0, "tokenizer")
 FAMILIES = (
-    # longest prefixes first: StableDiffusionXL and StableDiffusion3 are also StableDiffusion
-    Family("sdxl", "SDXL", ("StableDiffusionXL",), "unet",
-           (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")), "cross", 30, 5.0),
-    Family("sd3", "SD3 / SD3.5", ("StableDiffusion3",), "transformer",
+    Family("sdxl", "SDXL", ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
+                            "StableDiffusionXLInpaintPipeline", "StableDiffusionXLInstructPix2PixPipeline"), "unet",
+           (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")), "cross", 30, 5.0,
+           (_CLIP, ("text_encoder_2", 0, "tokenizer"))),
+    Family("sd3", "SD3 / SD3.5", ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline",
+                                  "StableDiffusion3InpaintPipeline"), "transformer",
            (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"), ("tokenizer_3", "text_encoder_3")),
-           "joint", 28, 7.0, 256),
-    Family("flux", "Flux.1", ("Flux",), "transformer",
-           (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")), "joint", 28, 3.5, 512),
-    Family("pixart", "PixArt-α / Σ", ("PixArt",), "transformer", (("tokenizer", "text_encoder"),), "cross", 20, 4.5,
-           120),
-    Family("sana", "Sana", ("Sana",), "transformer", (("tokenizer", "text_encoder"),), "cross", 20, 4.5, 300),
-    Family("sd", "Stable Diffusion 1.x / 2.x", ("StableDiffusion", "AltDiffusion", "LatentConsistencyModel"), "unet",
+           "joint", 28, 7.0, (_CLIP, ("text_encoder_2", 0, "tokenizer"), ("text_encoder_3", "clip", "sequence"))),
+    Family("flux", "Flux.1", ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxFillPipeline",
+                              "FluxKontextPipeline"), "transformer",
+           (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")), "joint", 28, 3.5,
+           (("text_encoder", None, "tokenizer"), ("text_encoder_2", 0, "sequence"))),
+    Family("pixart", "PixArt-α / Σ", ("PixArtAlphaPipeline", "PixArtSigmaPipeline"), "transformer",
+           (("tokenizer", "text_encoder"),), "cross", 20, 4.5, (("text_encoder", 0, "sequence"),)),
+    Family("sana", "Sana", ("SanaPipeline",), "transformer", (("tokenizer", "text_encoder"),), "cross", 20, 4.5,
+           (("text_encoder", 0, "sequence"),), instruction_prefix=True),
+    Family("sd", "Stable Diffusion 1.x / 2.x", ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
+                                                "StableDiffusionInpaintPipeline",
+                                                "StableDiffusionInstructPix2PixPipeline", "AltDiffusionPipeline",
+                                                "AltDiffusionImg2ImgPipeline", "LatentConsistencyModelPipeline",
+                                                "LatentConsistencyModelImg2ImgPipeline"), "unet",
            (("tokenizer", "text_encoder"),), "cross", 20, 7.5),
 )
 
-SUPPORTED = ", ".join(f"{f.title} ({' / '.join(f.prefixes)}*Pipeline)" for f in FAMILIES) + \
+SUPPORTED = ", ".join(f"{f.title} ({' / '.join(f.classes)})" for f in FAMILIES) + \
     ", and Paint-by-Example (PaintByExamplePipeline, for I2AM)"
 
 
+def _classes(family: Family) -> tuple[type, ...]:
+    import diffusers
+
+    return tuple(cls for cls in (getattr(diffusers, name, None) for name in family.classes) if cls is not None)
+
+
 def family_of(pipe) -> Family:
-    """The family of ``pipe``, from its class name.
+    """The family of ``pipe``: the family one of whose diffusers classes ``pipe`` is an instance of
+    (its own class or a base: a user's subclass of ``StableDiffusionPipeline`` is Stable Diffusion;
+    ``StableDiffusionLDM3DPipeline``, which derives from none of them, is not).
 
     Raises:
         ValueError: naming the class and what is supported, for any other pipeline, and for a
             pipeline of a known family missing its denoiser or every text encoder.
     """
     name = type(pipe).__name__
-    family = next((f for f in FAMILIES if name.startswith(f.prefixes)), None)
+    family = next((f for f in FAMILIES if isinstance(pipe, _classes(f))), None)
     if family is None:
         kind = "a pipeline without text conditioning" if getattr(pipe, "text_encoder", None) is None and \
             getattr(pipe, "tokenizer", None) is None else "not a supported pipeline family"
         hint = " (Paint-by-Example: use PaintByExampleAdapter and i2am_paint_by_example)" \
-            if name.startswith("PaintByExample") else ""
+            if any(c.__name__ == "PaintByExamplePipeline" for c in type(pipe).__mro__) else ""
         raise ValueError(f"{name} is {kind}{hint}; diffexplain supports {SUPPORTED}")
     if getattr(pipe, family.denoiser, None) is None:
         raise ValueError(f"{name} has no {family.denoiser}; a {family.title} pipeline needs one")
@@ -93,79 +115,18 @@ def text_encoders(pipe, family: Family) -> list[tuple[str, object, object]]:
     return out
 
 
-def window(tokenizer, family: Family) -> int:
-    """The number of text tokens (special tokens excluded) the pipeline passes on from this tokenizer:
-    CLIP's ``model_max_length``; for T5 / Gemma the family's ``max_sequence_length``, if shorter."""
-    specials = special_tokens_before(tokenizer) + special_tokens_after(tokenizer)
-    length = int(tokenizer.model_max_length)
-    if "CLIP" not in type(tokenizer).__name__ and family.max_sequence_length is not None:
-        length = min(length, family.max_sequence_length)
-    return length - specials
+def readings(pipe, family: Family, prompt: str, options: dict) -> list:
+    """What each text encoder the pipeline has reads of ``prompt``: ``words.EncoderReading`` per
+    encoder (its words' positions in the denoiser's context, None for a word it cuts off).
 
-
-def context_segments(pipe, family: Family) -> list[tuple[object, int]]:
-    """Where each tokenizer's tokens sit in the text context the denoiser receives, in order.
-
-    Returns:
-        (tokenizer, offset) pairs: that tokenizer's tokens start ``offset`` positions into the
-        context. SD 1.x / 2.x, SDXL (both CLIPs' features share positions), PixArt and Sana: their
-        first tokenizer at 0; SD3: CLIP at 0, then T5 after the CLIP window if it has T5; Flux: T5
-        at 0 (its CLIP only gives the pooled embedding).
+    Args:
+        options: the pipeline call's extra keyword arguments (``max_sequence_length`` and so on).
     """
-    if family.name == "flux":
-        return [(pipe.tokenizer_2, 0)]
-    segments = [(pipe.tokenizer, 0)]
-    if family.name == "sd3" and getattr(pipe, "text_encoder_3", None) is not None:
-        segments.append((pipe.tokenizer_3, int(pipe.tokenizer_max_length)))
-    return segments
+    from .words import read
 
-
-def attention_text(pipe, family: Family) -> tuple[object, int]:
-    """Which tokens of the denoiser's text context the words' maps are read from: the last segment
-    of ``context_segments`` (SD3: the T5 copy of the prompt, or CLIP without T5)."""
-    return context_segments(pipe, family)[-1]
-
-
-def located_word_spans(adapter, prompt: str) -> list[tuple[int, int]]:
-    """Each word's [start, end) positions in the context the denoiser receives, found in the token
-    ids the text encoder actually read (for pipelines that rewrite the prompt before encoding).
-
-    Sana prepends an instruction to the prompt and keeps the start token plus the last
-    ``max_sequence_length - 1`` positions; the prompt's words are located in those ids, so a
-    tokenizer that merges the prompt with the instruction is refused instead of mis-mapped.
-    """
-    import inspect
-
-    import torch
-
-    pipe = adapter.pipe
-    if adapter.family.name != "sana":
-        raise ValueError(f"located_word_spans is for Sana, got {adapter.family.title}")
-    defaults = inspect.signature(pipe.__call__).parameters
-    options = {key: adapter.pipeline_kwargs.get(key, defaults[key].default)
-               for key in ("complex_human_instruction", "max_sequence_length", "clean_caption")}
-    seen = []
-    handle = pipe.text_encoder.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append((args[0] if args else kwargs["input_ids"])[0].tolist()),
-        with_kwargs=True)
-    try:
-        with torch.no_grad():
-            embeds = pipe.encode_prompt(prompt, do_classifier_free_guidance=False, device=adapter._device(),
-                                        **options)[0]
-    finally:
-        handle.remove()
-    ids, length = seen[0], embeds.shape[1]
-    kept = [ids[0]] + ids[len(ids) - (length - 1):] if length < len(ids) else ids
-    tokenizer = pipe.tokenizer
-    per_word = [tokenizer(word, add_special_tokens=False).input_ids for word in prompt.split()]
-    flat = [t for word in per_word for t in word]
-    starts = [i for i in range(len(kept) - len(flat) + 1) if kept[i:i + len(flat)] == flat]
-    if not starts:
-        raise ValueError(f"the words of {prompt!r} are not in the token ids {type(pipe).__name__}'s text encoder "
-                         "received as they are when tokenized alone (the instruction prefix and the prompt merged, "
-                         "or the prompt was cut): word positions are undefined")
-    spans, position = [], starts[-1]  # the prompt ends the text, before padding
-    for word in per_word:
-        spans.append((position, position + len(word)))
-        position += len(word)
-    return spans
+    roles = []
+    for attribute, offset, kind in family.roles:
+        if getattr(pipe, attribute, None) is None:
+            continue  # SD3 saved without T5
+        roles.append((attribute, int(pipe.tokenizer_max_length) if offset == "clip" else offset, kind))
+    return read(pipe, roles, prompt, options, sana=family.instruction_prefix)

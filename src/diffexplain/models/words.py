@@ -1,0 +1,224 @@
+"""Where each word of a prompt lands in the text context the denoiser receives, for every encoder.
+
+A word's positions are found in the very text the pipeline tokenizes (after its own preprocessing:
+PixArt and Sana lower-case and may clean the caption; Sana prepends an instruction), tokenized with
+the pipeline's own arguments (window, padding, truncation), then mapped back to the prompt's words
+by character offsets (fast tokenizers) or word by word (slow tokenizers, whose pre-tokenizer never
+merges across whitespace). A word an encoder cuts off has no positions in that encoder's segment;
+a word no encoder reads is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Optional
+
+Span = Optional[tuple[int, int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderReading:
+    """What one text encoder reads of a prompt.
+
+    Attributes:
+        attribute: the pipeline attribute of the encoder ("text_encoder_2").
+        label: what the encoder is ("CLIP-L", "CLIP-G", "T5", "Gemma", or "CLIP" for other sizes).
+        offset: where its tokens start in the denoiser's text context; None when it only gives a
+            pooled vector (Flux's CLIP).
+        spans: per word, its [start, end) context positions, or None where the encoder cut it off.
+        window: how many tokens it reads (special tokens included).
+    """
+
+    attribute: str
+    label: str
+    offset: Optional[int]
+    spans: tuple[Span, ...]
+    window: int
+
+    @property
+    def seen(self) -> tuple[bool, ...]:
+        return tuple(span is not None for span in self.spans)
+
+    def describe(self, words: list[str]) -> str:
+        """E.g. "CLIP-L (pooled) saw words 1-75 of 100"."""
+        seen = [i for i, s in enumerate(self.spans) if s is not None]
+        role = " (pooled)" if self.offset is None else ""
+        if len(seen) == len(words):
+            return f"{self.label}{role} saw every word"
+        if not seen:
+            return f"{self.label}{role} saw none of the {len(words)} words"
+        return f"{self.label}{role} saw words {seen[0] + 1}-{seen[-1] + 1} of {len(words)}"
+
+
+def encoder_label(attribute: str, encoder: Any) -> str:
+    """Name an encoder by what it is, from its class and width."""
+    name = type(encoder).__name__
+    config = getattr(encoder, "config", None)
+    if "CLIP" in name:
+        width = getattr(config, "hidden_size", None)
+        return {768: "CLIP-L", 1280: "CLIP-G", 1024: "OpenCLIP-H"}.get(width, f"CLIP ({attribute})")
+    if "T5" in name or "UMT5" in name:
+        return "T5"
+    if "Gemma" in name:
+        return "Gemma"
+    return f"{name} ({attribute})"
+
+
+def call_default(pipe, name: str, override: dict[str, Any]) -> Any:
+    """``override[name]`` if given, else the default of the pipeline's ``__call__`` argument ``name``
+    (PixArt-α's ``max_sequence_length`` is 120, PixArt-Σ's 300: read, not assumed)."""
+    if name in override:
+        return override[name]
+    parameter = inspect.signature(pipe.__call__).parameters.get(name)
+    return None if parameter is None else parameter.default
+
+
+def preprocessed(pipe, text: str, options: dict[str, Any]) -> str:
+    """The text as the pipeline hands it to its tokenizer: PixArt and Sana lower-case it (and clean
+    it when ``clean_caption`` is on and its libraries are installed), through their own function."""
+    process = getattr(pipe, "_text_preprocessing", None)
+    if process is None:
+        return text
+    return process(text, clean_caption=bool(call_default(pipe, "clean_caption", options)))[0]
+
+
+def _word_chars(text: str, words: list[str], pipe, options: dict[str, Any], processed: str) -> list[tuple[int, int]]:
+    """[start, end) character span of each word in the preprocessed text."""
+    pieces = [preprocessed(pipe, w, options) for w in words] if processed != text else words
+    if processed != text and " ".join(p for p in pieces if p) != " ".join(processed.split()):
+        raise ValueError(f"{type(pipe).__name__} rewrites the prompt {text!r} across words before encoding it "
+                         f"(to {processed!r}): word positions are undefined; turn caption cleaning off with "
+                         "--pipeline-arg clean_caption=false (Python: pipeline_kwargs={'clean_caption': False})")
+    chars, cursor = [], 0
+    for piece in pieces:
+        if not piece:
+            chars.append((cursor, cursor))
+            continue
+        start = processed.find(piece, cursor)
+        if start < 0:
+            raise ValueError(f"word {piece!r} is not in the text {type(pipe).__name__} encodes: {processed!r}")
+        chars.append((start, start + len(piece)))
+        cursor = start + len(piece)
+    return chars
+
+
+def _spans_by_offsets(tokenizer, encoded_text: str, chars: list[tuple[int, int]], shift: int,
+                      call: dict[str, Any]) -> list[Span]:
+    """Token positions of each word from the fast tokenizer's character offsets."""
+    out = tokenizer(encoded_text, return_offsets_mapping=True, return_special_tokens_mask=True, **call)
+    per_word: list[list[int]] = [[] for _ in chars]
+    pending: list[int] = []  # whitespace-only tokens (a lone "▁") belong to the word that follows
+    for index, ((a, b), special) in enumerate(zip(out["offset_mapping"], out["special_tokens_mask"])):
+        if special:
+            continue
+        a, b = a - shift, b - shift
+        owners = [w for w, (s, e) in enumerate(chars) if a < e and s < b]
+        if len(owners) > 1:
+            raise ValueError(f"{type(tokenizer).__name__} merges words {owners} into one token: word spans undefined")
+        if not owners:
+            if a >= 0 and not encoded_text[a + shift:b + shift].strip():
+                pending.append(index)
+            continue
+        per_word[owners[0]].extend(pending + [index])
+        pending = []
+    spans: list[Span] = []
+    for positions in per_word:
+        if not positions:
+            spans.append(None)
+            continue
+        spans.append((min(positions), max(positions) + 1))
+    return spans
+
+
+def _spans_word_by_word(tokenizer, words: list[str], start: int, limit: int) -> list[Span]:
+    """Slow tokenizers (CLIP's BPE splits at whitespace first): each word tokenized alone; a word
+    whose last token lies past ``limit`` is cut off."""
+    spans: list[Span] = []
+    position = start
+    for word in words:
+        count = len(tokenizer(word, add_special_tokens=False).input_ids)
+        spans.append((position, position + count) if count and position + count <= limit else None)
+        position += count
+    total = len(tokenizer(" ".join(words), add_special_tokens=False).input_ids)
+    if position - start != total:
+        raise ValueError(f"tokenizing the words of {' '.join(words)!r} one by one gives {position - start} tokens, "
+                         f"the whole prompt {total}: the tokenizer merges across words, so word spans are undefined")
+    return spans
+
+
+def _limit(tokenizer, window: int) -> int:
+    """The last position a text token may take: the window less the end tokens the tokenizer adds."""
+    from ..tokens import special_tokens_after
+
+    return window - special_tokens_after(tokenizer)
+
+
+def read(pipe, roles: list[tuple[str, Optional[int], str]], prompt: str, options: dict[str, Any],
+         sana: bool = False) -> list[EncoderReading]:
+    """Locate ``prompt``'s words for each encoder in ``roles``.
+
+    Args:
+        pipe: the pipeline.
+        roles: (encoder attribute, context offset or None for pooled-only, window kind) per encoder;
+            window kind "tokenizer" (CLIP: its ``model_max_length``) or "sequence" (T5 / Gemma: the
+            call's ``max_sequence_length``).
+        prompt: the text.
+        options: the pipeline call's extra keyword arguments (``max_sequence_length``, ``clean_caption``,
+            ``complex_human_instruction``).
+        sana: locate after the instruction prefix and keep the start token plus the last
+            ``max_sequence_length - 1`` positions, as ``SanaPipeline.encode_prompt`` does.
+    """
+    words = prompt.split()
+    processed = preprocessed(pipe, prompt, options)
+    chars = _word_chars(prompt, words, pipe, options, processed)
+    readings = []
+    for attribute, offset, kind in roles:
+        tokenizer = getattr(pipe, attribute.replace("text_encoder", "tokenizer"))
+        encoder = getattr(pipe, attribute)
+        window = int(tokenizer.model_max_length) if kind == "tokenizer" else \
+            int(call_default(pipe, "max_sequence_length", options))
+        if sana:
+            spans, window = _sana_spans(pipe, tokenizer, processed, chars, window, options)
+        elif getattr(tokenizer, "is_fast", False):
+            spans = _spans_by_offsets(tokenizer, processed, chars, 0,
+                                      dict(padding="max_length", max_length=window, truncation=True))
+        else:
+            from ..tokens import special_tokens_before
+
+            spans = _spans_word_by_word(tokenizer, processed.split() if processed != prompt else words,
+                                        special_tokens_before(tokenizer), _limit(tokenizer, window))
+        if offset is not None:
+            spans = [None if s is None else (s[0] + offset, s[1] + offset) for s in spans]
+        readings.append(EncoderReading(attribute, encoder_label(attribute, encoder), offset, tuple(spans), window))
+    return readings
+
+
+def _sana_spans(pipe, tokenizer, processed: str, chars, window: int, options) -> tuple[list[Span], int]:
+    instruction = call_default(pipe, "complex_human_instruction", options)
+    if instruction:
+        prefix = "\n".join(instruction)
+        length_all = len(tokenizer.encode(prefix)) + window - 2
+    else:
+        prefix, length_all = "", window
+    tokenizer.padding_side = "right"  # as the pipeline sets it
+    spans = _spans_by_offsets(tokenizer, prefix + processed, chars, len(prefix),
+                              dict(padding="max_length", max_length=length_all, truncation=True))
+    # the pipeline keeps position 0 and the last window - 1 positions of the length_all it encoded
+    first_kept = length_all - window + 1
+    kept: list[Span] = []
+    for span in spans:
+        if span is None or span[0] < first_kept:
+            kept.append(None)
+        else:
+            kept.append((span[0] - first_kept + 1, span[1] - first_kept + 1))
+    return kept, window
+
+
+def require_seen(words: list[str], readings: list[EncoderReading], prompt: str) -> None:
+    """Raise ValueError naming the words no encoder reads (the pipeline would drop them silently)."""
+    unseen = [w for i, w in enumerate(words) if not any(r.spans[i] is not None for r in readings)]
+    if unseen:
+        windows = ", ".join(f"{r.label} {r.window}" for r in readings)
+        raise ValueError(f"prompt is longer than every text encoder reads (tokens: {windows}): "
+                         f"{', '.join(repr(w) for w in unseen)} would be cut off; shorten it: {prompt!r}")
