@@ -1,8 +1,9 @@
 """Tiny random-weight pipelines of every model family diffexplain explains, built offline and saved
 with ``save_pretrained`` / reloaded with ``from_pretrained`` (the path a user's local folder takes).
 
-Each tokenizer is word-level over the shapes vocabulary, in the family's own conventions: CLIP
-(start and end token), T5 (end token only, padded), Gemma (start token only).
+Each tokenizer behaves as the family's real one where word location can go wrong
+(``tests.tokenizers``): CLIP's lower-casing BPE with multi-piece words and a 77 window, a
+case-sensitive T5 unigram, a Gemma BPE whose words tokenize differently alone and after a space.
 """
 
 from __future__ import annotations
@@ -11,55 +12,44 @@ from pathlib import Path
 
 import torch
 
-from tests.helpers import _save_and_reload, _text, _vae
-
-def _words():
-    from diffexplain_shapes.scene import vocabulary
-
-    return vocabulary()
-
-
-def word_tokenizer(directory: Path, kind: str, max_length: int = 32):
-    """A fast tokenizer with one token per shapes word. kind: "t5" (appends </s>) or "gemma" (prepends <bos>)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "</s>", "<unk>", "<bos>"]
-    vocab = {token: i for i, token in enumerate(specials + _words())}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    if kind == "t5":
-        tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-        extra = dict(eos_token="</s>")
-    else:
-        tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 3)])
-        extra = dict(bos_token="<bos>", eos_token="</s>")
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
-                                   model_max_length=max_length, padding_side="right", **extra)
-    fast.save_pretrained(directory)
-    return PreTrainedTokenizerFast.from_pretrained(directory)
-
+from tests.helpers import _save_and_reload, _unet, _vae
+from tests.tokenizers import clip_bpe, gemma_bpe, t5_unigram
 
 def _t5(directory: Path, d_model: int = 32):
     from transformers import T5Config, T5EncoderModel
 
-    tokenizer = word_tokenizer(directory / "_t5_tokenizer", "t5")
+    tokenizer = t5_unigram(directory / "_t5_tokenizer")
     encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=8, d_ff=64, num_layers=1,
                                       num_heads=2, relative_attention_num_buckets=8, pad_token_id=0,
                                       eos_token_id=1, decoder_start_token_id=0))
     return tokenizer, encoder
 
 
+def _clip(directory: Path, projection_dim: int | None = None):
+    """CLIP's BPE and a tiny CLIP text encoder (with a projection when ``projection_dim`` is given)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = clip_bpe(directory / "_clip_tokenizer")
+    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                            num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                            pad_token_id=1, projection_dim=projection_dim or 32)
+    return tokenizer, (CLIPTextModelWithProjection if projection_dim else CLIPTextModel)(config)
+
+
 def _clip_projection(directory: Path, projection_dim: int = 32):
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    return _clip(directory, projection_dim)
 
-    from diffexplain_shapes import pipelines as shapes
 
-    tokenizer = shapes.build_tokenizer(directory / "_clip_tokenizer")
-    return tokenizer, CLIPTextModelWithProjection(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=shapes.MAX_TOKENS, bos_token_id=0, eos_token_id=1,
-        pad_token_id=1, projection_dim=projection_dim))
+def tiny_sd(directory: Path, seed: int = 0):
+    """Stable Diffusion 1.x / 2.x with CLIP's BPE (the shapes pipelines' tokenizer is word-level)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _clip(directory)
+    pipe = StableDiffusionPipeline(vae=_vae(), text_encoder=text_encoder, tokenizer=tokenizer, unet=_unet(4, 16, 16),
+                                   scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    return _save_and_reload(pipe, directory / "sd")
 
 
 def _sdxl(directory: Path, cls_name: str, in_channels: int, seed: int, **extra):
@@ -68,8 +58,8 @@ def _sdxl(directory: Path, cls_name: str, in_channels: int, seed: int, **extra):
     from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
     torch.manual_seed(seed)
-    tokenizer, text_encoder = _text(directory)
-    tokenizer_2, text_encoder_2 = _clip_projection(directory)
+    tokenizer, text_encoder = _clip(directory)
+    tokenizer_2, text_encoder_2 = _clip_projection(directory / "2")
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -132,16 +122,9 @@ def tiny_sd3(directory: Path, seed: int = 0, t5: bool = True):
 
 def tiny_flux(directory: Path, seed: int = 0):
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from diffexplain_shapes import pipelines as shapes
 
     torch.manual_seed(seed)
-    tokenizer = shapes.build_tokenizer(directory / "_clip_tokenizer")
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=shapes.MAX_TOKENS, bos_token_id=0, eos_token_id=1,
-        pad_token_id=1))
+    tokenizer, text_encoder = _clip(directory)
     tokenizer_2, text_encoder_2 = _t5(directory, d_model=32)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, out_channels=4, num_layers=1,
                                          num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
@@ -186,13 +169,13 @@ def tiny_pixart(directory: Path, seed: int = 0):
     return _save_and_reload(pipe, directory / "pixart")
 
 
-FAMILIES = {"sdxl": tiny_sdxl, "sd3": tiny_sd3, "flux": tiny_flux, "pixart": tiny_pixart}
+FAMILIES = {"sd": tiny_sd, "sdxl": tiny_sdxl, "sd3": tiny_sd3, "flux": tiny_flux, "pixart": tiny_pixart}
 
 
 def _gemma(directory: Path, hidden: int = 8):
     from transformers import Gemma2Config, Gemma2Model
 
-    tokenizer = word_tokenizer(directory / "_gemma_tokenizer", "gemma", max_length=64)
+    tokenizer = gemma_bpe(directory / "_gemma_tokenizer")
     encoder = Gemma2Model(Gemma2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=16,
                                        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                                        head_dim=4, pad_token_id=0, bos_token_id=3, eos_token_id=1))

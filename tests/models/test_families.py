@@ -54,7 +54,7 @@ class TokenSpy:
 def test_the_family_is_recognised_from_the_pipeline_class(family_adapter):
     name, adapter = family_adapter
     assert adapter.family.name == name
-    assert len(adapter.encoders) == {"sdxl": 2, "sd3": 3, "flux": 2, "pixart": 1, "sana": 1}[name]
+    assert len(adapter.encoders) == {"sd": 1, "sdxl": 2, "sd3": 3, "flux": 2, "pixart": 1, "sana": 1}[name]
 
 
 def test_a_dropped_word_disappears_from_every_encoder_and_shapley_is_efficient(family_adapter):
@@ -67,9 +67,12 @@ def test_a_dropped_word_disappears_from_every_encoder_and_shapley_is_efficient(f
     assert explanation.n_generations == 2 ** 4
     words = PROMPT.split()
     coalitions = [[w for w, keep in zip(words, mask) if keep] for mask in itertools.product([0, 1], repeat=4)]
+    lead = " " if adapter.family.instruction_prefix else ""  # Sana: the words follow "User Prompt: "
     for attribute, tokenizer, _ in adapter.encoders:
-        expected = {tuple(tokenizer(" ".join(c), add_special_tokens=False).input_ids) for c in coalitions}
+        expected = {tuple(tokenizer(lead + " ".join(c), add_special_tokens=False).input_ids)
+                    for c in coalitions}
         assert len(expected) == 16
+        expected.add(())  # the negative prompt (Sana encodes it without the instruction)
         assert spy.seen[attribute], f"{name}: {attribute} never ran"
         assert received_texts(spy.seen[attribute], tokenizer) == expected, (name, attribute)
 
