@@ -61,7 +61,7 @@ def load_pipeline(model: str, *, dtype=None):
                   if not name.startswith("_") and isinstance(value, list) and value == [None, None]}
     try:
         pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype or torch.float32, local_files_only=True, **absent)
-    except (OSError, EnvironmentError, KeyError, TypeError, AttributeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"could not load the pipeline {model!r}: {first}") from error
     cast_components(pipe, dtype or torch.float32)

@@ -84,22 +84,33 @@ def preprocessed(pipe, text: str, options: dict[str, Any]) -> str:
 
 
 def _word_chars(text: str, words: list[str], pipe, options: dict[str, Any], processed: str) -> list[tuple[int, int]]:
-    """[start, end) character span of each word in the preprocessed text."""
-    pieces = [preprocessed(pipe, w, options) for w in words] if processed != text else words
-    if processed != text and " ".join(p for p in pieces if p) != " ".join(processed.split()):
-        raise ValueError(f"{type(pipe).__name__} rewrites the prompt {text!r} across words before encoding it "
-                         f"(to {processed!r}): word positions are undefined; turn caption cleaning off with "
-                         "--pipeline-arg clean_caption=false (Python: pipeline_kwargs={'clean_caption': False})")
-    chars, cursor = [], 0
-    for piece in pieces:
-        if not piece:
+    """[start, end) character span of each word in the preprocessed text: each word, preprocessed
+    alone, found in order; a word's span runs to the next word's start (less white space), so
+    punctuation the cleaning kept stays with its word."""
+    if processed == text:
+        pieces = words
+    else:
+        pieces = [preprocessed(pipe, w, options) for w in words]
+    starts, cursor = [], 0
+    for word, piece in zip(words, pieces):
+        start = processed.find(piece, cursor) if piece else -1
+        if piece and start < 0:
+            raise ValueError(f"{type(pipe).__name__} rewrites the prompt {text!r} across words before encoding it "
+                             f"(to {processed!r}; {word!r} is not in it as {piece!r}): word positions are undefined; "
+                             "turn caption cleaning off with --pipeline-arg clean_caption=false "
+                             "(Python: pipeline_kwargs={'clean_caption': False})")
+        starts.append(start)
+        if piece:
+            cursor = start + len(piece)
+    chars = []
+    for i, start in enumerate(starts):
+        if start < 0:  # the cleaning removed the word: no characters, no tokens
             chars.append((cursor, cursor))
             continue
-        start = processed.find(piece, cursor)
-        if start < 0:
-            raise ValueError(f"word {piece!r} is not in the text {type(pipe).__name__} encodes: {processed!r}")
-        chars.append((start, start + len(piece)))
-        cursor = start + len(piece)
+        following = [s for s in starts[i + 1:] if s >= 0]
+        end = following[0] if following else len(processed)
+        end = start + len(processed[start:end].rstrip())
+        chars.append((start, end))
     return chars
 
 
@@ -186,7 +197,7 @@ def read(pipe, roles: list[tuple[str, Optional[int], str]], prompt: str, options
         else:
             from ..tokens import special_tokens_before
 
-            spans = _spans_word_by_word(tokenizer, processed.split() if processed != prompt else words,
+            spans = _spans_word_by_word(tokenizer, [processed[a:b] for a, b in chars],
                                         special_tokens_before(tokenizer), _limit(tokenizer, window))
         if offset is not None:
             spans = [None if s is None else (s[0] + offset, s[1] + offset) for s in spans]
