@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser demo test bench clean
 
 $(BIN)/diffexplain: pyproject.toml packages/diffexplain-shapes/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,17 @@ $(BIN)/diffexplain: pyproject.toml packages/diffexplain-shapes/pyproject.toml
 
 setup: $(BIN)/diffexplain
 
+# headless Chromium for the browser tests: Debian's packages where apt can install them (root);
+# elsewhere those tests skip and say why
+browser:
+	@if [ ! -x /usr/bin/chromedriver ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+		>/dev/null 2>&1 || echo "chromium could not be installed: the browser tests will skip"; fi
+
 demo: setup
 	$(BIN)/diffexplain demo --out out/demo
 
-test: setup
+test: setup browser
 	$(BIN)/ruff check src packages training benchmarks tests
 	$(BIN)/python -m pytest -q
 	$(BIN)/mkdocs build --strict --quiet

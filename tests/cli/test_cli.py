@@ -57,7 +57,9 @@ def test_explain_writes_json_and_a_self_contained_report(tmp_path, monkeypatch):
     assert "data:image/png;base64," in report and "src='http" not in report
     assert "Surrogate fit" in report and "Where each word lands" in report
     assert "Perturbed prompts and their images" in report and "Embedding map" in report
-    assert len(games) == 1  # the report is built from the explanation's own game, not a second one
+    # the plan's stand-in game (it counts generations before any work), then the explanation's own;
+    # the report is built from that one, not from a third
+    assert len(games) == 2
     again = CliRunner().invoke(cli, args)  # the cache in OUT makes the re-run free
     assert again.exit_code == 0, again.output
     assert json.loads((out / "explanation.json").read_text())["n_cached"] == 10
@@ -84,7 +86,7 @@ def test_attention_writes_heatmaps_views_and_regions(tmp_path):
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     for name in ("attention.json", "attention.safetensors", "report.html", "regions.json", "view_time.png",
-                 "view_head.png", "view_layer.png", "overlay_02_red.png", "heatmap_03_circle.png"):
+                 "view_head.png", "view_layer.png", "overlay_word02.png", "heatmap_word03.png"):
         assert (out / name).exists(), name
     import json
 

@@ -17,6 +17,45 @@ def build_adapter(model: str, steps, guidance, batch_size: int = 16, height=None
                               pipeline_kwargs=parse_pipeline_args(pipeline_args))
 
 
+def writable_folder(path, argument: str):
+    """Create the folder ``path`` now, before any model loads; ValueError naming ``argument`` when it
+    cannot be (under a regular file, a read-only or virtual file system such as /proc)."""
+    from pathlib import Path
+
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{argument} {str(path)!r} is under {str(parent)!r}, which is a file, not a folder")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".diffexplain-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"{argument} {str(path)!r} cannot be written: {error.strerror or error}") from error
+    return path
+
+
+def open_cache(path, argument: str = "--cache", *, repair: bool = False, keep_images: bool = True):
+    """The generation cache at ``path`` (its folder created and checked first); ``repair`` moves an
+    unreadable file aside and keeps its readable rows."""
+    from ..cache import CacheError, GenerationCache
+
+    writable_folder(path.parent, argument)
+    if path.is_dir():
+        raise ValueError(f"{argument} {str(path)!r} is a folder; give the cache file's path")
+    try:
+        return GenerationCache(path, keep_images=keep_images)
+    except CacheError:
+        if not repair:
+            raise
+    cache, aside, kept = GenerationCache.repair(path)
+    click.echo(f"moved the unreadable cache to {aside}; kept {kept} image(s) in a new {path}", err=True)
+    return cache
+
+
 def size_options(function):
     """--height / --width of the generated images (default: the pipeline's own size) and --pipeline-arg."""
     function = pipeline_arg_option(function)

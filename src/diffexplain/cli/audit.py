@@ -23,13 +23,11 @@ from .explain import METHOD, explanation_options
 @click.option("--cpus-per-worker", type=float, default=1.0, show_default=True)
 @click.option("--embeddings-only", is_flag=True,
               help="keep embeddings, not images, in the cache (large runs; reports cannot show the images)")
-@click.option("--dry-run", is_flag=True, help="print the generations each prompt needs and a time estimate; generate "
-                                              "only a short warm-up batch")
 @explanation_options
 @size_options
 @usage_errors
 def command(prompts_file, method, model, executor, workers, address, gpus_per_worker, cpus_per_worker, embeddings_only,
-            dry_run,
+            dry_run, yes, repair_cache,
             steps, guidance, out, height, width, pipeline_args, cache_path, seed, budget, **options) -> None:
     """Explain every prompt of PROMPTS_FILE (one per line; GROUP<TAB>prompt to group them) and write
     one explanation per prompt, summary.json and report.html under OUT. A re-run resumes."""
@@ -44,14 +42,19 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
         def render(self, task):
             return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s")
 
-    from ..cache import GenerationCache
     from ..embed import DEFAULT_SIMILARITY
     from ..executors import InProcessExecutor, RayExecutor, Work, measure, spec_of
     from ..explain.api import PromptExplainer
     from ..explain.audit import audit, plan, read_prompts
     from ..report.html import audit_report
 
+    from ._common import open_cache, writable_folder
+    from .explain import CONFIRM_ABOVE
+
     prompts = read_prompts(prompts_file)
+    writable_folder(out, "--out")
+    cache = open_cache(Path(cache_path) if cache_path else out / "cache.sqlite", repair=repair_cache,
+                       keep_images=not embeddings_only)
     adapter = build_adapter(model, steps, guidance, height=height, width=width, pipeline_args=pipeline_args)
     for _, prompt in prompts:
         adapter.words(prompt)  # every prompt valid before any work
@@ -64,8 +67,7 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
                                     embedder_size=options["embedder_size"],
                                     similarity=options["similarity"] or DEFAULT_SIMILARITY,
                                     perturbation=options["perturbation"], seeds=options["seeds"],
-                                    cache=GenerationCache(cache_path or out / "cache.sqlite",
-                                                          keep_images=not embeddings_only), executor=run_on)
+                                    cache=cache, executor=run_on)
         counts = plan(explainer, prompts, out, method=method, budget=budget, seed=seed)
         total = sum(counts)
         if dry_run:
@@ -78,6 +80,13 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
                           f"{per_image:.3f} s per image measured on one batch of {adapter.batch_size}, so about "
                           f"{total * per_image / parallel / 60:.1f} min on {parallel} worker(s)")
             return
+        if total > CONFIRM_ABOVE and not yes:
+            import sys
+
+            if not sys.stdin.isatty():
+                raise ValueError(f"{total} generations is above {CONFIRM_ABOVE}: pass --yes to start (--dry-run "
+                                 "prints the plan)")
+            click.confirm(f"start {total} generations?", abort=True)
         columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                    TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True) as progress:

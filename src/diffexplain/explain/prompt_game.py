@@ -3,6 +3,8 @@ prompt stays to the image of the full prompt, with the same seeds (common random
 
 from __future__ import annotations
 
+import time
+
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -116,15 +118,34 @@ class PromptGame:
         keys = [[self._key(m, s) for s in self.seeds] for m in masks]
         flat = [(k, m, s) for row, m in zip(keys, masks) for k, s in zip(row, self.seeds)]
         wanted = {k: (m, s) for k, m, s in flat if k not in self._requested}
-        have = self.cache.has(wanted) if wanted else set()
+        have = self.cache.readable(wanted) if wanted else set()  # a PNG that does not decode is made again
         self._cached |= have - self._requested
         self._requested |= set(wanted)
-        missing = [(k, m, s) for k, (m, s) in wanted.items() if k not in have]
+        missing = [k for k in wanted if k not in have]
+        total, done = len(missing), 0
+        while missing:
+            # claim what no other live run is generating; wait for the rest (it may be taken over)
+            mine, theirs = self.cache.claim(missing)
+            try:
+                done = self._generate([(k, *wanted[k]) for k in mine], done, total)
+            finally:
+                self.cache.release(mine)
+            missing = [k for k in theirs if k not in self.cache.has(theirs)]
+            if missing:
+                time.sleep(0.5)
+                arrived = self.cache.has(missing)
+                self._cached |= arrived
+                done += len(arrived)
+                missing = [k for k in missing if k not in arrived]
+        return keys
+
+    def _generate(self, todo: list, done: int, total: int) -> int:
+        """Generate (key, mask, seed) rows in batches, each written to the cache as it completes."""
         batch = self.adapter.batch_size
-        chunks = [missing[start:start + batch] for start in range(0, len(missing), batch)]
+        chunks = [todo[start:start + batch] for start in range(0, len(todo), batch)]
         works = [self._work(chunk) for chunk in chunks]
         executor = self.executor if self.executor is not None else InProcessExecutor()
-        done = 0
+        renewed = time.monotonic()
         for index, images in executor.run(self.adapter, works):  # the driver alone writes the cache
             chunk = chunks[index]
             if not getattr(self.cache, "keep_images", True):  # embeddings-only: embed before the pixels go
@@ -132,10 +153,13 @@ class PromptGame:
                 self.cache.put_embeddings({k: v for (k, _, _), v in zip(chunk, vectors)}, self.embedder.name)
             self.cache.put_images((k, self.adapter.fingerprint, self.conditioning(m), s, self.adapter.settings(), im)
                                   for (k, m, s), im in zip(chunk, images))
+            if time.monotonic() - renewed > 60:  # keep the claims on what is left alive
+                self.cache.renew([k for rest in chunks[index + 1:] for k, _, _ in rest])
+                renewed = time.monotonic()
             done += len(chunk)
             if self.progress is not None:
-                self.progress(done, len(missing))
-        return keys
+                self.progress(done, total)
+        return done
 
     def _work(self, chunk) -> Work:
         seeds = tuple(int(s) for _, _, s in chunk)

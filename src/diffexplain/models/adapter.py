@@ -48,6 +48,60 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
+def native_size(pipe) -> Optional[tuple[int, int]]:
+    """(height, width) the pipeline generates by default: its denoiser's sample size times the VAE
+    factor (Flux's transformer states none: its pipeline's ``default_sample_size``)."""
+    scale = getattr(pipe, "vae_scale_factor", 8)
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    sample = getattr(getattr(denoiser, "config", None), "sample_size", None) or \
+        getattr(pipe, "default_sample_size", None)
+    if sample is None:
+        return None
+    sample_h, sample_w = (sample, sample) if isinstance(sample, int) else sample
+    return int(sample_h * scale), int(sample_w * scale)
+
+
+# call arguments diffexplain sets itself, each from its own option
+MANAGED_ARGUMENTS = {
+    "prompt": "the prompt", "prompt_2": "the prompt", "prompt_3": "the prompt", "generator": "--seed / seeds",
+    "num_inference_steps": "--steps", "guidance_scale": "--guidance", "height": "--height", "width": "--width",
+    "output_type": "diffexplain", "return_dict": "diffexplain", "num_images_per_prompt": "--seeds",
+    "image": "--image", "mask_image": "--mask", "prompt_embeds": "--perturbation",
+    "pooled_prompt_embeds": "--perturbation", "latents": "--seed / seeds",
+}
+
+
+def check_pipeline_kwargs(pipe, kwargs: dict[str, Any]) -> None:
+    """Refuse extra pipeline-call arguments the pipeline does not take, that diffexplain sets
+    itself, or whose type differs from the argument's default (a number for a flag, text for a number).
+
+    Raises:
+        ValueError: naming the key and, for an unknown key, the arguments the pipeline takes.
+    """
+    parameters = inspect.signature(pipe.__call__).parameters
+    accepted = sorted(name for name, p in parameters.items()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in MANAGED_ARGUMENTS
+                      and name != "self")
+    for key, value in kwargs.items():
+        if key in MANAGED_ARGUMENTS:
+            raise ValueError(f"pipeline argument {key!r} is set by diffexplain ({MANAGED_ARGUMENTS[key]}), "
+                             "not through --pipeline-arg / pipeline_kwargs")
+        if key not in parameters:
+            raise ValueError(f"pipeline argument {key!r} is not an argument of {type(pipe).__name__}; "
+                             f"it takes: {', '.join(accepted)}")
+        default = parameters[key].default
+        if default is inspect.Parameter.empty or default is None or value is None:
+            continue
+        expected = type(default)
+        ok = (isinstance(value, bool) if expected is bool else
+              isinstance(value, int) and not isinstance(value, bool) if expected is int else
+              isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else
+              isinstance(value, expected))
+        if not ok:
+            raise ValueError(f"pipeline argument {key!r} must be {expected.__name__} like its default {default!r}, "
+                             f"got {type(value).__name__} {value!r}")
+
+
 class PipelineAdapter:
     """What every adapter shares: the user's pipeline, its content fingerprint and its device."""
 
@@ -59,6 +113,13 @@ class PipelineAdapter:
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.pipe)
         return self._fingerprint
+
+    def compute_settings(self) -> dict[str, Any]:
+        """Where images are computed, as far as it changes their pixels: on the CPU, torch's thread
+        count (reductions split differently: values move by up to 1e-3), so a cache entry made with
+        another count is never served as this one."""
+        device = self._device()
+        return dict(device=device.type, **({"torch_threads": torch.get_num_threads()} if device.type == "cpu" else {}))
 
     def _device(self) -> torch.device:
         denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
@@ -109,17 +170,18 @@ class TextToImageAdapter(PipelineAdapter):
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if not guidance_scale >= 0:  # also NaN
+            raise ValueError(f"guidance_scale must be >= 0 (1 or less: no classifier-free guidance), "
+                             f"got {guidance_scale}")
+        check_pipeline_kwargs(pipe, pipeline_kwargs or {})
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.pipe = pipe
         self.num_inference_steps = int(num_inference_steps)
         self.guidance_scale = float(guidance_scale)
-        scale = getattr(pipe, "vae_scale_factor", 8)
-        # UNets and DiTs state their latent size; Flux's transformer does not, its pipeline does
-        sample = getattr(getattr(pipe, self.family.denoiser).config, "sample_size", None) or pipe.default_sample_size
-        sample_h, sample_w = (sample, sample) if isinstance(sample, int) else sample
-        self.height = int(height or sample_h * scale)
-        self.width = int(width or sample_w * scale)
+        native = native_size(pipe)
+        self.height = int(height or native[0])
+        self.width = int(width or native[1])
         self.batch_size = int(batch_size)
         self.defaults = defaults
         self.vocabulary_check = vocabulary_check if vocabulary_check is not None else (
@@ -209,7 +271,8 @@ class TextToImageAdapter(PipelineAdapter):
         """Every sampler setting that changes an image (part of the cache key)."""
         return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
                     height=self.height, width=self.width, scheduler=type(self.pipe.scheduler).__name__,
-                    scheduler_config=dict(self.pipe.scheduler.config), **self.pipeline_kwargs)
+                    scheduler_config=dict(self.pipe.scheduler.config), **self.compute_settings(),
+                    **self.pipeline_kwargs)
 
     def _run(self, seeds: Sequence[int], **inputs) -> np.ndarray:
         return self.call_pipeline(seeds, num_inference_steps=self.num_inference_steps,

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .adapter import PipelineAdapter, TextToImageAdapter
+from .adapter import PipelineAdapter, TextToImageAdapter, native_size
 from .defaults import pipeline_defaults
 
 ImageLike = Union[str, Path, np.ndarray, Image.Image]
@@ -116,6 +116,9 @@ class EditAdapter(_Pasting, TextToImageAdapter):
                              f"{type(pipe).__name__} takes no mask")
         self.source, self.composite = source, composite
         self.mask = load_mask(mask, source.shape[:2], threshold=mask_threshold) if needs_mask else None
+        if self.mask is not None and not self.mask.any():
+            raise ValueError("mask is all black (nothing at or above the threshold): the pipeline would repaint "
+                             "nothing, so no word could change the image; white marks the region to repaint")
         if strength is not None:
             if "strength" not in parameters:
                 raise ValueError(f"{type(pipe).__name__} takes no strength")
@@ -126,10 +129,26 @@ class EditAdapter(_Pasting, TextToImageAdapter):
             if "image_guidance_scale" not in parameters:
                 raise ValueError(f"{type(pipe).__name__} takes no image_guidance_scale")
             extra["image_guidance_scale"] = float(image_guidance_scale)
-        kwargs.setdefault("height", source.shape[0])
-        kwargs.setdefault("width", source.shape[1])
+        if kwargs.get("height") is None and kwargs.get("width") is None:
+            native = native_size(pipe)
+            if native is not None and source.shape[:2] != native:
+                raise ValueError(f"image is {source.shape[0]}x{source.shape[1]} (H x W) but the model generates "
+                                 f"{native[0]}x{native[1]}: resize the image to that size, or pass height and width "
+                                 "(--height/--width) to run the model at the image's size")
+        kwargs["height"] = kwargs.get("height") or source.shape[0]
+        kwargs["width"] = kwargs.get("width") or source.shape[1]
         super().__init__(pipe, pipeline_kwargs=extra, **kwargs)
         self._accepts_size = "height" in parameters
+
+    def size_note(self) -> Optional[str]:
+        """What size the pipeline runs at, when it is not the source's: Flux Kontext resizes its
+        reference image to about a megapixel unless ``_auto_resize=False`` (minutes per image on a CPU)."""
+        parameters = inspect.signature(self.pipe.__call__).parameters
+        if "_auto_resize" in parameters and self.pipeline_kwargs.get("_auto_resize", True):
+            return (f"{type(self.pipe).__name__} resizes the {self.source.shape[1]}x{self.source.shape[0]} source to "
+                    "about one megapixel before reading it (slow on a CPU); --pipeline-arg _auto_resize=false keeps "
+                    "its size")
+        return None
 
     def settings(self) -> dict[str, Any]:
         settings = super().settings()
@@ -187,7 +206,8 @@ class PaintByExampleAdapter(_Pasting, PipelineAdapter):
         return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
                     composite=self.composite,
                     source_sha256=_digest(self.source), mask_sha256=_digest(self.mask),
-                    reference_sha256=_digest(self.reference), scheduler=type(self.pipe.scheduler).__name__)
+                    reference_sha256=_digest(self.reference), scheduler=type(self.pipe.scheduler).__name__,
+                    **self.compute_settings())
 
     def generate(self, seeds: Sequence[int]) -> np.ndarray:
         """uint8 (n, H, W, 3), one image per seed."""

@@ -228,8 +228,9 @@ def _sana_spans(pipe, tokenizer, processed: str, chars, window: int, options) ->
 
 def require_seen(words: list[str], readings: list[EncoderReading], prompt: str) -> None:
     """Raise ValueError naming the words no encoder reads (the pipeline would drop them silently)."""
-    unseen = [w for i, w in enumerate(words) if not any(r.spans[i] is not None for r in readings)]
+    unseen = [i for i in range(len(words)) if not any(r.spans[i] is not None for r in readings)]
     if unseen:
         windows = ", ".join(f"{r.label} {r.window}" for r in readings)
-        raise ValueError(f"prompt is longer than every text encoder reads (tokens: {windows}): "
-                         f"{', '.join(repr(w) for w in unseen)} would be cut off; shorten it: {prompt!r}")
+        shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
+        raise ValueError(f"prompt is longer than every text encoder reads (tokens: {windows}): {len(unseen)} word(s) "
+                         f"from word {unseen[0] + 1} ({words[unseen[0]]!r}) on would be cut off; shorten it: {shown!r}")

@@ -32,6 +32,13 @@ def render(template: str, **context) -> Markup:
     return Markup(_environment().get_template(template).render(**context))
 
 
+# Every page is self-contained: no script runs and nothing loads from anywhere (images are data:
+# URIs); inline style only, which cannot run code. A hostile prompt that slipped past escaping would
+# still execute nothing.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+                           "base-uri 'none'; form-action 'none'")
+
+
 def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading: Optional[str] = None) -> Path:
     """Write a whole page: ``title`` and ``heading`` are escaped, ``sections`` must be rendered blocks."""
     for section in sections:
@@ -40,7 +47,8 @@ def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading
                              f"{type(section).__name__}: build them with report.html.render or tiles_section")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render("page.html", title=title, heading=heading, sections=list(sections)))
+    path.write_text(render("page.html", title=title, heading=heading, sections=list(sections),
+                           csp=CONTENT_SECURITY_POLICY))
     return path
 
 
@@ -142,7 +150,7 @@ def attention_section(maps, image: np.ndarray, *, views: Sequence[str] = ("time"
         heatmap = maps.word_heatmap(index, prompt_index=prompt_index, layers=layers)
         blended = overlay(image, heatmap)
         if out_dir is not None:
-            name = f"{index:02d}_{maps.words[prompt_index][index]}"
+            name = f"word{index:02d}"  # never the word's text: it may hold "/" or any character
             grey = (minmax_scale(heatmap).numpy() * 255).round().astype(np.uint8)
             Image.fromarray(grey).save(out_dir / f"heatmap_{name}.png")
             Image.fromarray(blended).save(out_dir / f"overlay_{name}.png")
