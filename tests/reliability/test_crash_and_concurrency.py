@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import tiny_text2image
 
-PROMPT = "a big red circle on the left"  # 6 words: 64 coalitions, 4 batches of 16
+PROMPT = "a big red circle on the left"  # 7 words: 128 coalitions, 8 batches of 16
 CLI = str(Path(sys.executable).with_name("diffexplain"))
 
 
@@ -65,7 +65,7 @@ def test_sigkill_at_ten_random_points_then_a_rerun_gives_the_uninterrupted_value
     final = finished(out, result)
     np.testing.assert_array_equal(final["values"], solo["values"])
     assert final["n_cached"] == stored  # every image stored before the kills is used, none generated again
-    assert rows(cache) == solo["n_generations"] == 64
+    assert rows(cache) == solo["n_generations"] == 128
 
 
 def test_two_runs_on_one_cache_at_once_give_the_solo_values_and_generate_each_image_once(tmp_path, model):
@@ -83,4 +83,4 @@ def test_two_runs_on_one_cache_at_once_give_the_solo_values_and_generate_each_im
     for explanation in explanations:
         np.testing.assert_array_equal(explanation["values"], solo["values"])
     generated = sum(e["n_generations"] - e["n_cached"] for e in explanations)
-    assert generated == rows(cache) == 64  # together, each image once
+    assert generated == rows(cache) == 128  # together, each image once

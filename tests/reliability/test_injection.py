@@ -18,10 +18,10 @@ from PIL import Image
 
 from diffexplain.cli.main import cli
 
-HOSTILE = "<script>window.__pwned=1;console.log('PWNED')</script>"
-IMG = "<img src=x onerror=\"window.__pwned=2;console.log('PWNED')\">"
-ATTR = "\"'><svg onload=window.__pwned=3>"
-PROMPT = f"a red {HOSTILE} circle {IMG} {ATTR}"
+# short: the tiny CLIP's small vocabulary splits them into many tokens, and its window is 77
+HOSTILE = "<script>__pwned=1;console.log('PWNED')</script>"
+IMG = "<img src=x onerror=__pwned=2>"
+ATTR = "\"'><svg onload=__pwned=3>"
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
@@ -46,9 +46,10 @@ def browser():
 
 
 def check_page(driver, page: Path) -> None:
-    html = page.read_text()
-    assert "Content-Security-Policy" in html and "script-src 'none'" in html, page
     driver.get(page.as_uri())
+    policy = driver.execute_script(
+        "var m = document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]'); return m && m.content")
+    assert policy and "default-src 'none'" in policy and "script-src 'none'" in policy, (page, policy)
     flag = driver.execute_script("return window.__pwned === undefined ? null : window.__pwned")
     assert flag is None, f"{page}: injected script ran ({flag})"
     logs = driver.get_log("browser")
@@ -74,14 +75,14 @@ def pages(tmp_path_factory):
         out[name] = Path(args[args.index("--out") + 1]) / "report.html"
 
     common = ("--steps", 2, "--seeds", 1, "--embedder", "pixel")
-    run("explain", "explain", PROMPT, "--model", folder, "--method", "shapley", *common, "--attention",
+    run("explain", "explain", f"a red {HOSTILE}", "--model", folder, "--method", "shapley", *common, "--attention",
         "--pipeline-arg", f"negative_prompt={HOSTILE}", "--out", root / "explain")
-    run("attention", "attention", PROMPT, "--model", folder, "--steps", 2, "--views", "time,layer",
+    run("attention", "attention", f"red {IMG} {ATTR}", "--model", folder, "--steps", 2, "--views", "time,layer",
         "--out", root / "attention")
     tiny_image_pipeline(root, "pix2pix")
     source = root / "source.png"
     Image.fromarray(np.full((16, 16, 3), 120, np.uint8)).save(source)
-    run("edit", "edit", f"make {HOSTILE} red", "--model", root / "tiny-pix2pix", "--image", source,
+    run("edit", "edit", f"make {ATTR} red", "--model", root / "tiny-pix2pix", "--image", source,
         "--method", "shapley", *common, "--out", root / "edit")
     tiny_paint_by_example(root)
     mask = np.zeros((16, 16, 3), np.uint8)
@@ -105,6 +106,15 @@ def test_no_injected_script_runs_on_any_page(browser, pages, name):
 
 def test_the_pages_show_the_hostile_text_as_text(browser, pages):
     browser.get(pages["explain"].as_uri())
-    assert "<script>window.__pwned=1" in browser.find_element("tag name", "body").text
+    assert "<script>__pwned=1" in browser.find_element("tag name", "body").text
     data = json.loads((pages["explain"].parent / "explanation.json").read_text())
     assert HOSTILE in data["metadata"]["prompt"]
+
+
+def test_the_check_sees_a_script_that_runs(browser, tmp_path):
+    """Control: the same strings in a page without escaping or policy do run, and the check says so."""
+    page = tmp_path / "raw.html"
+    page.write_text(f"<!doctype html><html><body>{HOSTILE}{IMG}</body></html>")
+    with pytest.raises(AssertionError):
+        check_page(browser, page)
+    assert browser.execute_script("return window.__pwned") in (1, 2)

@@ -130,6 +130,10 @@ class PipelineAdapter:
         ``inputs`` as its keyword arguments; returns uint8 (len(seeds), H, W, 3)."""
         device = self._device()
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        if isinstance(inputs.get("prompt"), list):  # diffusers wants one negative prompt per prompt then
+            for key in ("negative_prompt", "negative_prompt_2", "negative_prompt_3"):
+                if isinstance(inputs.get(key), str):
+                    inputs[key] = [inputs[key]] * len(inputs["prompt"])
         with torch.no_grad():
             images = self.pipe(generator=generators, output_type="np", **inputs).images
         if not np.isfinite(images).all():  # would become black uint8 images and be scored as real ones

@@ -24,6 +24,10 @@ def check_supported(adapter, prompt: str) -> None:
     if adapter.family not in FAMILIES:
         raise ValueError(f"perturbation='empty_embedding' is not defined for {adapter.family.title} "
                          f"({type(adapter.pipe).__name__}); use 'drop'")
+    given = [k for k in ("negative_prompt", "negative_prompt_2", "negative_prompt_3") if adapter.pipeline_kwargs.get(k)]
+    if given:  # the negative encodings here are the empty prompt's: a user's negative prompt would be lost
+        raise ValueError(f"perturbation='empty_embedding' does not take {given[0]} (its negative encoding is the "
+                         "empty prompt's); use perturbation='drop' with a negative prompt")
     word_positions(adapter, prompt)  # refuses a prompt whose words cannot be located
     if adapter.family.name == "sdxl":  # one set of positions for both encoders: their splits must agree
         first, second = adapter.readings(prompt)[:2] if len(adapter.readings(prompt)) > 1 else (None, None)
