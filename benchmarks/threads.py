@@ -5,7 +5,8 @@
 Each run is a fresh ``diffexplain`` process (model load included), so what a user waits for is
 measured. Settings: the OpenMP wait policy as torch ships it (``OMP_WAIT_POLICY`` empty: threads
 spin between parallel regions), diffexplain's default (passive waiting, set by the CLI), and
-``--threads 1``. The competing load is one busy Python process (one core of the two). Median of
+``--threads 1``. The competing loads: one busy Python process (one core of the two), and another
+torch process multiplying matrices with its default threads (what a second job is). Median of
 ``--repeats`` runs each; the settings alternate within a round so that drifts hit all alike.
 Other jobs on the machine distort it: stop them first (a paused background job is fine).
 """
@@ -27,6 +28,11 @@ CLI = str(Path(sys.executable).with_name("diffexplain"))
 COMMANDS = {
     "generate": ["generate", "a big red circle on the left", "--seed", "0"],
     "explain": ["explain", "a big red circle", "--method", "kernelshap", "--seeds", "1", "--embedder", "pixel"],
+}
+LOADS = {
+    "idle": None,
+    "one busy process": "while True: pass",
+    "a torch process": "import torch\na = torch.randn(256, 256)\nwhile True: a = (a @ a).tanh()",
 }
 SETTINGS = {
     "spinning (OMP_WAIT_POLICY unset, torch's default)": (dict(OMP_WAIT_POLICY=""), []),
@@ -54,8 +60,9 @@ def main(argv=None) -> None:
         parser.error(f"--parts must name some of {tuple(COMMANDS)}, got {args.parts!r}")
     rows, results = [], {}
     for part in parts:
-        for load in ("idle", "one busy process"):
-            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load != "idle" else None
+        for load, code in LOADS.items():
+            busy = subprocess.Popen([sys.executable, "-c", code]) if code else None
+            time.sleep(2 if code else 0)
             try:
                 times: dict[str, list[float]] = {name: [] for name in SETTINGS}
                 for _ in range(args.repeats):
@@ -71,7 +78,7 @@ def main(argv=None) -> None:
                 results.setdefault(part, {}).setdefault(load, {})[name] = dict(median_s=round(median, 2),
                                                                                runs_s=[round(v, 2) for v in values])
                 rows.append(f"| {part} | {load} | {name} | {median:.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
-    table = ("# CLI wall time by thread setting, idle and beside one busy process\n\n"
+    table = ("# CLI wall time by thread setting, idle and beside a competing process (2 cores)\n\n"
              "| command | load | setting | median s | runs s |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     write("threads", dict(results=results, machine=machine(), repeats=args.repeats), table, current=True)
 
