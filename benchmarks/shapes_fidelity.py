@@ -1,7 +1,11 @@
 """Fidelity and speed of the built-in shapes text-to-image pipeline on held-out captions.
 
-Usage: python -m benchmarks.shapes_fidelity [--parts accuracy,speed] [--n 256] [--steps 20] [--guidance 1.5]
-       [--scheduler pipeline|ddim|dpm|unipc|euler] [--draw N] [--split heldout|train] [--name NAME]
+Usage: python -m benchmarks.shapes_fidelity [--parts accuracy,speed] [--model shapes|flux|DIR] [--n 256]
+       [--steps N] [--guidance G] [--scheduler pipeline|ddim|dpm|unipc|euler] [--draw N]
+       [--split heldout|train] [--name NAME]
+
+``--model flux`` (the shapes Flux pipeline) writes ``shapes_fidelity_flux_<part>``; steps and
+guidance default to the model's own (its ``diffexplain.json``).
 
 Parts, each written to benchmarks/results/shapes_fidelity_<part>.{json,md} (with --name, or with
 any setting other than the shipped model's on the reported draw, to runs/benchmarks/ instead):
@@ -79,8 +83,8 @@ def throughput(pipe, steps, guidance, batch, repeats):
 
 
 def _training(model: str) -> dict:
-    if model == "shapes":
-        return shapes.training_record("text2image")
+    if model in ("shapes", "flux"):
+        return shapes.training_record("text2image" if model == "shapes" else "flux")
     record = Path(model) / "training.json"
     return json.loads(record.read_text()) if record.is_file() else {}
 
@@ -93,20 +97,23 @@ def accuracy_part(args, pipe) -> tuple[dict, str]:
     start = time.perf_counter()
     adapter = TextToImageAdapter(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, batch_size=64)
     acc, totals, per_count = accuracy(adapter, captions)
+    args.steps, args.guidance = adapter.num_inference_steps, adapter.guidance_scale
     payload = dict(n_captions=args.n, split=args.split, draw=args.draw, steps=args.steps, guidance=args.guidance,
                    scheduler=type(pipe.scheduler).__name__, accuracy=acc, judged=totals,
                    accuracy_by_object_count=per_count, wall_s=time.perf_counter() - start,
                    training=_training(args.model), machine=machine())
     payload["training"].pop("loss_curve", None)
     draw = "" if args.draw == REPORTED_DRAW else f", draw {args.draw}"
-    lines = [f"# Shapes text2image fidelity ({args.n} {args.split} captions{draw}, {args.steps} "
+    which = "text2image" if args.model == "shapes" else args.model
+    lines = [f"# Shapes {which} fidelity ({args.n} {args.split} captions{draw}, {args.steps} "
              f"{type(pipe.scheduler).__name__.removesuffix('Scheduler')} steps, guidance {args.guidance})", "",
              "| attribute | accuracy | judged |", "|---|---|---|"]
     lines += [f"| {a} | {acc[a]:.1%} | {totals[a]} |" for a in acc]
     lines += ["", "| objects | n | colour | count | shape | position | all |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {v.get('colour', 0):.1%} | {v.get('count', 0):.1%} | {v.get('shape', 0):.1%} | "
               f"{v.get('position', float('nan')):.1%} | {v.get('all_ok', 0):.1%} |" for k, v in per_count.items()]
-    lines += ["", f"UNet training steps: {payload['training'].get('unet_steps', 'unknown')}.", ""]
+    steps = payload["training"].get("unet_steps", payload["training"].get("steps", "unknown"))
+    lines += ["", f"Denoiser training steps: {steps}.", ""]
     return payload, "\n".join(lines)
 
 
@@ -137,9 +144,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, among {PARTS}")
     parser.add_argument("--n", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=DEFAULTS.num_inference_steps)
-    parser.add_argument("--guidance", type=float, default=DEFAULTS.guidance_scale)
-    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
+    parser.add_argument("--steps", type=int, default=None, help="[the model's own]")
+    parser.add_argument("--guidance", type=float, default=None, help="[the model's own]")
+    parser.add_argument("--model", default="shapes", help="'shapes', 'flux' or an exported pipeline directory")
     parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
     parser.add_argument("--split", default="heldout", choices=["heldout", "train"],
                         help="held-out captions (the target) or training-split captions (fit, for contrast)")
@@ -159,12 +166,13 @@ def main(argv=None) -> None:
         classes = dict(ddim="DDIMScheduler", dpm="DPMSolverMultistepScheduler", unipc="UniPCMultistepScheduler",
                        euler="EulerDiscreteScheduler")
         pipe.scheduler = getattr(diffusers, classes[args.scheduler]).from_config(pipe.scheduler.config)
-    current = (args.name is None and args.model == "shapes" and args.n == 256 and args.draw == REPORTED_DRAW
-               and args.split == "heldout" and args.scheduler == "pipeline"
-               and (args.steps, args.guidance) == (DEFAULTS.num_inference_steps, DEFAULTS.guidance_scale))
+    current = (args.name is None and args.model in ("shapes", "flux") and args.n == 256 and args.draw == REPORTED_DRAW
+               and args.split == "heldout" and args.scheduler == "pipeline" and args.steps is None
+               and args.guidance is None)
+    default_name = "shapes_fidelity" if args.model == "shapes" else "shapes_fidelity_flux"
     for part in parts:
         payload, table = (accuracy_part if part == "accuracy" else speed_part)(args, pipe)
-        write(f"{args.name or 'shapes_fidelity'}_{part}", payload, table, current=current)
+        write(f"{args.name or default_name}_{part}", payload, table, current=current)
 
 
 if __name__ == "__main__":

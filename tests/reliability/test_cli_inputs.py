@@ -215,3 +215,34 @@ def test_every_command_takes_threads_and_verbose():
     for name, command in group.commands.items():
         options = {o for p in command.params for o in getattr(p, "opts", [])}
         assert {"--threads", "--verbose"} <= options, name
+
+
+def test_output_says_what_the_user_needs_and_nothing_else(tmp_path):
+    """No third-party chatter (accelerate, deprecations, the EfficientNet loader's print) unless --verbose."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli_path = str(Path(sys.executable).with_name("diffexplain"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    args = [cli_path, "explain", "a big red circle", "--method", "kernelshap", "--seeds", "1", "--steps", "2"]
+    quiet = subprocess.run(args + ["--out", str(tmp_path / "q")], env=env, capture_output=True, text=True)
+    assert quiet.returncode == 0, quiet.stderr
+    text = quiet.stdout + quiet.stderr
+    for noise in ("accelerate", "Loaded pretrained", "Warning", "deprecat", "Loading pipeline components"):
+        assert noise not in text, (noise, text)
+    assert "new generation(s) planned" in quiet.stdout and "wrote" in quiet.stdout
+
+
+def test_flux_kontext_says_what_size_it_reads_the_source_at(tmp_path):
+    from diffexplain.models.edit_adapter import EditAdapter
+    from tests.families import tiny_flux, variant
+
+    kontext = variant(tiny_flux(tmp_path), "FluxKontextPipeline", tmp_path)
+    source = np.full((16, 16, 3), 100, np.uint8)
+    note = EditAdapter(kontext, image=source, num_inference_steps=2, height=16, width=16).size_note()
+    assert note is not None and "_auto_resize=false" in note and "16x16" in note
+    kept = EditAdapter(kontext, image=source, num_inference_steps=2, height=16, width=16,
+                       pipeline_kwargs={"_auto_resize": False})
+    assert kept.size_note() is None

@@ -177,7 +177,8 @@ class TextToImageAdapter(PipelineAdapter):
         if not guidance_scale >= 0:  # also NaN
             raise ValueError(f"guidance_scale must be >= 0 (1 or less: no classifier-free guidance), "
                              f"got {guidance_scale}")
-        check_pipeline_kwargs(pipe, pipeline_kwargs or {})
+        pipeline_kwargs = {**dict(defaults.pipeline_args), **(pipeline_kwargs or {})}
+        check_pipeline_kwargs(pipe, pipeline_kwargs)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.pipe = pipe

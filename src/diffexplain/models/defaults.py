@@ -4,6 +4,7 @@ A pipeline directory may hold ``diffexplain.json`` (the marker) next to its ``mo
 
     {"name": "shapes/text2image",
      "sampler": {"num_inference_steps": 20, "guidance_scale": 1.5},
+     "pipeline_args": {"max_sequence_length": 32},
      "attention": {"min_grid": 16, "tau": 0.05},
      "vocabulary": ["a", "red", ...]}
 
@@ -32,6 +33,8 @@ class PipelineDefaults:
             latent pixels a side (1 = every layer, DAAM's choice).
         attention_tau: threshold on a min-max-normalised heatmap (0.4 = DAAM's).
         vocabulary: the only words the model knows, or None for an open vocabulary.
+        pipeline_args: extra pipeline-call arguments the model is run with unless the caller sets
+            them (the shapes Flux model: ``max_sequence_length=32``, the T5 window it was trained on).
     """
 
     name: str = ""
@@ -40,6 +43,7 @@ class PipelineDefaults:
     attention_min_grid: int = 1
     attention_tau: float = 0.4
     vocabulary: Optional[tuple[str, ...]] = None
+    pipeline_args: tuple[tuple[str, Any], ...] = ()
 
     def check_vocabulary(self, text: str, argument: str = "prompt") -> None:
         """Raise ValueError naming every word of ``text`` outside a closed vocabulary."""
@@ -82,6 +86,7 @@ def read_defaults(directory: Optional[Path], family=None) -> PipelineDefaults:
         attention_min_grid=int(attention.get("min_grid", GENERIC.attention_min_grid)),
         attention_tau=float(attention.get("tau", GENERIC.attention_tau)),
         vocabulary=tuple(vocabulary) if vocabulary is not None else None,
+        pipeline_args=tuple(sorted(dict(data.get("pipeline_args", {})).items())),
     )
 
 
