@@ -41,7 +41,7 @@ from diffexplain.models.defaults import MARKER
 from diffexplain_shapes import pipelines as shapes_models
 from diffexplain_shapes.scene import sample_scene, vocabulary
 
-from .train import _atomic_save, _images, _log, _read_log, drop_words, filler_keep, log_window
+from .train import _atomic_save, _images, _load_packed, _log, _read_log, drop_words, filler_keep, log_window
 
 T5_MAX_TOKENS = 32  # the shapes captions' longest is ~28 words, one token each, plus </s>
 
@@ -260,18 +260,6 @@ def train_flux(args) -> None:
             _atomic_save(dict(models=models.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
                               step=step, elapsed=time.time() - start), ckpt_path)
     _log(run_dir, dict(stage="flux_done", step=step, wall_s=round(time.time() - start, 1)))
-
-
-def _load_packed(directory: Path, models, ema) -> tuple[int, float]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    tensors = load_file(directory / "resume.safetensors")
-    models.load_state_dict({k[len("models."):]: v for k, v in tensors.items() if k.startswith("models.")})
-    ema.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
-    with safe_open(directory / "resume.safetensors", framework="pt") as handle:
-        meta = handle.metadata()
-    return int(meta["step"]), float(meta["elapsed"])
 
 
 def pack(args) -> None:

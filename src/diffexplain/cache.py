@@ -175,37 +175,33 @@ class GenerationCache:
         if dropped:
             raise ValueError(f"{len(dropped)} image(s) were generated into an embeddings-only cache ({self.path}) "
                              "and not kept: use a cache that keeps images to see them or embed them another way")
+        return self._decoded(rows, pixels=True)
+
+    def readable(self, keys: Iterable[str]) -> set[str]:
+        """The keys whose stored PNG decodes (an embeddings-only row counts); the others are dropped
+        with a warning so that they are generated again."""
+        return set(self._decoded(self._select("SELECT key, png FROM images WHERE key IN ({marks})", keys),
+                                 pixels=False))
+
+    def _decoded(self, rows: list[tuple], *, pixels: bool) -> dict:
+        """{key: uint8 (H, W, 3) image (``pixels``) or None (checked only)} of the rows whose PNG
+        decodes (an empty one, embeddings-only, passes); the others are dropped with a warning."""
         out, broken = {}, []
         for key, png in rows:
             try:
-                out[key] = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+                if not png:
+                    out[key] = None
+                elif pixels:
+                    out[key] = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+                else:
+                    out[key] = Image.open(io.BytesIO(png)).verify()
             except Exception:  # noqa: BLE001 - PIL raises several types for damaged data
                 broken.append(key)
         if broken:
             self.drop(broken)
             warnings.warn(f"{len(broken)} image(s) in {self.path} did not decode; they were removed and will be "
-                          "generated again", RuntimeWarning, stacklevel=2)
+                          "generated again", RuntimeWarning, stacklevel=3)
         return out
-
-    def readable(self, keys: Iterable[str]) -> set[str]:
-        """The keys whose stored PNG decodes (an embeddings-only row counts); the others are dropped
-        with a warning so that they are generated again."""
-        rows = self._select("SELECT key, png FROM images WHERE key IN ({marks})", keys)
-        good, broken = set(), []
-        for key, png in rows:
-            if not png:
-                good.add(key)
-                continue
-            try:
-                Image.open(io.BytesIO(png)).verify()
-                good.add(key)
-            except Exception:  # noqa: BLE001
-                broken.append(key)
-        if broken:
-            self.drop(broken)
-            warnings.warn(f"{len(broken)} image(s) in {self.path} did not decode; they were removed and will be "
-                          "generated again", RuntimeWarning, stacklevel=2)
-        return good
 
     def drop(self, keys: Iterable[str]) -> None:
         """Remove these images and their embeddings."""
