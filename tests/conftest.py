@@ -6,7 +6,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# 2 threads (CI's cores), or OMP_NUM_THREADS when set (a run sharing the machine with another job)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 torch.set_flush_denormal(True)
 
 

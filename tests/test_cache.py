@@ -35,7 +35,11 @@ CHILD = textwrap.dedent("""
 
 
 def _child(model, cache, prompt, kill_after):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
+    import torch
+
+    # the thread count is part of every image's cache key: the child generates with the parent's
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path),
+               OMP_NUM_THREADS=str(torch.get_num_threads()))
     return subprocess.Popen([sys.executable, "-c", CHILD, model, str(cache), prompt, str(kill_after)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -104,7 +104,8 @@ def test_a_corrupt_png_in_the_cache_is_regenerated_and_the_rest_kept(tmp_path, m
     assert again.exit_code == 0, again.output
     after = json.loads((out / "explanation.json").read_text())
     assert after["n_cached"] == before["n_generations"] - 1
-    np.testing.assert_allclose(after["values"], before["values"])
+    # the image is made again in a batch of one: float reductions differ slightly from its first batch
+    np.testing.assert_allclose(after["values"], before["values"], rtol=1e-4)
 
 
 @pytest.mark.parametrize("arg, fragment", [
