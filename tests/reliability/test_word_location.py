@@ -100,6 +100,13 @@ def test_a_users_max_sequence_length_is_the_window(build, tmp_path):
     with pytest.raises(ValueError, match="T5 cuts off .*'left'"):
         adapter.context_spans(prompt)
     assert "T5 saw words 1-" in " ".join(adapter.coverage(prompt))
+    if build is tiny_flux:  # every word is still read (by the pooled CLIP): explained, and the result says so
+        from diffexplain.embed import PixelEmbedder
+        from diffexplain.explain.api import explain_prompt
+
+        explanation = explain_prompt(adapter, prompt, method="kernelshap", seeds=1, embedder=PixelEmbedder(size=4))
+        assert explanation.features == tuple(prompt.split())
+        assert explanation.metadata["encoders_read"] == adapter.coverage(prompt)
 
 
 def test_pixart_sigma_reads_300_tokens(tmp_path):

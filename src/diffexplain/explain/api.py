@@ -123,6 +123,9 @@ class PromptExplainer:
         settings = dict(result.settings, seeds=self.seeds, embedder=self.embedder.name, similarity=self.similarity,
                         perturbation=self.perturbation, reference=self.reference, **self.adapter.settings())
         meta = dict(prompt=prompt, model_fingerprint=self.adapter.fingerprint, versions=_versions())
+        coverage = getattr(self.adapter, "coverage", None)
+        if coverage is not None:  # which words each text encoder read ("CLIP-L (pooled) saw words 1-75 of 100")
+            meta["encoders_read"] = coverage(prompt)
         texts = None if result.coalitions is None else tuple(game.conditioning(m) for m in result.coalitions)
         return Explanation(**{**result.__dict__, "settings": settings, "metadata": meta, "coalition_texts": texts,
                               "game": game})
