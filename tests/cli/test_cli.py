@@ -225,9 +225,16 @@ def test_demo_runs_the_main_job_on_the_builtin_models(tmp_path):
     and an inpainting."""
     import json
 
-    out = tmp_path / "demo"
+    out = tmp_path / "demo<script>__pwned=1</script>"  # a hostile folder name: its report runs no script
     result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    from tests.reliability.test_injection import browser_or_skip, check_page
+
+    driver = browser_or_skip()
+    try:
+        check_page(driver, out / "explanation" / "report.html")
+    finally:
+        driver.quit()
     data = json.loads((out / "demo.json").read_text())
     assert len(data["samples"]) == 8 and 0.0 <= data["auc"] <= 1.0
     assert data["edit"]["features"] == data["edit"]["instruction"].split()

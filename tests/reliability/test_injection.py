@@ -25,8 +25,8 @@ ATTR = "\"'><svg onload=__pwned=3>"
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-@pytest.fixture(scope="module")
-def browser():
+def browser_or_skip():
+    """A headless Chromium driven by Selenium, or a pytest skip saying what is missing."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     if not (CHROMIUM.exists() and DRIVER.exists()):
         pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium "
@@ -40,7 +40,12 @@ def browser():
                  "--disable-dev-shm-usage"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    return webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = browser_or_skip()
     yield driver
     driver.quit()
 

@@ -130,7 +130,14 @@ class EditAdapter(_Pasting, TextToImageAdapter):
                 raise ValueError(f"{type(pipe).__name__} takes no image_guidance_scale")
             extra["image_guidance_scale"] = float(image_guidance_scale)
         if kwargs.get("height") is None and kwargs.get("width") is None:
-            native = native_size(pipe)
+            # a denoiser that states its sample size (UNets, most DiTs) generates at that size only;
+            # Flux states none and runs at the source's size if its latents pack evenly
+            denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+            native = native_size(pipe) if getattr(denoiser.config, "sample_size", None) else None
+            factor = getattr(pipe, "vae_scale_factor", 8) * (2 if hasattr(pipe, "_pack_latents") else 1)
+            if native is None and (source.shape[0] % factor or source.shape[1] % factor):
+                raise ValueError(f"image is {source.shape[0]}x{source.shape[1]} (H x W); {type(pipe).__name__} "
+                                 f"needs sides that are multiples of {factor}: resize or crop it")
             if native is not None and source.shape[:2] != native:
                 raise ValueError(f"image is {source.shape[0]}x{source.shape[1]} (H x W) but the model generates "
                                  f"{native[0]}x{native[1]}: resize the image to that size, or pass height and width "
