@@ -301,8 +301,11 @@ def build_pipeline(run_dir: Path, use_ema: bool = True):
     return pipe, state["step"], state["elapsed"]
 
 
-MARKER_TEXT = dict(name="shapes/flux", sampler=dict(num_inference_steps=20, guidance_scale=1.0),
-                   pipeline_args=dict(max_sequence_length=T5_MAX_TOKENS), attention=dict(min_grid=1, tau=0.4),
+MARKER_TEXT = dict(name="shapes/flux", sampler=dict(num_inference_steps=20, guidance_scale=1.0, height=64, width=64),
+                   # true classifier-free guidance against the empty prompt (trained with 10% empty captions):
+                   # on 64 held-out captions at step 5,500, all attributes right 11% -> 25% at scale 2
+                   pipeline_args=dict(max_sequence_length=T5_MAX_TOKENS, true_cfg_scale=2.0, negative_prompt=""),
+                   attention=dict(min_grid=1, tau=0.4),
                    vocabulary=vocabulary())
 
 

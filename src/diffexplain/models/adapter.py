@@ -185,8 +185,8 @@ class TextToImageAdapter(PipelineAdapter):
         self.num_inference_steps = int(num_inference_steps)
         self.guidance_scale = float(guidance_scale)
         native = native_size(pipe)
-        self.height = int(height or native[0])
-        self.width = int(width or native[1])
+        self.height = int(height or defaults.height or native[0])
+        self.width = int(width or defaults.width or native[1])
         self.batch_size = int(batch_size)
         self.defaults = defaults
         self.vocabulary_check = vocabulary_check if vocabulary_check is not None else (

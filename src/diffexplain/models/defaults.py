@@ -33,6 +33,8 @@ class PipelineDefaults:
             latent pixels a side (1 = every layer, DAAM's choice).
         attention_tau: threshold on a min-max-normalised heatmap (0.4 = DAAM's).
         vocabulary: the only words the model knows, or None for an open vocabulary.
+        height, width: the image size the model is run at (None: the pipeline's own; the shapes Flux
+            model states 64, as FluxPipeline's default is 1024 px scaled by its VAE).
         pipeline_args: extra pipeline-call arguments the model is run with unless the caller sets
             them (the shapes Flux model: ``max_sequence_length=32``, the T5 window it was trained on).
     """
@@ -44,6 +46,8 @@ class PipelineDefaults:
     attention_tau: float = 0.4
     vocabulary: Optional[tuple[str, ...]] = None
     pipeline_args: tuple[tuple[str, Any], ...] = ()
+    height: Optional[int] = None
+    width: Optional[int] = None
 
     def check_vocabulary(self, text: str, argument: str = "prompt") -> None:
         """Raise ValueError naming every word of ``text`` outside a closed vocabulary."""
@@ -87,6 +91,8 @@ def read_defaults(directory: Optional[Path], family=None) -> PipelineDefaults:
         attention_tau=float(attention.get("tau", GENERIC.attention_tau)),
         vocabulary=tuple(vocabulary) if vocabulary is not None else None,
         pipeline_args=tuple(sorted(dict(data.get("pipeline_args", {})).items())),
+        height=int(sampler["height"]) if "height" in sampler else None,
+        width=int(sampler["width"]) if "width" in sampler else None,
     )
 
 
