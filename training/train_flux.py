@@ -270,8 +270,9 @@ def pack(args) -> None:
     run_dir, dest = Path(args.run_dir), Path(args.dest or "runs/packed_flux")
     dest.mkdir(parents=True, exist_ok=True)
     state = torch.load(run_dir / "flux.ckpt", weights_only=True)
-    tensors = {f"models.{k}": v.contiguous() for k, v in state["models"].items()}
-    tensors.update({f"ema.{k}": v.contiguous() for k, v in state["ema"].items()})
+    # clones: T5 ties its input embedding to ``shared``, and safetensors refuses shared storage
+    tensors = {f"models.{k}": v.clone().contiguous() for k, v in state["models"].items()}
+    tensors.update({f"ema.{k}": v.clone().contiguous() for k, v in state["ema"].items()})
     save_file(tensors, dest / "resume.safetensors",
               metadata=dict(step=str(state["step"]), elapsed=str(state["elapsed"])))
     for part in ("vae", "text_encoder", "tokenizer", "tokenizer_2"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-PIPELINES = ("text2image", "instruct_pix2pix", "inpaint", "paint_by_example")
+PIPELINES = ("text2image", "instruct_pix2pix", "inpaint", "paint_by_example", "flux")
 MAX_TOKENS = 32  # shapes captions have at most ~28 words, each one token
 LATENT_CHANNELS = 8
 
