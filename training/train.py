@@ -146,6 +146,15 @@ def _resume(ckpt_path: Path, model, optimizer) -> tuple[int, float]:
     return state["step"], state["elapsed"]
 
 
+def resume_models(ckpt_path: Path, models, ema, optimizer) -> tuple[int, float, dict]:
+    """Load a models + EMA + optimizer checkpoint; returns (step, elapsed seconds, the whole state)."""
+    state = torch.load(ckpt_path, weights_only=True)
+    models.load_state_dict(state["models"])
+    ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["step"], state["elapsed"], state
+
+
 def _cosine_lr(optimizer, base: float, step: int, total: int) -> float:
     """Set and return the cosine-decayed learning rate of ``step`` out of ``total``."""
     lr = base * 0.5 * (1 + math.cos(math.pi * step / total))

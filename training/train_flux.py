@@ -41,7 +41,8 @@ from diffexplain.models.defaults import MARKER
 from diffexplain_shapes import pipelines as shapes_models
 from diffexplain_shapes.scene import sample_scene, vocabulary
 
-from .train import _atomic_save, _images, _load_packed, _log, _read_log, drop_words, filler_keep, log_window
+from .train import (_atomic_save, _images, _load_packed, _log, _read_log, drop_words, filler_keep, log_window,
+                    resume_models)
 
 T5_MAX_TOKENS = 32  # the shapes captions' longest is ~28 words, one token each, plus </s>
 
@@ -212,11 +213,7 @@ def train_flux(args) -> None:
     ckpt_path = run_dir / "flux.ckpt"
     step, elapsed = 0, 0.0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        models.load_state_dict(state["models"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed"]
+        step, elapsed, _ = resume_models(ckpt_path, models, ema, optimizer)
         print(f"resumed at step {step}", flush=True)
     elif args.init_from:
         step, elapsed = _load_packed(Path(args.init_from), models, ema)
