@@ -105,7 +105,7 @@ def test_a_corrupt_png_in_the_cache_is_regenerated_and_the_rest_kept(tmp_path, m
     after = json.loads((out / "explanation.json").read_text())
     assert after["n_cached"] == before["n_generations"] - 1
     # the image is made again in a batch of one: float reductions differ slightly from its first batch
-    np.testing.assert_allclose(after["values"], before["values"], rtol=1e-4)
+    np.testing.assert_allclose(after["values"], before["values"], rtol=2e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("arg, fragment", [
