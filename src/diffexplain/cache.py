@@ -215,10 +215,12 @@ class GenerationCache:
 
     # -- leases: a run claims what it generates, so a concurrent run waits instead of repeating it --
     def claim(self, keys: Iterable[str], seconds: float = LEASE_SECONDS) -> tuple[list[str], list[str]]:
-        """Claim the images ``keys`` for this process (none of them stored yet).
+        """Claim the images ``keys`` for this process, in one transaction with the check of what is
+        stored, so that an image another run stored meanwhile is never claimed again.
 
         Returns:
-            (keys now this process's to generate, keys another live run is generating).
+            (keys now this process's to generate, keys another live run is generating); keys already
+            stored are in neither.
         """
         keys = list(dict.fromkeys(keys))
         if self.path == ":memory:" or not keys:
@@ -228,9 +230,10 @@ class GenerationCache:
         connection = self._connection()
         with connection:
             connection.execute("BEGIN IMMEDIATE")
+            stored = {row[0] for row in self._select("SELECT key FROM images WHERE key IN ({marks})", keys)}
             held = {key: (owner, expires) for key, owner, expires in self._select(
                 "SELECT key, owner, expires FROM leases WHERE key IN ({marks})", keys)}
-            for key in keys:
+            for key in (k for k in keys if k not in stored):
                 owner, expires = held.get(key, (None, 0.0))
                 if owner is None or owner == self.owner or expires < now or not _owner_alive(owner):
                     mine.append(key)

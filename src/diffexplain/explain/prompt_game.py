@@ -124,19 +124,18 @@ class PromptGame:
         missing = [k for k in wanted if k not in have]
         total, done = len(missing), 0
         while missing:
-            # claim what no other live run is generating; wait for the rest (it may be taken over)
+            # claim what no other live run is generating and no run has stored; wait for the rest
             mine, theirs = self.cache.claim(missing)
+            arrived = set(missing) - set(mine) - set(theirs)  # stored by another run since the last look
+            self._cached |= arrived
+            done += len(arrived)
             try:
                 done = self._generate([(k, *wanted[k]) for k in mine], done, total)
             finally:
                 self.cache.release(mine)
-            missing = [k for k in theirs if k not in self.cache.has(theirs)]
+            missing = theirs
             if missing:
                 time.sleep(0.5)
-                arrived = self.cache.has(missing)
-                self._cached |= arrived
-                done += len(arrived)
-                missing = [k for k in missing if k not in arrived]
         return keys
 
     def _generate(self, todo: list, done: int, total: int) -> int:
