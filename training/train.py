@@ -367,18 +367,17 @@ def center_vae(args) -> None:
 
 
 # ---------------------------------------------------------------- UNet + text encoder
-class _LatentPool:
-    """A pool of encoded training scenes, refreshed a few scenes per step, so the UNet sees new
-    scenes all the time without paying for a full VAE encode of every batch."""
+class ScenePool:
+    """A pool of encoded training scenes (latents, captions, which words are fillers), refreshed a few
+    scenes per step, so the denoiser sees new scenes all the time without paying for a full VAE
+    encode of every batch. Scenes come from ``default_rng([seed, 3, start])`` when the pool fills and
+    ``default_rng([seed, 4, step])`` at each refresh, so a resumed run sees the same pool."""
 
-    def __init__(self, vae, tokenizer, size: int, seed: int, scaling: float):
-        self.vae, self.tokenizer, self.seed, self.scaling = vae, tokenizer, seed, scaling
+    def __init__(self, vae, size: int, seed: int, scaling: float):
+        self.vae, self.seed, self.scaling = vae, seed, scaling
         self.latents = torch.empty(size, shapes_models.LATENT_CHANNELS, 16, 16)
         self.captions: list[str] = [""] * size
         self.fillers: list[list[bool]] = [[] for _ in range(size)]  # per caption word, for --filler-drop
-        # for the grounding loss: visible object masks at latent resolution, object per token
-        self.masks = torch.zeros(size, 3, 16, 16, dtype=torch.float16)
-        self.token_object = torch.full((size, tokenizer.model_max_length), -1, dtype=torch.int8)
         for start in range(0, size, 256):
             self._fill(range(start, min(size, start + 256)), np.random.default_rng([seed, 3, start]))
 
@@ -390,14 +389,31 @@ class _LatentPool:
         for i, scene in zip(indices, scenes):
             self.captions[i] = scene.caption
             self.fillers[i] = (scene.relevance == 0).tolist()  # the words the ground truth calls irrelevant
-            masks = torch.from_numpy(scene.masks()).float()[:, None]
-            self.masks[i] = 0
-            self.masks[i, :len(scene.objects)] = F.avg_pool2d(masks, 4)[:, 0].half()
-            self.token_object[i] = torch.from_numpy(token_objects(scene, self.tokenizer, self.token_object.shape[1]))
+            self._describe(i, scene)
+
+    def _describe(self, index: int, scene) -> None:
+        """Keep what a subclass needs of ``scene`` at ``index`` besides latents and caption."""
 
     def refresh(self, step: int, count: int) -> None:
         rng = np.random.default_rng([self.seed, 4, step])
         self._fill(rng.choice(len(self.captions), size=count, replace=False), rng)
+
+
+class _LatentPool(ScenePool):
+    """``ScenePool`` with what the grounding loss needs: each scene's visible object masks at latent
+    resolution and the object each caption token names."""
+
+    def __init__(self, vae, tokenizer, size: int, seed: int, scaling: float):
+        self.tokenizer = tokenizer
+        self.masks = torch.zeros(size, 3, 16, 16, dtype=torch.float16)
+        self.token_object = torch.full((size, tokenizer.model_max_length), -1, dtype=torch.int8)
+        super().__init__(vae, size, seed, scaling)
+
+    def _describe(self, index: int, scene) -> None:
+        masks = torch.from_numpy(scene.masks()).float()[:, None]
+        self.masks[index] = 0
+        self.masks[index, :len(scene.objects)] = F.avg_pool2d(masks, 4)[:, 0].half()
+        self.token_object[index] = torch.from_numpy(token_objects(scene, self.tokenizer, self.token_object.shape[1]))
 
     def batch(self, step: int, size: int, p_uncond: float, p_word_drop: float = 0.0, p_filler_drop: float = 0.0):
         rng = np.random.default_rng([self.seed, 5, step])

@@ -39,9 +39,9 @@ import torch
 
 from diffexplain.models.defaults import MARKER
 from diffexplain_shapes import pipelines as shapes_models
-from diffexplain_shapes.scene import sample_scene, vocabulary
+from diffexplain_shapes.scene import vocabulary
 
-from .train import (_atomic_save, _images, _load_packed, _log, _read_log, drop_words, filler_keep, log_window,
+from .train import (ScenePool, _atomic_save, _load_packed, _log, _read_log, drop_words, filler_keep, log_window,
                     resume_models)
 
 T5_MAX_TOKENS = 32  # the shapes captions' longest is ~28 words, one token each, plus </s>
@@ -102,31 +102,11 @@ def image_ids(h: int = 8, w: int = 8) -> torch.Tensor:
     return ids.reshape(h * w, 3)
 
 
-class _Pool:
-    """Encoded training scenes (latents scaled as FluxPipeline reads them, and captions), refreshed a
-    few scenes per step."""
+class _Pool(ScenePool):
+    """``ScenePool`` with latents scaled as FluxPipeline reads them; batches are captions."""
 
     def __init__(self, vae, size: int, seed: int):
-        self.vae, self.seed = vae, seed
-        self.scaling = vae.config.scaling_factor
-        self.latents = torch.empty(size, shapes_models.LATENT_CHANNELS, 16, 16)
-        self.captions = [""] * size
-        self.fillers: list[list[bool]] = [[] for _ in range(size)]
-        for start in range(0, size, 256):
-            self._fill(range(start, min(size, start + 256)), np.random.default_rng([seed, 3, start]))
-
-    @torch.no_grad()
-    def _fill(self, indices, rng) -> None:
-        indices = list(indices)
-        scenes = [sample_scene(rng) for _ in indices]
-        self.latents[indices] = self.vae.encode(_images(scenes)).latent_dist.mean * self.scaling
-        for i, scene in zip(indices, scenes):
-            self.captions[i] = scene.caption
-            self.fillers[i] = (scene.relevance == 0).tolist()
-
-    def refresh(self, step: int, count: int) -> None:
-        rng = np.random.default_rng([self.seed, 4, step])
-        self._fill(rng.choice(len(self.captions), size=count, replace=False), rng)
+        super().__init__(vae, size, seed, vae.config.scaling_factor)
 
     def batch(self, step: int, size: int, p_uncond: float, p_word_drop: float, p_filler_drop: float):
         rng = np.random.default_rng([self.seed, 5, step])

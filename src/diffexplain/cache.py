@@ -131,7 +131,8 @@ class GenerationCache:
         for rowid in rowids:
             try:
                 row = old.execute("SELECT * FROM images WHERE rowid = ?", (rowid,)).fetchone()
-                Image.open(io.BytesIO(row[5])).verify() if row[5] else None
+                if row[5]:  # an embeddings-only row has no PNG to check
+                    Image.open(io.BytesIO(row[5])).verify()
             except Exception:  # noqa: BLE001 - an unreadable row of a damaged file: skipped
                 continue
             with cache._connection() as connection:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Sequence
 
-def word_token_spans(tokenizer, prompt: str, start: int = 1) -> list[tuple[int, int]]:
+
+def word_token_spans(tokenizer, prompt: str | Sequence[str], start: int = 1) -> list[tuple[int, int]]:
     """[start, end) token positions of each whitespace word of ``prompt`` in its encoded form.
 
     Each word is tokenized alone; the spans must add up to the prompt tokenized whole, or the
@@ -12,20 +14,23 @@ def word_token_spans(tokenizer, prompt: str, start: int = 1) -> list[tuple[int, 
 
     Args:
         tokenizer: a transformers tokenizer.
-        prompt: the text.
+        prompt: the text, or its words (the text is then the words joined by spaces; a word may be
+            empty, and then has an empty span).
         start: special tokens before the text (1: CLIP's and Gemma's start token; 0: T5).
 
     Returns:
         One (start, end) pair per word.
     """
+    words = prompt.split() if isinstance(prompt, str) else list(prompt)
+    text = prompt if isinstance(prompt, str) else " ".join(w for w in words if w)
     spans, position = [], start
-    for word in prompt.split():
-        count = len(tokenizer(word, add_special_tokens=False).input_ids)
+    for word in words:
+        count = len(tokenizer(word, add_special_tokens=False).input_ids) if word else 0
         spans.append((position, position + count))
         position += count
-    total = len(tokenizer(prompt, add_special_tokens=False).input_ids)
+    total = len(tokenizer(text, add_special_tokens=False).input_ids)
     if position - start != total:
-        raise ValueError(f"tokenizing the words of {prompt!r} one by one gives {position - start} tokens, "
+        raise ValueError(f"tokenizing the words of {text!r} one by one gives {position - start} tokens, "
                          f"the whole prompt {total}: the tokenizer merges across words, so word spans are undefined")
     return spans
 

@@ -56,6 +56,31 @@ def open_cache(path, argument: str = "--cache", *, repair: bool = False, keep_im
     return cache
 
 
+CONFIRM_ABOVE = 2000  # generations: a larger job asks before it starts (--yes skips the question)
+
+
+def confirm_start(planned: int, yes: bool, hint: str) -> None:
+    """Above ``CONFIRM_ABOVE`` generations, ask before starting (unless ``yes``); without a terminal
+    to ask on, stop with a one-line error that says ``hint``."""
+    if planned <= CONFIRM_ABOVE or yes:
+        return
+    import sys
+
+    if not sys.stdin.isatty():
+        raise ValueError(f"{planned} generations is above {CONFIRM_ABOVE}: pass --yes to start{hint}")
+    click.confirm(f"start {planned} generations?", abort=True)
+
+
+def prepare_output(out, cache_path, repair_cache: bool, *, keep_images: bool = True):
+    """Check ``--out`` and open ``--cache`` (default ``OUT/cache.sqlite``) before any model loads:
+    one-line errors for a path under a file, an unwritable folder or an unreadable cache."""
+    from pathlib import Path
+
+    writable_folder(out, "--out")
+    return open_cache(Path(cache_path) if cache_path else Path(out) / "cache.sqlite", repair=repair_cache,
+                      keep_images=keep_images)
+
+
 def size_options(function):
     """--height / --width of the generated images (default: the pipeline's own size) and --pipeline-arg."""
     function = pipeline_arg_option(function)

@@ -48,13 +48,10 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
     from ..explain.audit import audit, plan, read_prompts
     from ..report.html import audit_report
 
-    from ._common import open_cache, writable_folder
-    from .explain import CONFIRM_ABOVE
+    from ._common import confirm_start, prepare_output
 
     prompts = read_prompts(prompts_file)
-    writable_folder(out, "--out")
-    cache = open_cache(Path(cache_path) if cache_path else out / "cache.sqlite", repair=repair_cache,
-                       keep_images=not embeddings_only)
+    cache = prepare_output(out, cache_path, repair_cache, keep_images=not embeddings_only)
     adapter = build_adapter(model, steps, guidance, height=height, width=width, pipeline_args=pipeline_args)
     for _, prompt in prompts:
         adapter.words(prompt)  # every prompt valid before any work
@@ -80,13 +77,7 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
                           f"{per_image:.3f} s per image measured on one batch of {adapter.batch_size}, so about "
                           f"{total * per_image / parallel / 60:.1f} min on {parallel} worker(s)")
             return
-        if total > CONFIRM_ABOVE and not yes:
-            import sys
-
-            if not sys.stdin.isatty():
-                raise ValueError(f"{total} generations is above {CONFIRM_ABOVE}: pass --yes to start (--dry-run "
-                                 "prints the plan)")
-            click.confirm(f"start {total} generations?", abort=True)
+        confirm_start(total, yes, " (--dry-run prints the plan)")
         columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                    TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True) as progress:

@@ -36,9 +36,9 @@ def command(instruction, image_path, model, mask_path, strength, composite, imag
     from ..models.edit_adapter import EditAdapter
     from ..models.loading import load_pipeline
     from ..report.html import tiles_section
-    from .explain import prepare
+    from ._common import prepare_output
 
-    options["cache"] = prepare(out, options.pop("cache_path"), options.pop("repair_cache"))
+    options["cache"] = prepare_output(out, options.pop("cache_path"), options.pop("repair_cache"))
     adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
                           image_guidance_scale=image_guidance, composite=composite, num_inference_steps=steps,
                           guidance_scale=guidance, pipeline_kwargs=parse_pipeline_args(pipeline_args))

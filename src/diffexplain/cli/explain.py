@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from ._common import build_adapter, progress_bar, size_options, usage_errors
-
-CONFIRM_ABOVE = 2000  # generations: a larger job asks before it starts (--yes skips the question)
+from ._common import CONFIRM_ABOVE, build_adapter, confirm_start, prepare_output, progress_bar, size_options, \
+    usage_errors
 
 METHOD = click.option("--method", type=click.Choice(["shapley", "permutation", "kernelshap", "lime", "smile"]),
                       default="kernelshap", show_default=True)
@@ -51,15 +50,6 @@ def explanation_options(function):
     return function
 
 
-def prepare(out: Path, cache_path, repair_cache: bool):
-    """Check ``--out`` and open ``--cache`` before any model loads: one-line errors for a path under
-    a file, an unwritable folder or an unreadable cache."""
-    from ._common import open_cache, writable_folder
-
-    writable_folder(out, "--out")
-    return open_cache(Path(cache_path) if cache_path else out / "cache.sqlite", repair=repair_cache)
-
-
 def _check_folder_is_free(out: Path, method: str, prompt: str) -> None:
     """A folder holds one explanation: refuse another method or prompt over it (re-running the same
     one resumes from the cache)."""
@@ -80,7 +70,7 @@ def _check_folder_is_free(out: Path, method: str, prompt: str) -> None:
 
 def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, embedder_path, similarity,
                     perturbation, cache, seed, out: Path, embedder_size=None, reference: str = "full",
-                    sections=(), dry_run: bool = False, yes: bool = False, cache_path=None, repair_cache=False):
+                    sections=(), dry_run: bool = False, yes: bool = False):
     """Plan (generations after the cache and a measured time estimate, printed before any work; a
     large job asks first), explain, save ``explanation.json`` / ``.safetensors`` and write
     ``report.html`` from the explanation itself (its coalitions' images come back from the cache)."""
@@ -116,13 +106,7 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
                   f"{per_image:.2f} s per image measured here")
     if dry_run:
         return None
-    if planned > CONFIRM_ABOVE and not yes:
-        import sys
-
-        if not sys.stdin.isatty():
-            raise ValueError(f"{planned} generations is above {CONFIRM_ABOVE}: pass --yes to start, or lower "
-                             "--seeds / --budget")
-        click.confirm(f"start {planned} generations?", abort=True)
+    confirm_start(planned, yes, ", or lower --seeds / --budget")
     with progress_bar(f"generating ({method})") as update:
         explainer.progress = update
         start = time.perf_counter()
@@ -132,7 +116,7 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
                        extra_sections=[s(explanation) if callable(s) else s for s in sections])
     console.print(f"[bold]{method}[/] on {prompt!r}: {explanation.n_generations} images "
                   f"({explanation.n_cached} from the cache) in {time.perf_counter() - start:.0f} s")
-    for line in adapter.coverage(prompt):
+    for line in explanation.metadata.get("encoders_read", ()):
         if "every word" not in line:
             console.print(f"  note: {line}")
     bars = explanation.stderr is not None and bool(np.isfinite(explanation.stderr).any())
@@ -158,7 +142,7 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
 @usage_errors
 def command(prompt, method, model, attention, steps, guidance, out, height, width, pipeline_args, **options) -> None:
     """Attribute the image of PROMPT to its words; writes explanation.json and report.html under OUT."""
-    options["cache"] = prepare(out, options.pop("cache_path"), options.pop("repair_cache"))
+    options["cache"] = prepare_output(out, options.pop("cache_path"), options.pop("repair_cache"))
     adapter = build_adapter(model, steps, guidance, height=height, width=width, pipeline_args=pipeline_args)
 
     def attention_views(explanation):

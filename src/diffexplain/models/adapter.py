@@ -48,13 +48,19 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
-def native_size(pipe) -> Optional[tuple[int, int]]:
+def denoiser_of(pipe) -> torch.nn.Module:
+    """The pipeline's denoising network: its ``unet``, else its ``transformer``."""
+    return getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+
+
+def native_size(pipe, *, stated_only: bool = False) -> Optional[tuple[int, int]]:
     """(height, width) the pipeline generates by default: its denoiser's sample size times the VAE
-    factor (Flux's transformer states none: its pipeline's ``default_sample_size``)."""
+    factor; Flux's transformer states none, so its pipeline's ``default_sample_size`` (None with
+    ``stated_only``: such a pipeline runs at any size its latents allow)."""
     scale = getattr(pipe, "vae_scale_factor", 8)
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    sample = getattr(getattr(denoiser, "config", None), "sample_size", None) or \
-        getattr(pipe, "default_sample_size", None)
+    sample = getattr(getattr(denoiser_of(pipe), "config", None), "sample_size", None)
+    if sample is None and not stated_only:
+        sample = getattr(pipe, "default_sample_size", None)
     if sample is None:
         return None
     sample_h, sample_w = (sample, sample) if isinstance(sample, int) else sample
@@ -122,8 +128,7 @@ class PipelineAdapter:
         return dict(device=device.type, **({"torch_threads": torch.get_num_threads()} if device.type == "cpu" else {}))
 
     def _device(self) -> torch.device:
-        denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
-        return next(denoiser.parameters()).device
+        return next(denoiser_of(self.pipe).parameters()).device
 
     def call_pipeline(self, seeds: Sequence[int], **inputs) -> np.ndarray:
         """Run the pipeline once with one ``torch.Generator`` per seed (on the model's device) and
@@ -217,15 +222,20 @@ class TextToImageAdapter(PipelineAdapter):
                 long prompt's CLIP on SD3 / Flux, as diffusers truncates it) are kept: see
                 ``coverage``.
         """
+        self._validated_readings(prompt)
+        return prompt.split()
+
+    def _validated_readings(self, prompt: str) -> list:
+        """``readings`` of a prompt that ``words`` accepts (its checks, then the readings they used)."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
         if self.vocabulary_check is not None:
             self.vocabulary_check(prompt)
         from .words import require_seen
 
-        words = prompt.split()
-        require_seen(words, self.readings(prompt), prompt)
-        return words
+        readings = self.readings(prompt)
+        require_seen(prompt.split(), readings, prompt)
+        return readings
 
     def context_spans(self, prompt: str) -> list[tuple[int, int]]:
         """Each word's [start, end) positions in the denoiser's text context that its attention maps
@@ -235,8 +245,7 @@ class TextToImageAdapter(PipelineAdapter):
         Raises:
             ValueError: naming the words that encoder cuts off (they have no attention).
         """
-        self.words(prompt)
-        reading = [r for r in self.readings(prompt) if r.offset is not None][-1]
+        reading = [r for r in self._validated_readings(prompt) if r.offset is not None][-1]
         cut = [w for w, span in zip(prompt.split(), reading.spans) if span is None]
         if cut:
             raise ValueError(f"{reading.label} cuts off {', '.join(repr(w) for w in cut)} of {prompt!r}: those "
@@ -251,8 +260,7 @@ class TextToImageAdapter(PipelineAdapter):
     def word_token_spans(self, prompt: str) -> list[tuple[int, int]]:
         """For each word of the validated prompt, the [start, end) positions of its sub-tokens in the
         first tokenizer's encoded prompt (CLIP: position 0 is BOS)."""
-        self.words(prompt)
-        first = self.readings(prompt)[0]
+        first = self._validated_readings(prompt)[0]
         if any(span is None for span in first.spans):
             raise ValueError(f"{first.label} cuts off words of {prompt!r}: they have no token positions there")
         return [tuple(span) for span in first.spans]

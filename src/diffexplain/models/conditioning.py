@@ -28,12 +28,11 @@ def check_supported(adapter, prompt: str) -> None:
     if given:  # the negative encodings here are the empty prompt's: a user's negative prompt would be lost
         raise ValueError(f"perturbation='empty_embedding' does not take {given[0]} (its negative encoding is the "
                          "empty prompt's); use perturbation='drop' with a negative prompt")
-    word_positions(adapter, prompt)  # refuses a prompt whose words cannot be located
-    if adapter.family.name == "sdxl":  # one set of positions for both encoders: their splits must agree
-        first, second = adapter.readings(prompt)[:2] if len(adapter.readings(prompt)) > 1 else (None, None)
-        if first is not None and first.spans != second.spans:
-            raise ValueError("perturbation='empty_embedding' needs SDXL's two tokenizers to split the prompt alike; "
-                             f"they give {list(first.spans)} and {list(second.spans)}")
+    readings = adapter.readings(prompt)  # refuses a prompt whose words cannot be located
+    # SDXL: one set of positions for both encoders, so their splits must agree
+    if adapter.family.name == "sdxl" and len(readings) > 1 and readings[0].spans != readings[1].spans:
+        raise ValueError("perturbation='empty_embedding' needs SDXL's two tokenizers to split the prompt alike; "
+                         f"they give {list(readings[0].spans)} and {list(readings[1].spans)}")
 
 
 def word_positions(adapter, prompt: str) -> list[list[tuple[int, int]]]:

@@ -132,8 +132,7 @@ class EditAdapter(_Pasting, TextToImageAdapter):
         if kwargs.get("height") is None and kwargs.get("width") is None:
             # a denoiser that states its sample size (UNets, most DiTs) generates at that size only;
             # Flux states none and runs at the source's size if its latents pack evenly
-            denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-            native = native_size(pipe) if getattr(denoiser.config, "sample_size", None) else None
+            native = native_size(pipe, stated_only=True)
             factor = getattr(pipe, "vae_scale_factor", 8) * (2 if hasattr(pipe, "_pack_latents") else 1)
             if native is None and (source.shape[0] % factor or source.shape[1] % factor):
                 raise ValueError(f"image is {source.shape[0]}x{source.shape[1]} (H x W); {type(pipe).__name__} "

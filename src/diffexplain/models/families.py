@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from .words import read, tokenizer_attribute
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +22,6 @@ class Family:
         classes: the diffusers pipeline classes of the family; a pipeline belongs to it when its class
             is one of them or derives from one (a user's subclass keeps its family).
         denoiser: the pipeline attribute holding the denoising network ("unet" or "transformer").
-        encoders: (tokenizer attribute, text-encoder attribute) of every text encoder, in order.
         attention: how the image attends to the text: "cross" (separate cross-attention layers) or
             "joint" (MMDiT: one softmax over image and text tokens).
         num_inference_steps, guidance_scale: the defaults of the family's reference pipelines.
@@ -35,38 +36,41 @@ class Family:
     title: str
     classes: tuple[str, ...]
     denoiser: str
-    encoders: tuple[tuple[str, str], ...]
     attention: str
     num_inference_steps: int
     guidance_scale: float
     roles: tuple[tuple[str, Optional[int | str], str], ...] = (("text_encoder", 0, "tokenizer"),)
     instruction_prefix: bool = False
 
+    @property
+    def encoders(self) -> tuple[tuple[str, str], ...]:
+        """(tokenizer attribute, text-encoder attribute) of every text encoder, in order."""
+        return tuple((tokenizer_attribute(attribute), attribute) for attribute, _, _ in self.roles)
+
 
 _CLIP = ("text_encoder", 0, "tokenizer")
 FAMILIES = (
     Family("sdxl", "SDXL", ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
                             "StableDiffusionXLInpaintPipeline", "StableDiffusionXLInstructPix2PixPipeline"), "unet",
-           (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")), "cross", 30, 5.0,
+           "cross", 30, 5.0,
            (_CLIP, ("text_encoder_2", 0, "tokenizer"))),
     Family("sd3", "SD3 / SD3.5", ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline",
                                   "StableDiffusion3InpaintPipeline"), "transformer",
-           (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"), ("tokenizer_3", "text_encoder_3")),
            "joint", 28, 7.0, (_CLIP, ("text_encoder_2", 0, "tokenizer"), ("text_encoder_3", "clip", "sequence"))),
     Family("flux", "Flux.1", ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxFillPipeline",
                               "FluxKontextPipeline"), "transformer",
-           (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")), "joint", 28, 3.5,
+           "joint", 28, 3.5,
            (("text_encoder", None, "tokenizer"), ("text_encoder_2", 0, "sequence"))),
     Family("pixart", "PixArt-α / Σ", ("PixArtAlphaPipeline", "PixArtSigmaPipeline"), "transformer",
-           (("tokenizer", "text_encoder"),), "cross", 20, 4.5, (("text_encoder", 0, "sequence"),)),
-    Family("sana", "Sana", ("SanaPipeline",), "transformer", (("tokenizer", "text_encoder"),), "cross", 20, 4.5,
+           "cross", 20, 4.5, (("text_encoder", 0, "sequence"),)),
+    Family("sana", "Sana", ("SanaPipeline",), "transformer", "cross", 20, 4.5,
            (("text_encoder", 0, "sequence"),), instruction_prefix=True),
     Family("sd", "Stable Diffusion 1.x / 2.x", ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
                                                 "StableDiffusionInpaintPipeline",
                                                 "StableDiffusionInstructPix2PixPipeline", "AltDiffusionPipeline",
                                                 "AltDiffusionImg2ImgPipeline", "LatentConsistencyModelPipeline",
                                                 "LatentConsistencyModelImg2ImgPipeline"), "unet",
-           (("tokenizer", "text_encoder"),), "cross", 20, 7.5),
+           "cross", 20, 7.5),
 )
 
 SUPPORTED = ", ".join(f"{f.title} ({' / '.join(f.classes)})" for f in FAMILIES) + \
@@ -122,8 +126,6 @@ def readings(pipe, family: Family, prompt: str, options: dict) -> list:
     Args:
         options: the pipeline call's extra keyword arguments (``max_sequence_length`` and so on).
     """
-    from .words import read
-
     roles = []
     for attribute, offset, kind in family.roles:
         if getattr(pipe, attribute, None) is None:

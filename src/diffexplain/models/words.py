@@ -51,6 +51,11 @@ class EncoderReading:
         return f"{self.label}{role} saw words {seen[0] + 1}-{seen[-1] + 1} of {len(words)}"
 
 
+def tokenizer_attribute(encoder_attribute: str) -> str:
+    """The pipeline attribute of an encoder's tokenizer: ``text_encoder_2`` -> ``tokenizer_2``."""
+    return encoder_attribute.replace("text_encoder", "tokenizer")
+
+
 def encoder_label(attribute: str, encoder: Any) -> str:
     """Name an encoder by what it is, from its class and width."""
     name = type(encoder).__name__
@@ -143,19 +148,11 @@ def _spans_by_offsets(tokenizer, encoded_text: str, chars: list[tuple[int, int]]
 
 
 def _spans_word_by_word(tokenizer, words: list[str], start: int, limit: int) -> list[Span]:
-    """Slow tokenizers (CLIP's BPE splits at whitespace first): each word tokenized alone; a word
-    whose last token lies past ``limit`` is cut off."""
-    spans: list[Span] = []
-    position = start
-    for word in words:
-        count = len(tokenizer(word, add_special_tokens=False).input_ids)
-        spans.append((position, position + count) if count and position + count <= limit else None)
-        position += count
-    total = len(tokenizer(" ".join(words), add_special_tokens=False).input_ids)
-    if position - start != total:
-        raise ValueError(f"tokenizing the words of {' '.join(words)!r} one by one gives {position - start} tokens, "
-                         f"the whole prompt {total}: the tokenizer merges across words, so word spans are undefined")
-    return spans
+    """Slow tokenizers (CLIP's BPE splits at whitespace first): ``tokens.word_token_spans``, with
+    no span for a word that has no tokens or whose last token lies past ``limit`` (cut off)."""
+    from ..tokens import word_token_spans
+
+    return [(a, b) if a < b <= limit else None for a, b in word_token_spans(tokenizer, words, start=start)]
 
 
 def _limit(tokenizer, window: int) -> int:
@@ -185,7 +182,7 @@ def read(pipe, roles: list[tuple[str, Optional[int], str]], prompt: str, options
     chars = _word_chars(prompt, words, pipe, options, processed)
     readings = []
     for attribute, offset, kind in roles:
-        tokenizer = getattr(pipe, attribute.replace("text_encoder", "tokenizer"))
+        tokenizer = getattr(pipe, tokenizer_attribute(attribute))
         encoder = getattr(pipe, attribute)
         window = int(tokenizer.model_max_length) if kind == "tokenizer" else \
             int(call_default(pipe, "max_sequence_length", options))
