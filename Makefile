@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (see README):
 #   make demo   set up .venv and run the main job on the embedded shapes model
-#   make test   set up .venv, lint, run the whole test suite and build the docs (warnings are errors)
+#   make test   set up .venv, lint, type-check, run the whole test suite and build the docs (warnings are errors)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -33,6 +33,7 @@ demo: setup
 
 test: setup browser
 	$(BIN)/ruff check src packages training benchmarks tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 	$(BIN)/mkdocs build --strict --quiet
 

@@ -64,8 +64,9 @@ def drop_one_images(adapter, text: str, seeds: list[int], embedder, cache):
     import numpy as np
 
     from diffexplain.explain.prompt_game import PromptGame
+    from diffexplain.explain.settings import ExplainSettings
 
-    game = PromptGame(adapter, text, seeds=seeds, embedder=embedder, cache=cache, perturbation="drop")
+    game = PromptGame(adapter, text, ExplainSettings(seeds=seeds, embedder=embedder), embedder=embedder, cache=cache)
     d = game.n_players
     return game.images(np.vstack([np.ones((1, d), bool), ~np.eye(d, dtype=bool)]))
 

@@ -30,14 +30,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from ._common import machine, peak_rss_mib, reset_peak_rss, write
-from diffexplain.attention import AttentionRecorder, threshold
-from diffexplain.explain.regions import match_regions, segment
+from diffexplain.attention import AttentionMaps, AttentionRecorder, threshold
+from diffexplain.attention.regions import match_regions, segment
 from diffexplain.metrics import iou, mass_ratio, pointing_game
-from diffexplain_shapes import pipelines as shapes
-from diffexplain.models.loading import load_pipeline
 from diffexplain.models.adapter import TextToImageAdapter
+from diffexplain.models.loading import load_pipeline
+from diffexplain_shapes import pipelines as shapes
 from diffexplain_shapes import sample_scene
+
+from ._common import machine, peak_rss_mib, reset_peak_rss, write
 
 DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 
@@ -61,10 +62,123 @@ def record_rendered(pipe, adapter, scene):
             noise = torch.randn(latents.shape, generator=generator)
             noisy = alphas[t].sqrt() * latents + (1 - alphas[t]).sqrt() * noise
             pipe.unet(noisy, torch.tensor([t]), encoder_hidden_states=context)
-    maps = recorder.maps(pipe.tokenizer, [scene.caption], image_size=(64, 64))
+    maps = AttentionMaps.from_recorder(recorder, pipe.tokenizer, [scene.caption], (64, 64))
     if any(c.tolist() != [1.0] * len(TIMESTEPS) for c in maps.counts.values()):
         raise RuntimeError("each time group must hold exactly one of the recorded timesteps")
     return maps
+
+
+SIGMAS = tuple(t / 1000 for t in TIMESTEPS)  # flow matching: x_t = (1 - s) x0 + s noise, t = 1000 s
+FLUX_SUBSETS = ("double", "single", "both")
+VIEWS = ("attention", "output")
+
+
+@torch.no_grad()
+def record_rendered_flux(pipe, scene, view: str, max_sequence_length: int):
+    """A Flux transformer's maps of a rendered scene noised to each sigma in ``SIGMAS``, in one view:
+    "attention" (the image -> text block of the joint softmax, double- and single-stream blocks) or
+    "output" (ConceptAttention's output space, double-stream blocks)."""
+    from diffexplain.attention.concept import ConceptAttentionRecorder
+
+    image = torch.from_numpy(scene.render()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    vae = pipe.vae
+    latents = (vae.encode(image).latent_dist.mean - vae.config.shift_factor) * vae.config.scaling_factor
+    _, channels, height, width = latents.shape
+    packed = pipe._pack_latents(latents, 1, channels, height, width)
+    img_ids = pipe._prepare_latent_image_ids(1, height // 2, width // 2, packed.device, packed.dtype)
+    embeds, pooled, text_ids = pipe.encode_prompt(scene.caption, None, max_sequence_length=max_sequence_length)
+    generator = torch.Generator().manual_seed(0)
+    recorder_class = ConceptAttentionRecorder if view == "output" else AttentionRecorder
+    recorder = recorder_class(pipe, batch_layout="none", time_groups=len(TIMESTEPS))
+    with recorder:
+        for sigma in SIGMAS:
+            noise = torch.randn(packed.shape, generator=generator)
+            pipe.transformer(hidden_states=(1 - sigma) * packed + sigma * noise, timestep=torch.tensor([sigma]),
+                             guidance=None, pooled_projections=pooled, encoder_hidden_states=embeds,
+                             txt_ids=text_ids, img_ids=img_ids, return_dict=False)
+    maps = recorder.maps([scene.caption], image_size=(64, 64),
+                         pipeline_kwargs=dict(max_sequence_length=max_sequence_length))
+    if any(c.tolist() != [1.0] * len(TIMESTEPS) for c in maps.counts.values()):
+        raise RuntimeError("each time group must hold exactly one of the recorded timesteps")
+    return maps
+
+
+def flux_layers(maps, subset: str) -> list[str]:
+    """The recorded layers of a subset: "double" (double-stream blocks), "single", "both"."""
+    double = [n for n in maps.layers if n.startswith("transformer_blocks.")]
+    single = [n for n in maps.layers if n.startswith("single_transformer_blocks.")]
+    return {"double": double, "single": single, "both": double + single}[subset]
+
+
+def flux_localisation_part(args, pipe) -> tuple[dict, str]:
+    """Both views side by side on the shapes Flux model. For each view, which layers (a subset or
+    one block), which time groups (all, or one) and tau are chosen on training-split scenes; the
+    choice is then scored on held-out scenes (mIoU at tau, pointing game, mass ratio)."""
+    window = int(dict(shapes.defaults("flux").pipeline_args)["max_sequence_length"])
+    selection_scenes = [sample_scene(np.random.default_rng([777, i]), split="train") for i in range(args.select)]
+    rng = np.random.default_rng(4242)
+    scenes = [sample_scene(rng, split="heldout") for _ in range(args.captions)]
+    payload: dict = dict(n_captions=len(scenes), n_selection=len(selection_scenes), sigmas=SIGMAS, views={})
+    lines = [f"# Flux attention localisation: both views on {len(scenes)} held-out rendered scenes "
+             f"(sigma in {SIGMAS})", "",
+             f"Layers, time groups and tau chosen per view on {len(selection_scenes)} training-split scenes "
+             "(mIoU); held-out scores of that choice, and of every layer subset with all time groups at the "
+             "chosen tau.", "",
+             "| view | layers | time groups | tau | colour mIoU | colour pointing | shape mIoU | shape pointing | "
+             "mass ratio (colour / shape) |", "|---|---|---|---|---|---|---|---|---|"]
+    for view in VIEWS:
+        choices = []
+        selection = collections.defaultdict(list)
+        for scene in selection_scenes:
+            maps = record_rendered_flux(pipe, scene, view, window)
+            if not choices:
+                subsets = ["double"] + (["single", "both"] if view == "attention" else [])
+                layer_options = [(s, tuple(flux_layers(maps, s))) for s in subsets] + \
+                    [(n, (n,)) for n in maps.layers]
+                time_options = [("all", None)] + [(f"t={GROUP_TIMESTEP[g]}", (g,)) for g in range(len(TIMESTEPS))]
+                choices = [(lo, to) for lo in layer_options for to in time_options]
+            masks = scene.masks()
+            for index, word in enumerate(scene.words):
+                if word.role not in ROLES:
+                    continue
+                for (lname, layers), (tname, groups) in choices:
+                    heatmap = maps.word_heatmap(index, layers=list(layers), time_groups=groups)
+                    for tau in TAUS:
+                        selection[(lname, tname, tau)].append(
+                            iou(threshold(heatmap, tau).numpy(), masks[word.object_index]))
+        best = max(selection, key=lambda k: np.mean(selection[k]))
+        layer_lookup = {lname: layers for (lname, layers), _ in choices}
+        time_lookup = {tname: groups for _, (tname, groups) in choices}
+        rows = collections.defaultdict(list)
+        subsets = ["double"] + (["single", "both"] if view == "attention" else [])
+        for scene in scenes:
+            maps = record_rendered_flux(pipe, scene, view, window)
+            masks = scene.masks()
+            for index, word in enumerate(scene.words):
+                if word.role not in ROLES:
+                    continue
+                mask = masks[word.object_index]
+                rows[("chosen", word.role)].append(score(
+                    maps.word_heatmap(index, layers=list(layer_lookup[best[0]]), time_groups=time_lookup[best[1]]),
+                    mask, best[2]))
+                for subset in subsets:
+                    rows[(subset, word.role)].append(score(
+                        maps.word_heatmap(index, layers=flux_layers(maps, subset)), mask, best[2]))
+
+        result = {f"{name}|{role}": {k: float(np.nanmean([r[k] for r in values])) for k in ("iou", "pointing", "mass")}
+                  for (name, role), values in rows.items()}
+        payload["views"][view] = dict(chosen=dict(layers=best[0], time=best[1], tau=best[2],
+                                                  selection_miou=float(np.mean(selection[best]))),
+                                      held_out=result)
+        for name in ["chosen"] + subsets:
+            c, s = result[f"{name}|colour"], result[f"{name}|shape"]
+            layers_label = best[0] if name == "chosen" else name
+            time_label = best[1] if name == "chosen" else "all"
+            lines.append(f"| {view} | {layers_label} | {time_label} | {best[2]} | {c['iou']:.3f} | "
+                         f"{c['pointing']:.3f} | {s['iou']:.3f} | {s['pointing']:.3f} | "
+                         f"{c['mass']:.2f} / {s['mass']:.2f} |")
+    payload["machine"] = machine()
+    return payload, "\n".join(lines + [""])
 
 
 def score(heatmap, mask, tau=0.4):
@@ -187,7 +301,7 @@ def cost_part(args, pipe, adapter) -> tuple[dict, str]:
     def timed(record: bool) -> float:
         start = time.perf_counter()
         if record:
-            with AttentionRecorder(pipe):
+            with AttentionRecorder(adapter):
                 adapter.generate(prompts, seeds)
         else:
             adapter.generate(prompts, seeds)
@@ -203,13 +317,13 @@ def cost_part(args, pipe, adapter) -> tuple[dict, str]:
     overhead = float(np.median(np.array(recorded_t) / np.array(plain_t)) - 1)
     memory = {}
     for steps in (10, 50):
-        stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=DEFAULTS.guidance_scale)
+        stepped = TextToImageAdapter(pipe, num_inference_steps=steps, guidance_scale=adapter.guidance_scale)
         reset_peak_rss()
         base = peak_rss_mib()
         batch = prompts[:stepped.batch_size]  # one pipeline call: the recorder keeps one map per batch row
-        with AttentionRecorder(pipe) as recorder:
+        with AttentionRecorder(stepped) as recorder:
             stepped.generate(batch, list(range(len(batch))))
-        recorder.maps(pipe.tokenizer, batch, image_size=(64, 64))
+        recorder.maps()
         memory[steps] = peak_rss_mib() - base
 
     payload = dict(recording_overhead=overhead, plain_s=plain_t, recorded_s=recorded_t, peak_rss_increase_mib=memory,
@@ -231,7 +345,8 @@ def main(argv=None) -> None:
     parser.add_argument("--captions", type=int, default=50)
     parser.add_argument("--select", type=int, default=40, help="training-split scenes that choose layers and tau")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", default="shapes", help="'shapes' or an exported pipeline directory")
+    parser.add_argument("--model", default="shapes",
+                        help="'shapes' (UNet), 'flux' (the shapes Flux.1 model: both attention views) or a folder")
     parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
     args = parser.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
@@ -241,12 +356,17 @@ def main(argv=None) -> None:
         args.captions, args.select = 5, 5
     torch.set_flush_denormal(True)
     pipe = load_pipeline(args.model)
-    adapter = TextToImageAdapter(pipe, num_inference_steps=DEFAULTS.num_inference_steps,
-                                 guidance_scale=DEFAULTS.guidance_scale)
-    current = args.name is None and args.model == "shapes" and (args.captions, args.select) == (50, 40)
+    flux = args.model == "flux"
+    adapter = TextToImageAdapter(pipe) if flux else TextToImageAdapter(
+        pipe, num_inference_steps=DEFAULTS.num_inference_steps, guidance_scale=DEFAULTS.guidance_scale)
+    current = args.name is None and args.model in ("shapes", "flux") and (args.captions, args.select) == (50, 40)
+    stem = args.name or ("attention_maps_flux" if flux else "attention_maps")
     for part in parts:
-        payload, table = (localisation_part if part == "localisation" else cost_part)(args, pipe, adapter)
-        write(f"{args.name or 'attention_maps'}_{part}", payload, table, current=current)
+        if part == "localisation":
+            payload, table = flux_localisation_part(args, pipe) if flux else localisation_part(args, pipe, adapter)
+        else:
+            payload, table = cost_part(args, pipe, adapter)
+        write(f"{stem}_{part}", payload, table, current=current)
 
 
 if __name__ == "__main__":

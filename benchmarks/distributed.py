@@ -70,11 +70,11 @@ def _overhead_run(workers: int, seconds: float, batches: int) -> dict:
     adapter = SleepAdapter(seconds)
     executor = RayExecutor(SleepSpec(seconds), workers=workers, num_cpus=0, in_flight=2)
     try:
-        warm = [Work(seeds=(i,), texts=("warm",)) for i in range(workers * 2)]
+        warm = [Work.full("warm", (i,)) for i in range(workers * 2)]
         list(executor.run(adapter, warm))  # actors started and checked before the clock runs
         with tempfile.TemporaryDirectory() as folder:
             cache = GenerationCache(Path(folder) / "cache.sqlite")
-            works = [Work(seeds=tuple(range(4 * b, 4 * b + 4)), texts=(f"prompt {b}",) * 4) for b in range(batches)]
+            works = [Work.full(f"prompt {b}", tuple(range(4 * b, 4 * b + 4))) for b in range(batches)]
             start = time.perf_counter()
             for index, images in executor.run(adapter, works):
                 work = works[index]
@@ -130,7 +130,7 @@ def _throughput_run(workers: int, images: int) -> dict:
     adapter = TextToImageAdapter(load_pipeline("shapes"), batch_size=8)
     spec = dataclasses.replace(spec_of(adapter, "shapes"), threads=1)
     texts = [scene.caption for scene in captions(images, 4, 8, seed=31)]
-    works = [Work(seeds=tuple(range(i, i + 8)), texts=tuple(texts[i:i + 8])) for i in range(0, images, 8)]
+    works = [Work.full(texts[i], tuple(range(i, i + 8))) for i in range(0, images, 8)]  # 8 seeds a caption
     executor = RayExecutor(spec, workers=workers, num_cpus=1)
     try:
         list(executor.run(adapter, works[:workers]))  # warm-up: pipelines loaded, first batch compiled
@@ -168,8 +168,8 @@ def throughput_table(result: dict) -> str:
 # -- audit: 200 held-out captions -----------------------------------------------------------------------
 def audit_part(prompts: int = 200, out: Path | None = None) -> dict:
     from benchmarks.word_attribution import captions
-    from diffexplain_shapes.scene import COLOURS, NAMED_BACKGROUNDS, POSITIONS, SHAPES, SIZES
     from diffexplain.metrics import roc_auc
+    from diffexplain_shapes.scene import COLOURS, NAMED_BACKGROUNDS, POSITIONS, SHAPES, SIZES
 
     out = out or AD_HOC / "distributed_audit"
     out.mkdir(parents=True, exist_ok=True)

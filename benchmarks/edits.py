@@ -43,20 +43,22 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from ._common import drop_one_images, machine, write
-from diffexplain.cache import GenerationCache
 from diffexplain.attention import record_prompt
+from diffexplain.cache import GenerationCache
 from diffexplain.embed import make_embedder
-from diffexplain.explain.api import SURROGATE_BUDGET, explain_prompt
-from diffexplain.explain.i2am import i2am_paint_by_example
+from diffexplain.explain.api import explain_prompt
+from diffexplain.explain.surrogate import SURROGATE_BUDGET
+from diffexplain.image2image.i2am import i2am_paint_by_example
 from diffexplain.metrics import imacs, roc_auc
-from diffexplain_shapes import pipelines as shapes
 from diffexplain.models.edit_adapter import EditAdapter, PaintByExampleAdapter
 from diffexplain.models.loading import load_pipeline
 from diffexplain_shapes import check, sample_scene
+from diffexplain_shapes import pipelines as shapes
 from diffexplain_shapes.edits import inpainted_relevance, sample_edit
 from diffexplain_shapes.scene import COLOURS, IMAGE_SIZE
 from diffexplain_shapes.tasks import box_mask, reference_crop, reference_object_mask
+
+from ._common import drop_one_images, machine, write
 
 DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 EDIT_DEFAULTS = shapes.defaults("instruct_pix2pix")  # and the editing models'
@@ -124,7 +126,7 @@ def pix2pix_part(model: str, n_edits: int, n_explain: int, smile_budgets: tuple[
             aucs, values = [], []
             for explainer_seed in range(1 if method == "shapley" else explainer_seeds):
                 e = explain_prompt(adapter, edit.instruction, method=method, seeds=sampler_seeds, embedder=embedder,
-                                   budget=budget, cache=cache, seed=explainer_seed)
+                                   budget=budget, cache=cache, sampler_seed=explainer_seed)
                 aucs.append(roc_auc(e.values, edit.relevance))
                 values.append([float(v) for v in e.values])
             record["values"][key], record["auc"][key] = values, aucs

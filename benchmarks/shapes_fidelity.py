@@ -29,11 +29,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from ._common import machine, peak_rss_mib, reset_peak_rss, write
-from diffexplain_shapes import pipelines as shapes
-from diffexplain.models.loading import load_pipeline
 from diffexplain.models.adapter import TextToImageAdapter
+from diffexplain.models.loading import load_pipeline
 from diffexplain_shapes import check, sample_scene
+from diffexplain_shapes import pipelines as shapes
+
+from ._common import machine, peak_rss_mib, reset_peak_rss, write
 
 DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 

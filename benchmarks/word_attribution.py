@@ -47,15 +47,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from ._common import drop_one_images, machine, write
 from diffexplain.cache import GenerationCache
 from diffexplain.embed import make_embedder
-from diffexplain.explain.api import SURROGATE_BUDGET, default_budget, explain_prompt
+from diffexplain.explain.api import explain_prompt
+from diffexplain.explain.methods import default_budget
+from diffexplain.explain.surrogate import SURROGATE_BUDGET
 from diffexplain.metrics import precision_at_k, roc_auc
-from diffexplain_shapes import pipelines as shapes
-from diffexplain.models.loading import load_pipeline
 from diffexplain.models.adapter import TextToImageAdapter
+from diffexplain.models.loading import load_pipeline
 from diffexplain_shapes import check, check_vocabulary, sample_scene
+from diffexplain_shapes import pipelines as shapes
+
+from ._common import drop_one_images, machine, write
 
 DEFAULTS = shapes.defaults("text2image")  # sampler and attention settings the shipped model ships
 
@@ -171,7 +174,7 @@ def accuracy_part(ctx, args) -> tuple[dict, list[str]]:
             row = per_method[method]
             for run in range(n_runs[method]):  # explainer seeds: a sampled method's AUC varies with its draw
                 start = time.perf_counter()
-                e = explain_prompt(adapter, scene.caption, method=method, budget=budget, seed=run, **common)
+                e = explain_prompt(adapter, scene.caption, method=method, budget=budget, sampler_seed=run, **common)
                 row["wall_s"] += time.perf_counter() - start
                 row["generations"] += e.n_generations
                 row["new_generations"] += e.n_generations - e.n_cached
@@ -260,7 +263,8 @@ def compare_part(ctx, args) -> tuple[dict, list[str]]:
         for method in errors:
             for factor in (2, 4, 8):
                 for draw in range(args.draws):
-                    e = explain_prompt(adapter, scene.caption, method=method, budget=factor * d, seed=draw, **common)
+                    e = explain_prompt(adapter, scene.caption, method=method, budget=factor * d, sampler_seed=draw,
+                                       **common)
                     errors[method][factor].append(float(np.abs(e.normalised() - exact).mean()))
                     errors_l1[method][factor].append(float(np.abs(e.values - raw).mean() / np.abs(raw).sum()))
     # per prompt, the mean over draws; then the mean over prompts and its standard error across prompts

@@ -15,6 +15,7 @@ import torch
 from tests.helpers import _save_and_reload, _unet, _vae
 from tests.tokenizers import clip_bpe, gemma_bpe, t5_unigram
 
+
 def _t5(directory: Path, d_model: int = 32):
     from transformers import T5Config, T5EncoderModel
 
@@ -94,8 +95,12 @@ def variant(pipe, class_name: str, directory: Path):
 
 
 def tiny_sd3(directory: Path, seed: int = 0, t5: bool = True):
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
-                           StableDiffusion3Pipeline)
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
 
     torch.manual_seed(seed)
     tokenizer, text_encoder = _clip_projection(directory)

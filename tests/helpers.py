@@ -72,7 +72,9 @@ def tiny_text2image(directory: Path, *, seed: int = 0, height: int = 16, width: 
 def tiny_image_pipeline(directory: Path, kind: str, *, seed: int = 0, height: int = 16, width: int = 16):
     """A random-weight pix2pix / img2img / inpaint pipeline, saved and reloaded."""
     from diffusers import (
-        DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
+        DDIMScheduler,
+        StableDiffusionImg2ImgPipeline,
+        StableDiffusionInpaintPipeline,
         StableDiffusionInstructPix2PixPipeline,
     )
 

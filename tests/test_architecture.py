@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,63 @@ def test_subpackages_import_each_other_without_cycles():
     for start in edges:
         visit(start, [start])
     assert not cycles, cycles[0]
+
+
+def test_no_two_modules_import_each_other_even_lazily_or_for_types():
+    """Every import counts (top-level, inside functions, under TYPE_CHECKING): the module graph is
+    acyclic, so any module can be read knowing only what it imports."""
+    graph = _graph()
+    modules = set(graph)
+    edges: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        for name in imported:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != module and not module.startswith(name + "."):  # a package's own __init__
+                edges.setdefault(module, set()).add(name)
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for start in sorted(modules):
+        if start not in state:
+            visit(start, [start])
+    assert not cycles, " -> ".join(cycles[0])
+
+
+# a test on a family's or a class's name: what models.families exists to hold
+_NAME_BRANCH = re.compile(
+    r"__name__\s*(==|!=|\bin\b)|\bin\s+type\([^)]*\)\.__name__|\bin\s+\w+\.__name__|"
+    r"family\.name\s*(==|!=|\bin\b|\bnot\s+in\b)|\.name\s*(==|!=)\s*[\"'](sd|sdxl|sd3|flux|pixart|sana)[\"']|"
+    r"[\"'](Flux|StableDiffusion|PixArt|Sana|SD3)\w*[\"']\s+in\b|[\"'][A-Z]\w*[\"']\s+in\s+\w*name\b")
+
+
+def test_no_family_or_class_name_is_tested_outside_the_families():
+    families = CORE / "models" / "families"
+    hits = []
+    for path in CORE.rglob("*.py"):
+        if families in path.parents:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if _NAME_BRANCH.search(line) and "__main__" not in line:
+                hits.append(f"{path.relative_to(CORE)}:{number}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_the_name_branch_pattern_catches_the_branches_it_is_meant_to():
+    for line in ('flux = "Flux" in type(denoiser).__name__', 'if type(pipe).__name__ == "X":',
+                 'if adapter.family.name != "flux"', 'family.name in ("sdxl", "sd3")', 'if f.name == "sana"',
+                 'if "CLIP" in name:'):
+        assert _NAME_BRANCH.search(line), line
+    assert not _NAME_BRANCH.search('raise ValueError(f"{type(pipe).__name__} takes no mask")')
 
 
 def test_every_core_module_imports_without_the_shapes_distribution():

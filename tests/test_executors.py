@@ -90,7 +90,7 @@ def test_black_images_are_reported_not_used():
             return np.zeros((len(seeds), 4, 4, 3), np.uint8)
 
     with pytest.raises(RuntimeError, match="all-black image .* seeds \\[7\\]"):
-        list(InProcessExecutor().run(Black(), [Work(seeds=(7,), texts=("a red circle",))]))
+        list(InProcessExecutor().run(Black(), [Work.full("a red circle", (7,))]))
 
 
 def test_more_workers_than_a_local_instance_has_cpus_is_refused(tiny):

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diffexplain.attention import find_cross_attention
+from diffexplain.attention.recorder import attention_probs
 from diffexplain.tokens import word_token_spans
-from diffexplain.attention.recorder import attention_probs, find_cross_attention
 
 GROUNDED_ROLES = ("colour", "shape", "size")
 
@@ -49,7 +50,7 @@ class AttentionTaps:
     UNet call, so the loss can recompute the attention probabilities. Use as a context manager."""
 
     def __init__(self, unet, min_pixels: int = 64):
-        self.modules = find_cross_attention(unet)
+        self.modules = {name: module for name, (module, _) in find_cross_attention(unet).items()}
         self.min_pixels = min_pixels
         self.inputs: dict = {}
         self._handles: list = []
@@ -60,7 +61,7 @@ class AttentionTaps:
         if context is not None and hidden.ndim == 3 and hidden.shape[1] >= self.min_pixels:
             self.inputs[name] = (attn, hidden, context)
 
-    def __enter__(self) -> "AttentionTaps":
+    def __enter__(self) -> AttentionTaps:
         self.inputs = {}
         for name, module in self.modules.items():
             self._handles.append(module.register_forward_pre_hook(partial(self._hook, name), with_kwargs=True))

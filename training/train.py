@@ -47,8 +47,9 @@ import torch.nn.functional as F
 
 from diffexplain.models.defaults import MARKER
 from diffexplain_shapes import pipelines as shapes_models
-from .grounding import AttentionTaps, token_objects
 from diffexplain_shapes.scene import sample_scene
+
+from .grounding import AttentionTaps, token_objects
 
 
 def _log(run_dir: Path, record: dict) -> None:

@@ -40,18 +40,25 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
 from diffexplain.models.defaults import MARKER
 from diffexplain_shapes import pipelines as shapes_models
-from diffexplain_shapes.tasks import REFERENCE_SIZE, box_mask, reference_crop
 from diffexplain_shapes.edits import EDIT_KINDS, instruction_vocabulary, sample_edit
 from diffexplain_shapes.scene import sample_scene
+from diffexplain_shapes.tasks import REFERENCE_SIZE, box_mask, reference_crop
+
 from .train import (
-    _atomic_save, _read_log, check_shares, denoising_loss, drop_fillers, drop_words, log_window, optimise,
+    _atomic_save,
+    _read_log,
+    check_shares,
+    denoising_loss,
+    drop_fillers,
+    drop_words,
+    log_window,
+    optimise,
 )
 
 KINDS = ("pix2pix", "inpaint", "paint_by_example")
@@ -111,7 +118,7 @@ def latent_basis(vae, channels: int, calib: int, seed: int = 0) -> tuple[torch.T
     return vectors[:, :channels].float(), (values.cumsum(0) / values.sum()).float()
 
 
-def _mix_out(conv, matrix: torch.Tensor, bias: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _mix_out(conv, matrix: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``matrix @ conv(x) + bias`` as one convolution (matrix: (new_out, out))."""
     weight = torch.einsum("no,oikl->nikl", matrix, conv.weight.detach())
     out_bias = matrix @ conv.bias.detach() + (0 if bias is None else bias)
@@ -221,7 +228,7 @@ def narrow(args) -> None:
     print(json.dumps(record), flush=True)
 
 
-def parse_kind_weights(spec: Optional[str]) -> Optional[np.ndarray]:
+def parse_kind_weights(spec: str | None) -> np.ndarray | None:
     """``"add=2,move=2"`` -> sampling probabilities over EDIT_KINDS (unnamed kinds weigh 1); None -> None."""
     if not spec:
         return None
@@ -242,7 +249,7 @@ def parse_kind_weights(spec: Optional[str]) -> Optional[np.ndarray]:
     return np.array([weights[k] / total for k in EDIT_KINDS])
 
 
-def _sample(kind: str, rng: np.random.Generator, kind_weights: Optional[np.ndarray] = None) -> dict:
+def _sample(kind: str, rng: np.random.Generator, kind_weights: np.ndarray | None = None) -> dict:
     """One training example as arrays: target, conditioning image(s), mask and text."""
     if kind == "pix2pix":
         edit_kind = None if kind_weights is None else str(rng.choice(EDIT_KINDS, p=kind_weights))
@@ -466,7 +473,10 @@ def train(args) -> None:
 def export(args) -> None:
     """Write the EMA weights as a diffusers pipeline of the kind's class into the package."""
     from diffusers import (
-        DDIMScheduler, PaintByExamplePipeline, StableDiffusionInpaintPipeline, StableDiffusionInstructPix2PixPipeline,
+        DDIMScheduler,
+        PaintByExamplePipeline,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionInstructPix2PixPipeline,
     )
     run_dir = Path(args.run_dir)
     base = _base(Path(args.base))

@@ -41,8 +41,17 @@ from diffexplain.models.defaults import MARKER
 from diffexplain_shapes import pipelines as shapes_models
 from diffexplain_shapes.scene import vocabulary
 
-from .train import (ScenePool, _atomic_save, _load_packed, _log, _read_log, drop_words, filler_keep, log_window,
-                    resume_models)
+from .train import (
+    ScenePool,
+    _atomic_save,
+    _load_packed,
+    _log,
+    _read_log,
+    drop_words,
+    filler_keep,
+    log_window,
+    resume_models,
+)
 
 T5_MAX_TOKENS = 32  # the shapes captions' longest is ~28 words, one token each, plus </s>
 

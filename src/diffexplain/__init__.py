@@ -6,16 +6,17 @@ The public face (imported on first use, so ``import diffexplain`` stays light; t
 - ``TextToImageAdapter``, ``EditAdapter``, ``PaintByExampleAdapter``: generate from a pipeline you built.
 - ``load_pipeline``: a registered name or a local pipeline folder, offline.
 - ``PromptExplainer`` / ``explain_prompt``: which words drive the image (shapley, permutation,
-  kernelshap, lime, smile).
+  kernelshap, lime, smile), under one frozen ``ExplainSettings``.
+- ``DropWords``, ``EmptyEmbedding``, ``ReplaceWords``: the perturbations, as objects.
 - ``AttentionRecorder`` / ``AttentionMaps``: per-word cross-attention heatmaps (a context manager).
 - ``i2am_paint_by_example``: I2AM maps and IMACS for a reference-image model.
 - ``GenerationCache``: the SQLite generation cache shared by explanations.
-- ``Explanation``: the result type (JSON + safetensors).
+- ``Explanation`` / ``Explanations``: results as plain data (JSON + safetensors), one or a batch.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -26,11 +27,16 @@ _LAZY = {
     "load_pipeline": ("diffexplain.models.loading", "load_pipeline"),
     "PromptExplainer": ("diffexplain.explain.api", "PromptExplainer"),
     "explain_prompt": ("diffexplain.explain.api", "explain_prompt"),
+    "ExplainSettings": ("diffexplain.explain.settings", "ExplainSettings"),
+    "DropWords": ("diffexplain.models.perturbations", "DropWords"),
+    "EmptyEmbedding": ("diffexplain.models.perturbations", "EmptyEmbedding"),
+    "ReplaceWords": ("diffexplain.models.perturbations", "ReplaceWords"),
     "AttentionRecorder": ("diffexplain.attention.recorder", "AttentionRecorder"),
     "AttentionMaps": ("diffexplain.attention.maps", "AttentionMaps"),
-    "i2am_paint_by_example": ("diffexplain.explain.i2am", "i2am_paint_by_example"),
+    "i2am_paint_by_example": ("diffexplain.image2image.i2am", "i2am_paint_by_example"),
     "GenerationCache": ("diffexplain.cache", "GenerationCache"),
     "Explanation": ("diffexplain.types", "Explanation"),
+    "Explanations": ("diffexplain.types", "Explanations"),
 }
 
 if TYPE_CHECKING:
@@ -38,19 +44,22 @@ if TYPE_CHECKING:
     from .attention.recorder import AttentionRecorder
     from .cache import GenerationCache
     from .explain.api import PromptExplainer, explain_prompt
-    from .explain.i2am import i2am_paint_by_example
+    from .explain.settings import ExplainSettings
+    from .image2image.i2am import i2am_paint_by_example
     from .models.adapter import TextToImageAdapter
     from .models.edit_adapter import EditAdapter, PaintByExampleAdapter
     from .models.loading import load_pipeline
-    from .types import Explanation
+    from .models.perturbations import DropWords, EmptyEmbedding, ReplaceWords
+    from .types import Explanation, Explanations
 
 __all__ = [
     "__version__", "TextToImageAdapter", "EditAdapter", "PaintByExampleAdapter", "load_pipeline", "PromptExplainer",
-    "explain_prompt", "AttentionRecorder", "AttentionMaps", "i2am_paint_by_example", "GenerationCache", "Explanation",
+    "explain_prompt", "ExplainSettings", "DropWords", "EmptyEmbedding", "ReplaceWords", "AttentionRecorder",
+    "AttentionMaps", "i2am_paint_by_example", "GenerationCache", "Explanation", "Explanations",
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 

@@ -24,8 +24,9 @@ import sqlite3
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -95,7 +96,7 @@ class GenerationCache:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._memory: Optional[sqlite3.Connection] = None
+        self._memory: sqlite3.Connection | None = None
         self.owner = _owner()
         try:
             with self._connection() as connection:
@@ -108,7 +109,7 @@ class GenerationCache:
                              "every row that can still be read") from error
 
     @classmethod
-    def repair(cls, path: str | Path) -> tuple["GenerationCache", Path, int]:
+    def repair(cls, path: str | Path) -> tuple[GenerationCache, Path, int]:
         """Move an unreadable cache file aside (``<name>.corrupt-<time>``) and start a new one at
         ``path`` holding every image row that could still be read from it.
 
@@ -129,6 +130,7 @@ class GenerationCache:
         except sqlite3.DatabaseError:
             rowids, old = [], None
         for rowid in rowids:
+            assert old is not None  # rowids are empty otherwise
             try:
                 row = old.execute("SELECT * FROM images WHERE rowid = ?", (rowid,)).fetchone()
                 if row[5]:  # an embeddings-only row has no PNG to check
@@ -187,7 +189,8 @@ class GenerationCache:
     def _decoded(self, rows: list[tuple], *, pixels: bool) -> dict:
         """{key: uint8 (H, W, 3) image (``pixels``) or None (checked only)} of the rows whose PNG
         decodes (an empty one, embeddings-only, passes); the others are dropped with a warning."""
-        out, broken = {}, []
+        out: dict[str, np.ndarray | None] = {}
+        broken = []
         for key, png in rows:
             try:
                 if not png:
@@ -195,7 +198,8 @@ class GenerationCache:
                 elif pixels:
                     out[key] = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
                 else:
-                    out[key] = Image.open(io.BytesIO(png)).verify()
+                    Image.open(io.BytesIO(png)).verify()
+                    out[key] = None
             except Exception:  # noqa: BLE001 - PIL raises several types for damaged data
                 broken.append(key)
         if broken:

@@ -16,40 +16,31 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .protocols import Adapter
+from .work import Work
 
-@dataclasses.dataclass(frozen=True)
-class Work:
-    """One batch of generations.
+if TYPE_CHECKING:
+    from .models.adapter import TextToImageAdapter
+    from .protocols import Executor
 
-    Attributes:
-        seeds: one seed per image.
-        texts: the text of each image (perturbation "drop"), or None.
-        prompt, masks: the prompt and (n, d) word masks (perturbation "empty_embedding"), or None.
-    """
-
-    seeds: tuple[int, ...]
-    texts: Optional[tuple[str, ...]] = None
-    prompt: Optional[str] = None
-    masks: Optional[np.ndarray] = None
+__all__ = ["AdapterSpec", "InProcessExecutor", "RayExecutor", "Work", "check_images", "generate", "measure", "spec_of"]
 
 
-def generate(adapter, work: Work) -> np.ndarray:
+def generate(adapter: Adapter, work: Work) -> np.ndarray:
     """Run one batch on ``adapter``: uint8 (n, H, W, 3)."""
-    if work.texts is not None:
-        return adapter.generate(list(work.texts), list(work.seeds))
-    return adapter.generate_masked(work.prompt, work.masks, list(work.seeds))
+    return work.perturbation.generate(adapter, work.prompt, work.masks, work.seeds)
 
 
 def check_images(images: np.ndarray, work: Work) -> None:
     """Refuse a batch with an all-black image (a safety checker's output, or a NaN decode)."""
     black = [i for i, image in enumerate(images) if not image.any()]
     if black:
-        what = [work.texts[i] if work.texts is not None else f"{work.prompt!r} mask {work.masks[i].astype(int)}"
-                for i in black]
+        what = [work.conditionings()[i] for i in black]
         raise RuntimeError(f"generation returned an all-black image (safety checker or NaN) for seeds "
                            f"{[work.seeds[i] for i in black]}, conditionings {what}; not used")
 
@@ -59,7 +50,7 @@ class InProcessExecutor:
 
     name = "in-process"
 
-    def run(self, adapter, batches: Sequence[Work]) -> Iterator[tuple[int, np.ndarray]]:
+    def run(self, adapter: Adapter, batches: Sequence[Work]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (batch index, images) for every batch, in order."""
         for index, work in enumerate(batches):
             images = generate(adapter, work)
@@ -85,9 +76,9 @@ class AdapterSpec:
     model: str
     options: dict = dataclasses.field(default_factory=dict)
     edit: bool = False
-    threads: Optional[int] = None
+    threads: int | None = None
 
-    def build(self):
+    def build(self) -> Any:
         from .models.adapter import TextToImageAdapter
         from .models.edit_adapter import EditAdapter
         from .models.loading import load_pipeline
@@ -95,7 +86,7 @@ class AdapterSpec:
         return (EditAdapter if self.edit else TextToImageAdapter)(load_pipeline(self.model), **self.options)
 
 
-def identity(adapter) -> tuple[str, str]:
+def identity(adapter: Adapter) -> tuple[str, str]:
     """What must match between the driver's adapter and a worker's: model fingerprint and settings."""
     import json
 
@@ -141,7 +132,7 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, spec: AdapterSpec, *, workers: int = 2, address: Optional[str] = None, num_cpus: float = 1,
+    def __init__(self, spec: AdapterSpec, *, workers: int = 2, address: str | None = None, num_cpus: float = 1,
                  num_gpus: float = 0, in_flight: int = 2, max_restarts: int = 8):
         import ray
 
@@ -176,7 +167,7 @@ class RayExecutor:
                                    f"(fingerprint {got[0]} vs the driver's {want[0]}): refusing to mix their images")
             self._checked.add(actor)
 
-    def run(self, adapter, batches: Sequence[Work]) -> Iterator[tuple[int, np.ndarray]]:
+    def run(self, adapter: Adapter, batches: Sequence[Work]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (batch index, images) as batches complete, in any order; each batch exactly once."""
         import ray
         from ray.exceptions import RayActorError
@@ -225,13 +216,13 @@ class RayExecutor:
         import ray
 
         for actor in self.actors:
-            ray.kill(actor)
+            ray.kill(actor)  # type: ignore[arg-type]
         self.actors = []
         if self._started:
             ray.shutdown()
 
 
-def measure(executor, adapter, work: Work) -> float:
+def measure(executor: Executor, adapter: Adapter, work: Work) -> float:
     """Seconds per image of one batch on ``executor`` (a warm-up for cost estimates)."""
     start = time.perf_counter()
     for _ in executor.run(adapter, [work]):
@@ -239,7 +230,7 @@ def measure(executor, adapter, work: Work) -> float:
     return (time.perf_counter() - start) / len(work.seeds)
 
 
-def spec_of(adapter, model: str, **extra: Any) -> AdapterSpec:
+def spec_of(adapter: TextToImageAdapter, model: str, **extra: Any) -> AdapterSpec:
     """The ``AdapterSpec`` that rebuilds a ``TextToImageAdapter`` like ``adapter`` from ``model``."""
     import torch
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
-def word_token_spans(tokenizer, prompt: str | Sequence[str], start: int = 1) -> list[tuple[int, int]]:
+def word_token_spans(tokenizer: Any, prompt: str | Sequence[str], start: int = 1) -> list[tuple[int, int]]:
     """[start, end) token positions of each whitespace word of ``prompt`` in its encoded form.
 
     Each word is tokenized alone; the spans must add up to the prompt tokenized whole, or the
@@ -35,7 +36,7 @@ def word_token_spans(tokenizer, prompt: str | Sequence[str], start: int = 1) -> 
     return spans
 
 
-def special_tokens_before(tokenizer) -> int:
+def special_tokens_before(tokenizer: Any) -> int:
     """How many special tokens the tokenizer puts before the text (CLIP and Gemma: 1, T5: 0)."""
     plain = tokenizer("red", add_special_tokens=False).input_ids
     full = tokenizer("red").input_ids
@@ -45,7 +46,7 @@ def special_tokens_before(tokenizer) -> int:
     raise ValueError(f"{type(tokenizer).__name__} does not keep the text's tokens in order when it adds special tokens")
 
 
-def special_tokens_after(tokenizer) -> int:
+def special_tokens_after(tokenizer: Any) -> int:
     """How many special tokens the tokenizer puts after the text (CLIP and T5: the end token; Gemma: 0)."""
     extra = len(tokenizer("red").input_ids) - len(tokenizer("red", add_special_tokens=False).input_ids)
     return extra - special_tokens_before(tokenizer)

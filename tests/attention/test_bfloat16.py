@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffexplain.attention.recorder import record_prompt
+from diffexplain.attention import record_prompt
 from diffexplain.embed import PixelEmbedder
 from diffexplain.explain.api import explain_prompt
 from diffexplain.models.adapter import TextToImageAdapter

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from diffexplain.attention import record_prompt
 from diffexplain.attention.concept import ConceptAttentionRecorder
-from diffexplain.attention.recorder import record_prompt
 from diffexplain.models.adapter import TextToImageAdapter
 from tests.families import FAMILIES
 

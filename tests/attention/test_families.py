@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffexplain.attention.recorder import AttentionRecorder, record_prompt
+from diffexplain.attention import AttentionRecorder, record_prompt
 from diffexplain.models.adapter import TextToImageAdapter
 from tests.families import CALL_KWARGS, FAMILIES, SIZE
 
@@ -105,8 +105,8 @@ def test_padding_gets_attention_only_where_the_pipeline_does_not_mask_it(family_
     name, adapter = family_adapter
     with AttentionRecorder(adapter.pipe, batch_layout="none" if name == "flux" else "cfg") as recorder:
         adapter.generate([PROMPT], [2])  # every context position kept
-    maps = recorder.maps(None, [PROMPT], image_size=(adapter.height, adapter.width),
-                         spans=[adapter.context_spans(PROMPT)])
+    maps = recorder.maps([PROMPT], image_size=(adapter.height, adapter.width),
+                         pipeline_kwargs=adapter.pipeline_kwargs)
     mean = next(iter(maps.means.values()))  # (B, G, heads, N, T)
     words_end = maps.spans[0][-1][1]
     assert mean.shape[-1] > words_end + 1
@@ -124,8 +124,8 @@ def test_keeping_only_the_word_tokens_gives_the_same_word_maps(family_adapter):
     layout = "none" if name == "flux" else "cfg"
     with AttentionRecorder(adapter.pipe, batch_layout=layout) as recorder:
         adapter.generate([PROMPT], [3])
-    full = recorder.maps(None, [PROMPT], image_size=(adapter.height, adapter.width),
-                         spans=[adapter.context_spans(PROMPT)])
+    full = recorder.maps([PROMPT], image_size=(adapter.height, adapter.width),
+                         pipeline_kwargs=adapter.pipeline_kwargs)
     spans = adapter.context_spans(PROMPT)
     n_tokens = spans[-1][1] - spans[0][0]  # the words' tokens (several pieces for CLIP's "big" and "red")
     assert next(iter(kept.means.values())).shape[-1] == n_tokens < next(iter(full.means.values())).shape[-1]
@@ -137,15 +137,14 @@ def test_sana_words_are_located_after_its_default_instruction_prefix(tmp_path):
     """Sana prepends a long instruction and keeps the last positions; the words are located in the
     ids its encoder read. Independent check: changing "red" first changes the context exactly at
     red's located position (Gemma is causal: everything after changes too, nothing before)."""
-    from diffexplain.models import conditioning
     adapter = TextToImageAdapter(FAMILIES["sana"](tmp_path), num_inference_steps=2, height=32, width=32,
                                  guidance_scale=3.0, pipeline_kwargs={"use_resolution_binning": False})
     spans = adapter.context_spans(PROMPT)
     # the instruction's ids are all cut (Sana keeps the start token and the last 299 positions) and its
     # trailing space merges into the first word ("▁a"): the words start right after the start token
     assert spans[0][0] == 1
-    red = conditioning.encode(adapter, [PROMPT])["prompt_embeds"][0]
-    blue = conditioning.encode(adapter, [PROMPT.replace("red", "blue")])["prompt_embeds"][0]
+    red = adapter.family.encode(adapter, [PROMPT])["prompt_embeds"][0]
+    blue = adapter.family.encode(adapter, [PROMPT.replace("red", "blue")])["prompt_embeds"][0]
     differs = [i for i in range(red.shape[0]) if not torch.allclose(red[i], blue[i])]
     assert differs[0] == spans[2][0]
     plain = adapter.generate([PROMPT], [0])[0]

@@ -58,11 +58,11 @@ def test_batched_prompts_give_the_same_maps_as_one_by_one(tiny):
     prompts, seeds = ["a big red circle", "a blue square on the left"], [1, 2]
     with AttentionRecorder(tiny) as recorder:
         _generate(tiny, prompts, seeds)
-    batched = recorder.maps(tiny.tokenizer, prompts, image_size=(16, 16))
+    batched = recorder.maps(prompts, image_size=(16, 16))
     for index, (prompt, seed) in enumerate(zip(prompts, seeds)):
         with AttentionRecorder(tiny) as recorder:
             _generate(tiny, [prompt], [seed])
-        alone = recorder.maps(tiny.tokenizer, [prompt], image_size=(16, 16))
+        alone = recorder.maps([prompt], image_size=(16, 16))
         for word in range(len(prompt.split())):
             torch.testing.assert_close(batched.word_heatmap(word, prompt_index=index), alone.word_heatmap(word),
                                        atol=1e-5, rtol=1e-4)
@@ -73,7 +73,7 @@ def test_only_the_conditional_half_is_kept_and_words_differ(tiny):
         _generate(tiny, ["a big red circle"], [0])
     for acc in recorder.accumulators.values():
         assert acc.sums.shape[0] == 1  # CFG doubled the UNet batch; the unconditional half is dropped
-    maps = recorder.maps(tiny.tokenizer, ["a big red circle"], image_size=(16, 16))
+    maps = recorder.maps(["a big red circle"], image_size=(16, 16))
     red, circle = maps.word_heatmap("red"), maps.word_heatmap("circle")
     assert red.shape == (16, 16) and (red >= 0).all()
     assert not torch.allclose(red, circle)
@@ -125,7 +125,7 @@ def test_non_square_maps_keep_their_orientation(tmp_path):
     context = torch.randn(1, 32, unet.config.cross_attention_dim)
     with recorder:
         unet(torch.randn(1, 4, 8, 16), torch.tensor([500]), encoder_hidden_states=context)
-    maps = recorder.maps(pipe.tokenizer, ["red"], image_size=(16, 32))
+    maps = AttentionMaps.from_recorder(recorder, pipe.tokenizer, ["red"], (16, 32))
     full_resolution = [n for n in maps.layers if maps.grids[n] == (8, 16)]
     assert full_resolution, maps.grids
     heatmap = maps.word_heatmap("red", layers=full_resolution)
@@ -139,7 +139,7 @@ def test_non_square_maps_keep_their_orientation(tmp_path):
 def test_save_and_load_round_trip(tiny, tmp_path):
     with AttentionRecorder(tiny) as recorder:
         _generate(tiny, ["a big red circle"], [0])
-    maps = recorder.maps(tiny.tokenizer, ["a big red circle"], image_size=(16, 16))
+    maps = recorder.maps(["a big red circle"], image_size=(16, 16))
     maps.save(tmp_path)
     loaded = AttentionMaps.load(tmp_path)
     torch.testing.assert_close(loaded.word_heatmap("circle"), maps.word_heatmap("circle"))
@@ -151,7 +151,7 @@ def test_bad_input_is_a_clear_error(tiny):
 
     with AttentionRecorder(tiny) as recorder:
         _generate(tiny, ["a big red circle"], [0])
-    maps = recorder.maps(tiny.tokenizer, ["a big red circle"], image_size=(16, 16))
+    maps = recorder.maps(["a big red circle"], image_size=(16, 16))
     with pytest.raises(ValueError, match="'square' is not in the prompt"):
         maps.word_heatmap("square")
     with pytest.raises(ValueError, match="no cross-attention"):
@@ -161,7 +161,7 @@ def test_bad_input_is_a_clear_error(tiny):
     with pytest.raises(ValueError, match="tau must be in"):
         threshold(maps.word_heatmap("red"), 1.5)
     with pytest.raises(RuntimeError, match="nothing was recorded"):
-        AttentionRecorder(tiny).maps(tiny.tokenizer, ["a"], image_size=(16, 16))
+        AttentionRecorder(tiny).maps(["a"], image_size=(16, 16))
 
 
 def test_keep_steps_keeps_every_step_and_streaming_memory_does_not_grow(tiny):
@@ -202,7 +202,7 @@ def test_single_token_contexts_are_normalised_over_positions(tmp_path):
 def test_layers_at_least_keeps_only_fine_grids_and_changes_the_map(tiny):
     with AttentionRecorder(tiny) as recorder:
         _generate(tiny, ["a big red circle"], [3])
-    maps = recorder.maps(tiny.tokenizer, ["a big red circle"], image_size=(16, 16))
+    maps = recorder.maps(["a big red circle"], image_size=(16, 16))
     sides = sorted({min(g) for g in maps.grids.values()})
     assert len(sides) > 1, maps.grids
     fine = maps.layers_at_least(sides[-1])
@@ -222,12 +222,12 @@ def test_a_prompt_longer_than_the_context_is_refused_naming_the_words_cut(tiny):
     prompt = " ".join(words)
     with AttentionRecorder(tiny) as recorder:
         tiny(prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
-    with pytest.raises(ValueError, match=r"32 tokens, above the 30 .*'blue', 'square'"):
-        recorder.maps(tiny.tokenizer, [prompt], image_size=(16, 16))
+    with pytest.raises(ValueError, match=r"cuts off 'blue', 'square' .*no attention maps"):
+        recorder.maps([prompt], image_size=(16, 16))
     fits = " ".join(words[:30])
     with AttentionRecorder(tiny) as recorder:
         tiny(fits, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
-    maps = recorder.maps(tiny.tokenizer, [fits], image_size=(16, 16))
+    maps = recorder.maps([fits], image_size=(16, 16))
     assert float(maps.word_heatmap(29).sum()) > 0  # the last word that fits has a map
 
 
@@ -245,7 +245,7 @@ def test_instruct_pix2pix_rows_are_found_by_default(tmp_path):
         with AttentionRecorder(pipe, batch_layout=layout) as recorder:
             pipe(prompts, image=[source] * 2, num_inference_steps=2, guidance_scale=3.0, image_guidance_scale=1.5,
                  generator=[torch.Generator().manual_seed(s) for s in (0, 1)], output_type="np")
-        return recorder.maps(pipe.tokenizer, prompts, image_size=(16, 16))
+        return recorder.maps(prompts, image_size=(16, 16))
 
     auto, pix2pix = record("auto"), record("pix2pix")
     for index in range(4):

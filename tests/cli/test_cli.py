@@ -76,7 +76,7 @@ def test_explain_reports_bad_input_as_usage_errors(tmp_path):
     assert result.exit_code == 2 and "model must be" in result.output
     result = CliRunner().invoke(cli, ["explain", "a red circle", "--model", model, "--embedder", "pixel",
                                       "--embedder-size", "128", "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "image_size applies to the 'efficientnet' embedder only" in result.output
+    assert result.exit_code == 2 and "embedder_size applies to the 'efficientnet' embedder" in result.output
 
 
 def test_attention_writes_heatmaps_views_and_regions(tmp_path):

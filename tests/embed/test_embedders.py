@@ -3,7 +3,12 @@ import pytest
 import torch
 
 from diffexplain.embed import (
-    DEFAULT_EMBEDDER, EfficientNetEmbedder, LatentEmbedder, PixelEmbedder, efficientnet_size, make_embedder,
+    DEFAULT_EMBEDDER,
+    EfficientNetEmbedder,
+    LatentEmbedder,
+    PixelEmbedder,
+    efficientnet_size,
+    make_embedder,
 )
 from diffexplain_shapes import Scene, ShapeObject
 

@@ -75,7 +75,8 @@ def test_the_text_sent_always_matches_the_mask(tmp_path):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_an_explanation_keeps_its_coalitions_and_reaches_their_images(adapter, tmp_path, method):
-    """One typed field for every method; images come back from the cache, not the model."""
+    """One typed field for every method; images come back from the cache by key, not from the model,
+    and a loaded explanation behaves exactly as the fresh one."""
     from diffexplain import Explanation
     from diffexplain.explain.api import PromptExplainer
 
@@ -85,7 +86,7 @@ def test_an_explanation_keeps_its_coalitions_and_reaches_their_images(adapter, t
     assert coalitions.dtype == bool and coalitions.shape[1] == len(PROMPT.split())
     assert len(coalitions) == explanation.info["n_coalitions"] or method in ("lime", "smile")
     generated = len(explainer.cache)
-    images = explanation.images([0, len(coalitions) - 1])
+    images = explanation.images(explainer.cache, [0, len(coalitions) - 1])
     assert images.shape == (2, 2, adapter.height, adapter.width, 3) and images.dtype == np.uint8
     assert len(explainer.cache) == generated  # read back, nothing generated
     regenerated = adapter.generate([explanation.coalition_texts[0]], [0])[0]
@@ -93,9 +94,10 @@ def test_an_explanation_keeps_its_coalitions_and_reaches_their_images(adapter, t
     explanation.save(tmp_path / method)
     loaded = Explanation.load(tmp_path / method)
     np.testing.assert_array_equal(loaded.coalitions, coalitions)
-    assert loaded.coalition_texts == explanation.coalition_texts and loaded.game is None
-    with pytest.raises(ValueError, match="loaded from disk"):
-        loaded.images()
+    assert loaded == explanation and loaded.coalition_keys == explanation.coalition_keys
+    np.testing.assert_array_equal(loaded.images(explainer.cache), explanation.images(explainer.cache))
+    with pytest.raises(ValueError, match="not in this cache"):
+        loaded.images(GenerationCache())
 
 
 def test_every_method_takes_a_budget_and_exact_shapley_refuses_one_below_all_coalitions(adapter):
@@ -123,7 +125,7 @@ def test_empty_embedding_perturbation_keeps_positions(adapter):
     (dict(similarity="dot"), "similarity must be one of"),
     (dict(method="kernelshap", budget=3), "budget=3 is too small for kernelshap"),
     (dict(embedder="clip"), "needs a local model path"),
-    (dict(embedder="pixel", embedder_size=128), "image_size applies to the 'efficientnet' embedder only"),
+    (dict(embedder="pixel", embedder_size=128), "embedder_size applies to the 'efficientnet' embedder"),
     (dict(embedder_size=8), "image_size must be an integer >= 32, got 8"),
     (dict(embedder=PixelEmbedder(4), embedder_size=128), "embedder_size applies to the 'efficientnet' embedder"),
 ])

@@ -7,7 +7,14 @@ from diffexplain.embed.similarity import pairwise_similarity, wasserstein_1d
 from diffexplain.explain.game import FunctionGame
 from diffexplain.explain.shapley import ShapleyExplainer
 from diffexplain.metrics import (
-    check_axioms, consistency, fidelity, precision_at_k, ranks, ranks_aligned, rmse_normalised, roc_auc,
+    check_axioms,
+    consistency,
+    fidelity,
+    precision_at_k,
+    ranks,
+    ranks_aligned,
+    rmse_normalised,
+    roc_auc,
     ruzicka_similarity,
 )
 

@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+
 from diffexplain.embed import PixelEmbedder
 from diffexplain.explain.api import explain_prompt
 from diffexplain.models.adapter import TextToImageAdapter
@@ -36,7 +37,7 @@ class TokenSpy:
         self.adapter, self.seen, self.handles = adapter, {}, []
 
     def __enter__(self):
-        for attribute, tokenizer, encoder in self.adapter.encoders:
+        for attribute, _, encoder in self.adapter.encoders:
             self.seen[attribute] = []
 
             def hook(module, args, kwargs, _attribute=attribute):
@@ -166,15 +167,15 @@ def test_empty_embedding_replaces_each_encoders_word_positions(family_adapter):
     """Dropping "red" leaves every other position of the context as the full prompt's and puts the
     empty prompt's encoding at red's positions in every encoder's segment; the full coalition is the
     prompt itself; exact Shapley stays efficient."""
-    from diffexplain.models import conditioning
+    from diffexplain.models import perturbations
 
     name, adapter = family_adapter
-    full = conditioning.encode(adapter, [PROMPT])["prompt_embeds"][0]
-    empty = conditioning.encode(adapter, [""])["prompt_embeds"][0]
-    positions = conditioning.word_positions(adapter, PROMPT)
+    full = adapter.family.encode(adapter, [PROMPT])["prompt_embeds"][0]
+    empty = adapter.family.encode(adapter, [""])["prompt_embeds"][0]
+    positions = perturbations.word_positions(adapter, PROMPT)
     assert len(positions[2]) == {"sd3": 2}.get(name, 1)  # SD3: a CLIP and a T5 position for "red"
     with ContextSpy(adapter) as spy:
-        adapter.generate_masked(PROMPT, np.array([[1, 1, 0, 1]]), [0])
+        perturbations.EmptyEmbedding().generate(adapter, PROMPT, np.array([[1, 1, 0, 1]]), [0])
     context = spy.rows[0]
     red = torch.zeros(context.shape[0], dtype=torch.bool)
     for start, end in positions[2]:
@@ -183,7 +184,7 @@ def test_empty_embedding_replaces_each_encoders_word_positions(family_adapter):
     torch.testing.assert_close(context[~red], full[~red])
     assert not torch.allclose(full[red], empty[red])
     # batch of one each: numerics may differ with the batch size
-    np.testing.assert_array_equal(adapter.generate_masked(PROMPT, np.ones((1, 4)), [0])[0],
+    np.testing.assert_array_equal(perturbations.EmptyEmbedding().generate(adapter, PROMPT, np.ones((1, 4)), [0])[0],
                                   adapter.generate([PROMPT], [0])[0])
     explanation = explain_prompt(adapter, PROMPT, method="shapley", seeds=1, embedder=PixelEmbedder(size=8),
                                  perturbation="empty_embedding")

@@ -1,7 +1,5 @@
 """Pipelines the library does not handle get a clear error naming the class and what is supported."""
 
-import dataclasses
-import types
 
 import numpy as np
 import pytest
@@ -65,13 +63,3 @@ def test_attention_takes_a_source_image_for_instruct_pix2pix(pix2pix_dir, tmp_pa
     refused = CliRunner().invoke(cli, ["attention", "a red circle", "--mask", str(source),
                                        "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2 and "need --image" in refused.output
-
-
-def test_empty_embedding_is_refused_where_the_pipeline_rewrites_the_prompt():
-    from diffexplain.explain.prompt_game import PromptGame
-    from diffexplain.models.families import FAMILIES
-
-    other = dataclasses.replace(next(f for f in FAMILIES if f.name == "sana"), name="hunyuan", title="HunyuanDiT")
-    adapter = types.SimpleNamespace(pipe=types.SimpleNamespace(), family=other, words=lambda prompt: prompt.split())
-    with pytest.raises(ValueError, match="empty_embedding.*not defined for HunyuanDiT .* use 'drop'"):
-        PromptGame(adapter, "a red circle", seeds=[0], embedder=None, perturbation="empty_embedding")

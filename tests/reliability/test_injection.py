@@ -64,8 +64,8 @@ def check_page(driver, page: Path) -> None:
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
     """Run every command that writes a page with the hostile strings; returns the pages."""
-    from tests.helpers import tiny_image_pipeline, tiny_paint_by_example
     from tests.families import tiny_sd
+    from tests.helpers import tiny_image_pipeline, tiny_paint_by_example
 
     root = tmp_path_factory.mktemp("hostile")
     folder = root / f"model{HOSTILE.replace('/', '_')}"

@@ -3,9 +3,9 @@ import functools
 import numpy as np
 import pytest
 
-from diffexplain_shapes import pipelines as shapes
 from diffexplain.models.adapter import TextToImageAdapter, model_fingerprint
 from diffexplain_shapes import check_vocabulary, vocabulary
+from diffexplain_shapes import pipelines as shapes
 from tests.helpers import tiny_text2image
 
 
@@ -139,7 +139,7 @@ def test_shipped_inpaint_repaints_the_masked_object_from_the_caption():
     assert done >= 5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shipped_vae(name):
     return shapes.load(name).vae
 

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from diffexplain_shapes import (
-    COLOURS, Scene, ShapeObject, check, check_vocabulary, is_held_out, parse_caption, sample_scene,
+    COLOURS,
+    Scene,
+    ShapeObject,
+    check,
+    check_vocabulary,
+    is_held_out,
+    parse_caption,
+    sample_scene,
     vocabulary,
 )
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from diffexplain_shapes import pipelines as shapes
 from diffexplain_shapes import Scene, ShapeObject
+from diffexplain_shapes import pipelines as shapes
 from training.grounding import AttentionTaps, token_objects
 
 

@@ -186,8 +186,8 @@ def test_filler_drop_keeps_content_words_and_moves_their_grounding_targets(tmp_p
     import numpy as np
 
     from diffexplain_shapes import pipelines as shapes
-    from training.grounding import token_objects
     from diffexplain_shapes.scene import sample_scene
+    from training.grounding import token_objects
 
     tokenizer = shapes.build_tokenizer(tmp_path / "tok")
     rng = np.random.default_rng(0)

@@ -12,6 +12,8 @@ Double-stream (joint) blocks only, as the paper's Flux and SD3 code.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .recorder import AttentionRecorder
@@ -29,7 +31,7 @@ class ConceptAttentionRecorder(AttentionRecorder):
         **kwargs: as ``AttentionRecorder`` (time groups, batch layout, keep_steps).
     """
 
-    def __init__(self, pipe_or_unet, **kwargs):
+    def __init__(self, pipe_or_unet: Any, **kwargs):
         super().__init__(pipe_or_unet, **kwargs)
         # a block with ``context_pre_only`` (SD3's last) returns its text stream before any output
         # projection: another space than its image outputs, so its dot product means nothing

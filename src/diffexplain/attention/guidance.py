@@ -12,7 +12,8 @@ prediction itself.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ class GuidanceRecorder:
         time_groups: number of equal ranges of the training timesteps, group 0 = the noisiest.
         batch_layout: "cfg" ([uncond, cond] halves: Stable Diffusion, Paint-by-Example),
             "pix2pix" (InstructPix2Pix's [text+image, image, none] thirds: the text's effect,
-            rows 1 vs 2) or "auto" (pix2pix on a StableDiffusionInstructPix2PixPipeline, else cfg).
+            rows 1 vs 2) or "auto" (pix2pix on a pipeline taking an image guidance scale, else cfg).
 
     Example:
         >>> with GuidanceRecorder(pipe) as recorder:
@@ -39,7 +40,7 @@ class GuidanceRecorder:
         >>> heat = recorder.map((64, 64))   # float32 (64, 64)
     """
 
-    def __init__(self, pipe, *, time_groups: int = 5, batch_layout: str = "auto"):
+    def __init__(self, pipe: Any, *, time_groups: int = 5, batch_layout: str = "auto"):
         unet = getattr(pipe, "unet", None)
         if not isinstance(unet, torch.nn.Module):
             raise ValueError(f"pipe must be a pipeline with a unet, got {type(pipe).__name__}")
@@ -48,13 +49,15 @@ class GuidanceRecorder:
         if batch_layout not in LAYOUTS:
             raise ValueError(f"batch_layout must be one of {LAYOUTS}, got {batch_layout!r}")
         if batch_layout == "auto":
-            batch_layout = "pix2pix" if type(pipe).__name__ == "StableDiffusionInstructPix2PixPipeline" else "cfg"
+            from ..models.families import layout_when_guided
+
+            batch_layout = layout_when_guided(pipe)
         self.pipe, self.unet, self.layout, self.time_groups = pipe, unet, batch_layout, time_groups
         scheduler = getattr(pipe, "scheduler", None)
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps) if scheduler is not None else 1000
-        self.sums: Optional[torch.Tensor] = None  # (B, G, h, w)
+        self.sums: torch.Tensor | None = None  # (B, G, h, w)
         self.counts = torch.zeros(time_groups)
-        self._handle = None
+        self._handle: Any | None = None  # the forward hook's RemovableHandle
 
     @torch.no_grad()
     def _hook(self, module, args, kwargs, output):
@@ -80,7 +83,7 @@ class GuidanceRecorder:
         self.sums[:, group] += diff
         self.counts[group] += 1
 
-    def __enter__(self) -> "GuidanceRecorder":
+    def __enter__(self) -> GuidanceRecorder:
         self.sums, self.counts = None, torch.zeros(self.time_groups)
         self._handle = self.unet.register_forward_hook(self._hook, with_kwargs=True)
         return self
@@ -94,7 +97,7 @@ class GuidanceRecorder:
             self._handle = None
 
     def map(self, image_size: tuple[int, int], *, index: int = 0,
-            time_groups: Optional[Sequence[int]] = None) -> np.ndarray:
+            time_groups: Sequence[int] | None = None) -> np.ndarray:
         """The summed difference of image ``index`` over ``time_groups`` (default all), bilinearly
         upsampled to ``image_size`` (H, W): float32 (H, W)."""
         if self.sums is None:

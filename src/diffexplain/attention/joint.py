@@ -7,7 +7,7 @@ over *all* keys, image keys included. The normaliser is computed block by block 
 (logsumexp), so the image x image matrix is never held whole: memory per query block is
 block x (image tokens + text tokens), the block sized to hold about 16 MiB of logits.
 
-Three kinds of layer, found by public attributes:
+Three kinds of layer (each family locates its own: ``models.families``):
 - "joint": an SD3 ``Attention`` with added key / value projections (image tokens first);
 - "joint_text_first": a Flux double-stream block's ``attn`` (text tokens first, rotary embedding);
 - "single": a Flux single-stream block's ``attn``, fed the concatenated [text; image] sequence.
@@ -15,33 +15,12 @@ Three kinds of layer, found by public attributes:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 # logits held at once, per query block: about 16 MiB of float32
 BLOCK_FLOATS = 1 << 22
-
-
-def find_joint_attention(denoiser) -> dict[str, tuple[torch.nn.Module, str]]:
-    """``{name: (module, kind)}`` of every joint-attention layer of an MMDiT, in execution order."""
-    found: dict[str, tuple[torch.nn.Module, str]] = {}
-    flux = "Flux" in type(denoiser).__name__
-    if flux:
-        for index, block in enumerate(getattr(denoiser, "transformer_blocks", [])):
-            found[f"transformer_blocks.{index}.attn"] = (block.attn, "joint_text_first")
-        for index, block in enumerate(getattr(denoiser, "single_transformer_blocks", [])):
-            found[f"single_transformer_blocks.{index}.attn"] = (block.attn, "single")
-        for module, _ in found.values():
-            if getattr(module, "fused_projections", False):
-                raise ValueError(f"{type(denoiser).__name__} has fused q/k/v projections; call "
-                                 "transformer.unfuse_qkv() before recording attention")
-        return found
-    from diffusers.models.attention_processor import Attention
-
-    for name, module in denoiser.named_modules():
-        if isinstance(module, Attention) and getattr(module, "add_k_proj", None) is not None \
-                and not getattr(module, "is_cross_attention", False):
-            found[name] = (module, "joint")
-    return found
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -60,11 +39,14 @@ def _rotate(x: torch.Tensor, rotary, start: int, stop: int) -> torch.Tensor:
     from diffusers.models.embeddings import apply_rotary_emb
 
     cos, sin = rotary
-    return apply_rotary_emb(x, (cos[start:stop], sin[start:stop]), sequence_dim=1)
+    rotated = apply_rotary_emb(x, (cos[start:stop], sin[start:stop]), sequence_dim=1)  # type: ignore[arg-type]
+    # one tensor when given one (use_real); the stub also covers the (cos, sin) form
+    return rotated  # type: ignore[return-value]
 
 
-def joint_query_key(attn, kind: str, hidden: torch.Tensor, context, rotary, text_len: int,
-                    n_query: int | None = None):
+def joint_query_key(attn: Any, kind: str, hidden: torch.Tensor, context: torch.Tensor | None, rotary: Any,
+                    text_len: int,
+                    n_query: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The image queries, image keys and text keys exactly as the layer's processor forms them.
 
     Args:
@@ -88,6 +70,8 @@ def joint_query_key(attn, kind: str, hidden: torch.Tensor, context, rotary, text
         query, key = _rotate(query, rotary, 0, total), _rotate(key, rotary, 0, total)
         q_img, k_img, k_txt = query[:, text_len:], key[:, text_len:], key[:, :text_len]
     else:
+        if context is None:
+            raise ValueError(f"a {kind!r} layer needs the text stream (encoder_hidden_states)")
         text_len = context.shape[1]
         q_img = _norm(attn.norm_q, _heads(attn.to_q(hidden), heads))
         k_img = _norm(attn.norm_k, _heads(attn.to_k(hidden), heads))

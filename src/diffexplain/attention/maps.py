@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._files import read_pair, write_pair
 from ..metrics.spatial import minmax_scale
 from ..tokens import special_tokens_after, special_tokens_before, word_token_spans
 
-WordRef = Union[str, int]
+WordRef = str | int
 
 
 def threshold(heatmap: torch.Tensor, tau: float = 0.4) -> torch.Tensor:
@@ -51,9 +52,9 @@ class AttentionMaps:
     timesteps: tuple[int, ...] = ()
 
     @classmethod
-    def from_recorder(cls, recorder, tokenizer, prompts: list[str], image_size, *,
-                      words: Optional[Sequence[Sequence[str]]] = None,
-                      spans: Optional[Sequence[Sequence[tuple[int, int]]]] = None, offset: int = 0) -> "AttentionMaps":
+    def from_recorder(cls, recorder: Any, tokenizer: Any, prompts: list[str], image_size: tuple[int, int], *,
+                      words: Sequence[Sequence[str]] | None = None,
+                      spans: Sequence[Sequence[tuple[int, int]]] | None = None, offset: int = 0) -> AttentionMaps:
         """Package a recording. ``words`` / ``spans`` override the tokenizer's word split, for
         contexts that are not text (e.g. one "reference" word spanning every image token);
         ``offset``: where the tokenizer's tokens start in the context (SD3's T5 segment: 77)."""
@@ -81,6 +82,8 @@ class AttentionMaps:
                         f"prompt {prompt!r} is {span[-1][1] - offset - start} tokens, above the {taken} the text "
                         f"encoder takes: the pipeline cut off {', '.join(repr(w) for w in cut)}, which have no "
                         "attention; shorten the prompt")
+        if spans is None:
+            raise ValueError("words need their spans (one [start, end) context range per word)")
         kept = getattr(recorder, "tokens", None)
         if kept is not None:  # spans are context positions; the recorder's columns start at kept[0]
             outside = [w for row, span in zip(words, spans) for w, (a, b) in zip(row, span)
@@ -91,8 +94,9 @@ class AttentionMaps:
             spans = [[(a - kept[0], b - kept[0]) for a, b in span] for span in spans]
         return cls(
             prompts=tuple(prompts), words=tuple(tuple(w) for w in words),
-            spans=tuple(tuple(tuple(span) for span in row) for row in spans), layers=layers,
-            grids={n: tuple(recorder.accumulators[n].grid) for n in layers}, means=means, counts=counts,
+            spans=tuple(tuple((int(a), int(b)) for a, b in row) for row in spans), layers=layers,
+            grids={n: (int(recorder.accumulators[n].grid[0]), int(recorder.accumulators[n].grid[1])) for n in layers},
+            means=means, counts=counts,
             image_size=(int(image_size[0]), int(image_size[1])), timesteps=tuple(recorder.timesteps),
         )
 
@@ -151,9 +155,9 @@ class AttentionMaps:
         return F.interpolate(grid, size=size, mode="bicubic", align_corners=False)[0, 0].clamp(min=0)
 
     # -- maps -----------------------------------------------------------------------------------
-    def word_heatmap(self, word: WordRef, *, prompt_index: int = 0, layers: Optional[Sequence] = None,
-                     time_groups: Optional[Sequence[int]] = None, heads: Optional[Sequence[int]] = None,
-                     reduce: str = "mean", size: Optional[tuple[int, int]] = None) -> torch.Tensor:
+    def word_heatmap(self, word: WordRef, *, prompt_index: int = 0, layers: Sequence | None = None,
+                     time_groups: Sequence[int] | None = None, heads: Sequence[int] | None = None,
+                     reduce: str = "mean", size: tuple[int, int] | None = None) -> torch.Tensor:
         """A word's heatmap: its sub-tokens' attention columns on each layer's grid, upsampled
         (bicubic) to ``size`` (default: the image size), clamped at 0, averaged over the selected
         heads and time groups (weighted by steps) and reduced over layers.
@@ -167,7 +171,7 @@ class AttentionMaps:
             raise ValueError(f"prompt_index must be in [0, {len(self.prompts)}), got {prompt_index}")
         index = self.word_index(prompt_index, word)
         start, end = self.spans[prompt_index][index]
-        size = tuple(size or self.image_size)
+        size = (int((size or self.image_size)[0]), int((size or self.image_size)[1]))
         stack = torch.stack([self._layer_map(n, prompt_index, slice(start, end), time_groups, heads, size)
                              for n in self._layer_names(layers)])
         return stack.mean(0) if reduce == "mean" else stack.sum(0)
@@ -177,7 +181,7 @@ class AttentionMaps:
         n_groups = len(next(iter(self.counts.values())))
         return torch.stack([self.word_heatmap(word, time_groups=[g], **kwargs) for g in range(n_groups)])
 
-    def head_view(self, word: WordRef, layer, **kwargs) -> torch.Tensor:
+    def head_view(self, word: WordRef, layer: str | int, **kwargs) -> torch.Tensor:
         """(heads, H, W): one heatmap per head of one layer."""
         name = self._layer_names([layer])[0]
         n_heads = self.means[name].shape[2]
@@ -197,25 +201,19 @@ class AttentionMaps:
         """Write ``attention.json`` (structure) and ``attention.safetensors`` (per-layer means)."""
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         meta = dict(prompts=list(self.prompts), words=[list(w) for w in self.words],
                     spans=[[list(s) for s in spans] for spans in self.spans], layers=list(self.layers),
                     grids={k: list(v) for k, v in self.grids.items()}, image_size=list(self.image_size),
                     timesteps=list(self.timesteps))
-        (directory / "attention.json").write_text(json.dumps(meta, indent=2) + "\n")
         tensors = {f"means/{n}": self.means[n].contiguous() for n in self.layers}
         tensors.update({f"counts/{n}": self.counts[n].contiguous() for n in self.layers})
-        save_file(tensors, str(directory / "attention.safetensors"))
-        return directory
+        return write_pair(directory, "attention", meta, tensors, save_file)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "AttentionMaps":
+    def load(cls, directory: str | Path) -> AttentionMaps:
         from safetensors.torch import load_file
 
-        directory = Path(directory)
-        meta = json.loads((directory / "attention.json").read_text())
-        tensors = load_file(str(directory / "attention.safetensors"))
+        meta, tensors = read_pair(directory, "attention", load_file)
         layers = tuple(meta["layers"])
         return cls(
             prompts=tuple(meta["prompts"]), words=tuple(tuple(w) for w in meta["words"]),

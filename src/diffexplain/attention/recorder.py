@@ -11,27 +11,21 @@ with and without recording; the cost is one extra Q.K^T product per layer.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
-from typing import Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .maps import AttentionMaps
 
 BATCH_LAYOUTS = ("auto", "cfg", "none", "pix2pix")
 NORMALISATIONS = ("auto", "keys", "queries")
 
 
-def find_cross_attention(unet) -> dict[str, torch.nn.Module]:
-    """Cross-attention modules of a UNet, by public attributes (never by block indices)."""
-    from diffusers.models.attention_processor import Attention
-
-    found = {name: module for name, module in unet.named_modules()
-             if isinstance(module, Attention) and getattr(module, "is_cross_attention", False)}
-    return found
-
-
-def attention_probs(attn, hidden: torch.Tensor, context: torch.Tensor, *, over_queries: bool = False,
-                    mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def attention_probs(attn: Any, hidden: torch.Tensor, context: torch.Tensor, *, over_queries: bool = False,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
     """Recompute a cross-attention layer's probabilities from its own projections, in float32
     whatever the model's dtype (a bfloat16 softmax keeps 3 significant digits).
 
@@ -86,19 +80,23 @@ def time_group(t: float, num_train_timesteps: int, time_groups: int) -> int:
 
 
 class AttentionRecorder:
-    """Context manager recording cross-attention maps of a pipeline's (or a UNet's) layers.
+    """Context manager recording image-to-text attention maps of a model's layers.
 
     Keeps running sums per (layer, time group, head) so memory does not grow with the number of
     steps; ``keep_steps=True`` also keeps every step. Time groups split the training timesteps
-    [0, num_train_timesteps) into ``time_groups`` equal ranges, group 0 = the noisiest.
+    [0, num_train_timesteps) into ``time_groups`` equal ranges, group 0 = the noisiest. The
+    model's family (``models.families``) says which layers to hook, how to read the denoiser's
+    inputs and which rows of a guided batch are the prompt's.
 
     Args:
-        pipe_or_unet: a diffusers pipeline with a ``unet`` or ``transformer``, or the denoiser itself.
+        source: an adapter (``TextToImageAdapter`` / ``EditAdapter``: the recorder then sees the
+            prompts the adapter generates, keeps their word tokens only, and ``maps()`` needs no
+            argument), a diffusers pipeline, or its denoiser alone.
         time_groups: number of time groups (the I2AM paper uses 5 over 50 steps).
         keep_steps: also keep each step's maps.
-        batch_layout: which rows of the UNet batch are conditional: "auto" (the pipeline's
-            ``do_classifier_free_guidance``: the first third for InstructPix2Pix pipelines, the second
-            half for others; all rows without guidance), "cfg" (second half), "none" (all rows),
+        batch_layout: which rows of the denoiser batch are conditional: "auto" (the family's rule:
+            the pipeline's ``do_classifier_free_guidance`` during its call, else the adapter's
+            guidance; every row for a bare denoiser), "cfg" (second half), "none" (all rows),
             "pix2pix" (first third, InstructPix2Pix's [text+image, image, none]).
         num_train_timesteps: the scheduler's training range (default: read from the pipeline).
         normalise: "keys" (softmax over the context tokens: the attention probabilities),
@@ -107,24 +105,27 @@ class AttentionRecorder:
             I2AM normalises over positions instead) or "auto" (queries for one-token contexts).
         tokens: keep only context positions [start, stop) (the probabilities are still normalised
             over every key): an MMDiT's context is hundreds of tokens (SD3: 77 CLIP + 256 T5), and
-            per-head, per-time-group sums over all of them would not fit; ``record_prompt`` keeps
-            the prompt's word tokens.
+            per-head, per-time-group sums over all of them would not fit. Default: with an adapter,
+            the generated prompts' word tokens; otherwise every position.
 
     Example:
-        >>> with AttentionRecorder(pipe) as recorder:
-        ...     image = pipe(prompt, generator=generator).images[0]
-        >>> maps = recorder.maps(pipe.tokenizer, [prompt], image_size=(512, 512))
+        >>> with AttentionRecorder(adapter) as recorder:
+        ...     image = adapter.generate([prompt], [seed])[0]
+        >>> maps = recorder.maps()
     """
 
-    def __init__(self, pipe_or_unet, *, time_groups: int = 5, keep_steps: bool = False,
-                 batch_layout: str = "auto", num_train_timesteps: Optional[int] = None, normalise: str = "auto",
-                 tokens: Optional[tuple[int, int]] = None):
-        from .joint import find_joint_attention
+    def __init__(self, source: Any, *, time_groups: int = 5, keep_steps: bool = False,
+                 batch_layout: str = "auto", num_train_timesteps: int | None = None, normalise: str = "auto",
+                 tokens: tuple[int, int] | None = None):
+        from ..models.families import family_of_denoiser, find_family
 
-        unet = getattr(pipe_or_unet, "unet", None) or getattr(pipe_or_unet, "transformer", None) or pipe_or_unet
+        self.adapter = source if hasattr(source, "pipe") and hasattr(source, "family") else None
+        pipe = self.adapter.pipe if self.adapter is not None else (
+            None if isinstance(source, torch.nn.Module) else source)
+        unet = source if pipe is None else (getattr(pipe, "unet", None) or getattr(pipe, "transformer", None))
         if not isinstance(unet, torch.nn.Module):
-            raise ValueError("pipe_or_unet must be a pipeline with a unet or transformer, or the denoiser module, "
-                             f"got {type(pipe_or_unet).__name__}")
+            raise ValueError("source must be an adapter, a pipeline with a unet or transformer, or the denoiser "
+                             f"module, got {type(source).__name__}")
         if time_groups < 1:
             raise ValueError(f"time_groups must be >= 1, got {time_groups}")
         if batch_layout not in BATCH_LAYOUTS:
@@ -132,81 +133,84 @@ class AttentionRecorder:
         if normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
         self.normalise = normalise
-        self.pipe = pipe_or_unet if pipe_or_unet is not unet else None
+        self.pipe = pipe
         self.unet = unet
-        self.layers = find_cross_attention(unet)
-        self.kinds = {name: "cross" for name in self.layers}
-        for name, (module, kind) in find_joint_attention(unet).items():
-            self.layers[name], self.kinds[name] = module, kind
+        # the pipeline's family where it has one (Paint-by-Example has none: its UNet's is used,
+        # and its batch layout must be given)
+        self.pipe_family = self.adapter.family if self.adapter is not None else (
+            find_family(pipe) if pipe is not None else None)
+        self.family = self.pipe_family or family_of_denoiser(unet)
+        found = self.family.attention_layers(unet)
+        self.layers = {name: module for name, (module, _) in found.items()}
+        self.kinds = {name: kind for name, (_, kind) in found.items()}
         if not self.layers:
             raise ValueError(f"{type(unet).__name__} has no cross-attention or joint-attention layers to record")
-        # Flux's pipeline passes timestep / 1000 and packs latents into a token sequence
-        self._timestep_scale = 1000.0 if "Flux" in type(unet).__name__ else 1.0
-        if batch_layout == "auto" and self.pipe is None:
+        if batch_layout == "auto" and pipe is None:
             batch_layout = "none"
+        if batch_layout == "auto" and self.pipe_family is None:
+            raise ValueError(f"{type(pipe).__name__} is of no supported family: pass batch_layout "
+                             "('cfg' under guidance, else 'none')")
         self.batch_layout = batch_layout
         self.time_groups = time_groups
         self.keep_steps = keep_steps
         if tokens is not None and not (len(tokens) == 2 and 0 <= int(tokens[0]) < int(tokens[1])):
             raise ValueError(f"tokens must be (start, stop) with 0 <= start < stop, got {tokens!r}")
         self.tokens = None if tokens is None else (int(tokens[0]), int(tokens[1]))
+        self._tokens_given = tokens is not None
         self.context_len = 0  # context positions the layers saw (before ``tokens`` keeps some)
         if num_train_timesteps is None:
             scheduler = getattr(self.pipe, "scheduler", None)
             num_train_timesteps = scheduler.config.num_train_timesteps if scheduler is not None else 1000
         self.num_train_timesteps = int(num_train_timesteps)
+        self.prompts: list[str] = []  # what the adapter generated while recording
+        self._spans: list[list[tuple[int, int]]] = []
         self._handles: list = []
-        self._latent_hw: Optional[tuple[int, int]] = None
+        self._latent_hw: tuple[int, int] | None = None
         self._text_len = 0
-        self._image_tokens: Optional[int] = None
+        self._image_tokens: int | None = None
         self._group = 0
         self._timesteps: list[int] = []
         self._skip_call = False
-        self._last_t: Optional[float] = None
+        self._last_t: float | None = None
         self.accumulators: dict[str, _LayerAccumulator] = {}
+
+    def saw_prompts(self, prompts: Sequence[str]) -> None:
+        """Called by the adapter before it generates ``prompts`` inside the ``with`` block: the
+        recorder locates their words (and, unless ``tokens`` was given, keeps only their tokens).
+
+        Raises:
+            ValueError: for words an encoder cuts off (they have no attention), before any step runs.
+        """
+        assert self.adapter is not None  # only adapters call it
+        spans = [self.adapter.context_spans(p) for p in prompts]
+        self.prompts.extend(prompts)
+        self._spans.extend(spans)
+        if not self._tokens_given:
+            self.tokens = (min(s[0][0] for s in self._spans), max(s[-1][1] for s in self._spans))
 
     # -- hooks ----------------------------------------------------------------------------------
     def _conditional_rows(self, batch: int) -> slice:
+        from ..models.families import conditional_rows
+
         layout = self.batch_layout
         if layout == "auto":
-            if hasattr(type(self.pipe), "do_classifier_free_guidance"):
-                layout = "cfg" if self.pipe.do_classifier_free_guidance else "none"
-                if layout == "cfg" and hasattr(self.pipe, "image_guidance_scale"):
-                    layout = "pix2pix"  # InstructPix2Pix guides on text and image: [text+image, image, none]
-            elif "Flux" in type(self.pipe).__name__:
-                layout = "none"  # guidance-distilled: one row per image (true CFG runs separate calls)
-            else:
-                raise RuntimeError(f"{type(self.pipe).__name__} does not say whether its batch holds unconditional "
-                                   "rows; pass batch_layout='cfg' (guidance_scale > 1) or 'none'")
-        if layout == "cfg":
-            if batch % 2:
-                raise RuntimeError(f"batch_layout 'cfg' needs an even UNet batch, got {batch}")
-            return slice(batch // 2, batch)
-        if layout == "pix2pix":
-            if batch % 3:
-                raise RuntimeError(f"batch_layout 'pix2pix' needs a UNet batch divisible by 3, got {batch}")
-            return slice(0, batch // 3)
-        return slice(0, batch)
+            assert self.pipe_family is not None  # refused at construction otherwise
+            adapter = self.adapter
+            layout = self.pipe_family.batch_layout(self.pipe, None if adapter is None else adapter.guidance_scale,
+                                                   None if adapter is None else adapter.pipeline_kwargs)
+        return conditional_rows(layout, batch)
 
     def _unet_pre_hook(self, module, args, kwargs):
         sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
-        t = float(torch.as_tensor(timestep).reshape(-1)[0]) * self._timestep_scale
-        self._image_tokens = None
-        # Flux's true CFG calls the transformer a second time at the same timestep, with the negative
-        # prompt (the conditional call comes first): that call is not the prompt's attention
-        self._skip_call = bool(sample.ndim == 3 and self._timesteps and self._last_t == t)
+        t = float(torch.as_tensor(timestep).reshape(-1)[0]) * self.family.timestep_scale
+        # a family whose guidance calls the denoiser twice a step (Flux's true CFG) runs the prompt
+        # first: the second call at the same timestep is the negative prompt's, not the prompt's
+        self._skip_call = bool(self.family.repeats_call_for_negative() and self._timesteps and self._last_t == t)
         self._last_t = t
         if self._skip_call:
             return
-        if sample.ndim == 3:  # packed tokens (Flux): the grid is in the image ids
-            ids = kwargs["img_ids"]
-            ids = ids[0] if ids.ndim == 3 else ids
-            generated = ids[ids[:, 0] == 0]  # Kontext appends its reference image with ids[:, 0] == 1
-            self._image_tokens = int(generated.shape[0])
-            self._latent_hw = (int(generated[:, 1].max()) + 1, int(generated[:, 2].max()) + 1)
-        else:
-            self._latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
+        self._latent_hw, self._image_tokens = self.family.latent_grid(sample, kwargs)
         context = kwargs.get("encoder_hidden_states")
         self._text_len = int(context.shape[1]) if context is not None else 0
         self._group = time_group(t, self.num_train_timesteps, self.time_groups)
@@ -249,6 +253,7 @@ class AttentionRecorder:
                              f"of layer {name}")
         acc = self.accumulators.get(name)
         if acc is None:
+            assert self._latent_hw is not None  # set by the denoiser's pre-hook before any layer runs
             grid = layer_grid(probs.shape[2], *self._latent_hw)
             acc = _LayerAccumulator(grid=grid, sums=torch.zeros(probs.shape[0], self.time_groups, *probs.shape[1:]),
                                     counts=torch.zeros(self.time_groups), steps=[])
@@ -261,13 +266,18 @@ class AttentionRecorder:
         if self.keep_steps:
             acc.steps.append(probs.clone())
 
-    def __enter__(self) -> "AttentionRecorder":
+    def __enter__(self) -> AttentionRecorder:
         self.accumulators = {}
         self._timesteps = []
         self._skip_call, self._last_t = False, None
+        self.prompts, self._spans = [], []
+        if not self._tokens_given:
+            self.tokens = None
         try:
             self._handles.append(self.unet.register_forward_pre_hook(self._unet_pre_hook, with_kwargs=True))
             self._register_layer_hooks()
+            if self.adapter is not None:
+                self.adapter.observers.append(self)
         except BaseException:
             self.remove_hooks()
             raise
@@ -279,10 +289,13 @@ class AttentionRecorder:
                 lambda m, a, k, _name=name: self._attention_pre_hook(_name, m, a, k), with_kwargs=True))
 
     def remove_hooks(self) -> None:
+        """Remove every hook (and stop observing the adapter); safe to call twice."""
         while self._handles:
             self._handles.pop().remove()
+        if self.adapter is not None and self in self.adapter.observers:
+            self.adapter.observers.remove(self)
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.remove_hooks()
 
     # -- results --------------------------------------------------------------------------------
@@ -291,61 +304,46 @@ class AttentionRecorder:
         """The timestep of every UNet call seen while recording."""
         return list(self._timesteps)
 
-    def maps(self, tokenizer, prompts, *, image_size: tuple[int, int], offset: int = 0, spans=None):
-        """Package the recording as ``AttentionMaps`` for these prompts (one per batch row).
+    def maps(self, prompts: Sequence[str] | None = None, *, image_size: tuple[int, int] | None = None,
+             pipeline_kwargs: dict[str, Any] | None = None) -> AttentionMaps:
+        """Package the recording as ``AttentionMaps``, one per batch row.
 
         Args:
-            tokenizer: the tokenizer whose tokens the words' maps are read from (to locate each
-                word's sub-tokens).
-            prompts: the prompts of the recorded batch, in order.
-            image_size: (height, width) of the generated images.
-            offset: where that tokenizer's tokens start in the text context (SD3's T5: 77).
-            spans: each prompt's words' [start, end) context positions, when the tokenizer alone
-                cannot tell them (Sana's instruction prefix: ``families.located_word_spans``).
+            prompts: the prompts of the recorded batch, in order (default: those the adapter
+                generated; needed when the pipeline was called directly).
+            image_size: (height, width) of the generated images (default: the adapter's, else the
+                latent grid times the pipeline's VAE factor).
+            pipeline_kwargs: the extra arguments of a direct pipeline call that change how the
+                prompt is read (``max_sequence_length``...); an adapter knows its own.
+
+        Raises:
+            ValueError: for a bare denoiser (it sees no prompts: use ``AttentionMaps.from_recorder``
+                with the tokenizer), without prompts, or for words an encoder cut off.
         """
+        from ..models.words import context_spans
         from .maps import AttentionMaps
 
         if not self.accumulators:
             raise RuntimeError("nothing was recorded: run the pipeline inside the `with` block")
-        words = None if spans is None else [p.split() for p in prompts]
-        return AttentionMaps.from_recorder(self, tokenizer, list(prompts), image_size, offset=offset, words=words,
-                                           spans=spans)
-
-
-def record_prompt(adapter, prompt: str, seed: int, *, view: str = "attention"):
-    """Generate ``prompt`` with ``seed`` while recording cross-attention.
-
-    Args:
-        adapter: a ``TextToImageAdapter`` (or ``EditAdapter``); the prompt is validated by its ``words``.
-        prompt: the text.
-        seed: the generation's seed.
-        view: "attention" (the attention probabilities) or "output" (output-space maps of
-            MMDiT joint blocks, after ConceptAttention: ``concept.ConceptAttentionRecorder``).
-
-    Returns:
-        (image uint8 (H, W, 3), ``AttentionMaps`` of that generation).
-    """
-    if view not in ("attention", "output"):
-        raise ValueError(f"view must be 'attention' or 'output', got {view!r}")
-    adapter.words(prompt)
-    pipe = adapter.pipe
-    layout = "auto"
-    if not hasattr(type(pipe), "do_classifier_free_guidance") and adapter.family.name != "flux":
-        # PixArt and SDXL InstructPix2Pix decide inside __call__, from the same arguments
-        parameters = inspect.signature(pipe.__call__).parameters
-        guided = adapter.guidance_scale > 1
-        if "image_guidance_scale" in parameters:
-            image_guidance = adapter.pipeline_kwargs.get("image_guidance_scale",
-                                                         parameters["image_guidance_scale"].default)
-            layout = "pix2pix" if guided and image_guidance >= 1 else "none"
+        if self.pipe is None or self.pipe_family is None:
+            raise ValueError("a recorder on a bare denoiser (or a pipeline of no text family) cannot locate words: "
+                             "use AttentionMaps.from_recorder(recorder, tokenizer, prompts, image_size)")
+        if prompts is None:
+            if not self.prompts:
+                raise ValueError("no prompts were seen: record through an adapter, or pass the prompts")
+            prompts, spans = list(self.prompts), list(self._spans)
+        elif self.adapter is not None:
+            prompts, spans = list(prompts), [self.adapter.context_spans(p) for p in prompts]
         else:
-            layout = "cfg" if guided else "none"
-    spans = adapter.context_spans(prompt)
-    if view == "output":
-        from .concept import ConceptAttentionRecorder as recorder_class
-    else:
-        recorder_class = AttentionRecorder
-    kept = (spans[0][0], spans[-1][1])
-    with recorder_class(pipe, batch_layout=layout, tokens=kept) as recorder:
-        image = adapter.generate([prompt], [seed])[0]
-    return image, recorder.maps(None, [prompt], image_size=(adapter.height, adapter.width), spans=[spans])
+            options = dict(pipeline_kwargs or {})
+            prompts = list(prompts)
+            spans = [context_spans(self.pipe_family.readings(self.pipe, p, options), p) for p in prompts]
+        if image_size is None:
+            if self.adapter is not None:
+                image_size = (self.adapter.height, self.adapter.width)
+            else:
+                assert self._latent_hw is not None
+                scale = self.family.pixels_per_latent(self.pipe)
+                image_size = (self._latent_hw[0] * scale, self._latent_hw[1] * scale)
+        return AttentionMaps.from_recorder(self, None, prompts, image_size, words=[p.split() for p in prompts],
+                                           spans=spans)

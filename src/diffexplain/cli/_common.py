@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import click
 
 
-def build_adapter(model: str, steps, guidance, batch_size: int = 16, height=None, width=None, pipeline_args=()):
+def build_adapter(model: str, steps: int | None, guidance: float | None, batch_size: int = 16,
+                  height: int | None = None, width: int | None = None, pipeline_args: Sequence[str] = ()) -> Any:
     """Load ``--model`` and wrap it in a TextToImageAdapter with the pipeline's own defaults."""
     from ..models.adapter import TextToImageAdapter
     from ..models.loading import load_pipeline
@@ -17,7 +21,7 @@ def build_adapter(model: str, steps, guidance, batch_size: int = 16, height=None
                               pipeline_kwargs=parse_pipeline_args(pipeline_args))
 
 
-def writable_folder(path, argument: str):
+def writable_folder(path: str | Path, argument: str) -> Path:
     """Create the folder ``path`` now, before any model loads; ValueError naming ``argument`` when it
     cannot be (under a regular file, a read-only or virtual file system such as /proc)."""
     from pathlib import Path
@@ -38,11 +42,12 @@ def writable_folder(path, argument: str):
     return path
 
 
-def open_cache(path, argument: str = "--cache", *, repair: bool = False, keep_images: bool = True):
+def open_cache(path: str | Path, argument: str = "--cache", *, repair: bool = False, keep_images: bool = True) -> Any:
     """The generation cache at ``path`` (its folder created and checked first); ``repair`` moves an
     unreadable file aside and keeps its readable rows."""
     from ..cache import CacheError, GenerationCache
 
+    path = Path(path)
     writable_folder(path.parent, argument)
     if path.is_dir():
         raise ValueError(f"{argument} {str(path)!r} is a folder; give the cache file's path")
@@ -71,7 +76,8 @@ def confirm_start(planned: int, yes: bool, hint: str) -> None:
     click.confirm(f"start {planned} generations?", abort=True)
 
 
-def prepare_output(out, cache_path, repair_cache: bool, *, keep_images: bool = True):
+def prepare_output(out: str | Path, cache_path: str | Path | None, repair_cache: bool, *,
+                   keep_images: bool = True) -> Any:
     """Check ``--out`` and open ``--cache`` (default ``OUT/cache.sqlite``) before any model loads:
     one-line errors for a path under a file, an unwritable folder or an unreadable cache."""
     from pathlib import Path
@@ -81,21 +87,21 @@ def prepare_output(out, cache_path, repair_cache: bool, *, keep_images: bool = T
                       keep_images=keep_images)
 
 
-def size_options(function):
+def size_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """--height / --width of the generated images (default: the pipeline's own size) and --pipeline-arg."""
     function = pipeline_arg_option(function)
     function = click.option("--width", type=int, default=None, help="image width [the pipeline's]")(function)
     return click.option("--height", type=int, default=None, help="image height [the pipeline's]")(function)
 
 
-def pipeline_arg_option(function):
+def pipeline_arg_option(function: Callable[..., Any]) -> Callable[..., Any]:
     """--pipeline-arg KEY=VALUE, repeatable: extra keyword arguments of every pipeline call."""
     return click.option("--pipeline-arg", "pipeline_args", multiple=True, metavar="KEY=VALUE",
                         help="extra keyword argument of the pipeline call, VALUE read as JSON when it parses "
                              "(e.g. use_resolution_binning=false, max_sequence_length=128); repeatable")(function)
 
 
-def parse_pipeline_args(items) -> dict:
+def parse_pipeline_args(items: Sequence[str]) -> dict:
     """``("a=1", "b=false", "c=text")`` -> ``{"a": 1, "b": False, "c": "text"}``."""
     import json
 
@@ -112,7 +118,7 @@ def parse_pipeline_args(items) -> dict:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str):
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """Yield a callback(done, total) that drives a rich progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -126,7 +132,7 @@ def progress_bar(description: str):
         yield update
 
 
-def usage_errors(function):
+def usage_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     """Turn ValueError / FileNotFoundError from the library into click usage errors (exit code 2)."""
     import functools
 

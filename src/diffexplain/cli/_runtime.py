@@ -54,6 +54,8 @@ def with_runtime_options(command: click.Command) -> click.Command:
     command.params.append(click.Option(["--verbose"], is_flag=True,
                                        help="show third-party warnings and progress bars"))
     callback = command.callback
+    if callback is None:
+        raise ValueError(f"command {command.name!r} has no callback to wrap")
 
     @functools.wraps(callback)
     def run(*args, threads: int | None = None, verbose: bool = False, **kwargs):

@@ -41,7 +41,7 @@ def command(prompt, model, seed, steps, guidance, views, segmenter, n_regions, s
     from PIL import Image
 
     from ..attention import record_prompt
-    from ..explain.regions import match_regions, segment
+    from ..attention.regions import match_regions, segment
     from ..report.html import attention_section, write_page
 
     view_list = [v.strip() for v in views.split(",") if v.strip()]

@@ -7,12 +7,11 @@ from pathlib import Path
 import click
 
 from ._common import build_adapter, size_options, usage_errors
-from .explain import METHOD, explanation_options
+from .explain import explanation_options, settings_from
 
 
 @click.command("audit")
 @click.argument("prompts_file", type=click.Path(dir_okay=False, path_type=Path))
-@METHOD
 @click.option("--model", default="shapes", show_default=True,
               help="a registered name ('shapes', ...) or a local diffusers pipeline directory")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -26,30 +25,37 @@ from .explain import METHOD, explanation_options
 @explanation_options
 @size_options
 @usage_errors
-def command(prompts_file, method, model, executor, workers, address, gpus_per_worker, cpus_per_worker, embeddings_only,
-            dry_run, yes, repair_cache,
-            steps, guidance, out, height, width, pipeline_args, cache_path, seed, budget, **options) -> None:
+def command(prompts_file, model, executor, workers, address, gpus_per_worker, cpus_per_worker, embeddings_only,
+            dry_run, yes, repair_cache, steps, guidance, out, height, width, pipeline_args, cache_path,
+            **options) -> None:
     """Explain every prompt of PROMPTS_FILE (one per line; GROUP<TAB>prompt to group them) and write
     one explanation per prompt, summary.json and report.html under OUT. A re-run resumes."""
     import time
 
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
         def render(self, task):
             return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s")
 
-    from ..embed import DEFAULT_SIMILARITY
     from ..executors import InProcessExecutor, RayExecutor, Work, measure, spec_of
     from ..explain.api import PromptExplainer
     from ..explain.audit import audit, plan, read_prompts
     from ..report.html import audit_report
-
     from ._common import confirm_start, prepare_output
 
+    settings = settings_from(options)
+    method = settings.method
     prompts = read_prompts(prompts_file)
     cache = prepare_output(out, cache_path, repair_cache, keep_images=not embeddings_only)
     adapter = build_adapter(model, steps, guidance, height=height, width=width, pipeline_args=pipeline_args)
@@ -60,15 +66,11 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
     run_on = InProcessExecutor() if executor == "local" else RayExecutor(
         spec_of(adapter, model), workers=workers, address=address, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)
     try:
-        explainer = PromptExplainer(adapter, embedder=options["embedder"], embedder_path=options["embedder_path"],
-                                    embedder_size=options["embedder_size"],
-                                    similarity=options["similarity"] or DEFAULT_SIMILARITY,
-                                    perturbation=options["perturbation"], seeds=options["seeds"],
-                                    cache=cache, executor=run_on)
-        counts = plan(explainer, prompts, out, method=method, budget=budget, seed=seed)
+        explainer = PromptExplainer(adapter, settings, cache=cache, executor=run_on)
+        counts = plan(explainer, prompts, out)
         total = sum(counts)
         if dry_run:
-            warm = Work(seeds=tuple(range(adapter.batch_size)), texts=(prompts[0][1],) * adapter.batch_size)
+            warm = Work.full(prompts[0][1], tuple(range(adapter.batch_size)))
             per_image = measure(run_on, adapter, warm)
             parallel = workers if executor == "ray" else 1
             for index, ((group, prompt), count) in enumerate(zip(prompts, counts)):
@@ -94,7 +96,7 @@ def command(prompts_file, method, model, executor, workers, address, gpus_per_wo
 
             explainer.progress = update
             start = time.perf_counter()
-            summary = audit(explainer, prompts, out, method=method, budget=budget, seed=seed, on_prompt=next_prompt)
+            summary = audit(explainer, prompts, out, on_prompt=next_prompt)
     finally:
         run_on.close()
     audit_report(summary, out / "report.html")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ._common import parse_pipeline_args, pipeline_arg_option, usage_errors
-from .explain import METHOD, explanation_options, run_explanation
+from .explain import explanation_options, run_explanation, settings_from
 
 
 @click.command("edit")
@@ -26,7 +26,6 @@ from .explain import METHOD, explanation_options, run_explanation
 @click.option("--image-guidance", type=float, default=None, help="InstructPix2Pix image guidance scale")
 @click.option("--reference", type=click.Choice(["edit", "source"]), default="edit", show_default=True,
               help="distances to the unperturbed edit, or to the source image (the SMILE script's choice)")
-@METHOD
 @explanation_options
 @pipeline_arg_option
 @usage_errors
@@ -38,7 +37,8 @@ def command(instruction, image_path, model, mask_path, strength, composite, imag
     from ..report.html import tiles_section
     from ._common import prepare_output
 
-    options["cache"] = prepare_output(out, options.pop("cache_path"), options.pop("repair_cache"))
+    cache = prepare_output(out, options.pop("cache_path"), options.pop("repair_cache"))
+    settings = settings_from(options, reference="full" if reference == "edit" else "source")
     adapter = EditAdapter(load_pipeline(model), image=image_path, mask=mask_path, strength=strength,
                           image_guidance_scale=image_guidance, composite=composite, num_inference_steps=steps,
                           guidance_scale=guidance, pipeline_kwargs=parse_pipeline_args(pipeline_args))
@@ -52,5 +52,4 @@ def command(instruction, image_path, model, mask_path, strength, composite, imag
             tiles.append(("mask", (adapter.mask[..., None].repeat(3, axis=2) * 255).astype("uint8")))
         return tiles_section(tiles, "Source and edit")
 
-    run_explanation(adapter, instruction, out=out, reference="full" if reference == "edit" else "source",
-                    sections=[source_and_edit], **options)
+    run_explanation(adapter, instruction, settings, cache=cache, out=out, sections=[source_and_edit], **options)

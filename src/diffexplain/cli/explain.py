@@ -2,43 +2,77 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import CONFIRM_ABOVE, build_adapter, confirm_start, prepare_output, progress_bar, size_options, \
-    usage_errors
+from ._common import (
+    CONFIRM_ABOVE,
+    build_adapter,
+    confirm_start,
+    prepare_output,
+    progress_bar,
+    size_options,
+    usage_errors,
+)
 
-METHOD = click.option("--method", type=click.Choice(["shapley", "permutation", "kernelshap", "lime", "smile"]),
-                      default="kernelshap", show_default=True)
+if TYPE_CHECKING:
+    from ..protocols import Adapter
+
+def _settings_defaults():
+    from ..explain.settings import ExplainSettings
+
+    return ExplainSettings()
 
 
-def explanation_options(function):
-    """Options shared by ``explain`` and ``edit``."""
+def _guidance_help() -> str:
+    from ..models.families import FAMILIES
+
+    family_defaults = ", ".join(f"{f.title} {f.guidance_scale:g}" for f in FAMILIES.values())
+    return f"guidance scale [the pipeline's diffexplain.json, else its family's: {family_defaults}]"
+
+
+def _steps_help() -> str:
+    from ..models.families import FAMILIES
+
+    family_defaults = ", ".join(f"{f.title} {f.num_inference_steps}" for f in FAMILIES.values())
+    return f"denoising steps [the pipeline's diffexplain.json, else its family's: {family_defaults}]"
+
+
+def explanation_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``explain``, ``edit`` and ``audit``: the ``ExplainSettings`` fields (choices
+    and defaults read from the library's registries), sampler settings, cache and run control."""
+    from ..embed import EMBEDDERS, SIMILARITIES
+    from ..explain.methods import METHODS
+    from ..models.perturbations import PERTURBATIONS
+
+    defaults = _settings_defaults()
+    perturbations = " | ".join(f"{name}:TOKEN" if name == "replace" else name for name in PERTURBATIONS)
     options = [
-        click.option("--seeds", type=int, default=2, show_default=True,
-                     help="seeds per coalition (common random numbers)"),
+        click.option("--method", type=click.Choice(list(METHODS)), default=defaults.method, show_default=True),
+        click.option("--seeds", type=int, default=len(defaults.image_seeds), show_default=True,
+                     help="image seeds per coalition (common random numbers): --seed .. --seed + N - 1"),
+        click.option("--seed", type=int, default=defaults.seed, show_default=True, help="the first image seed"),
+        click.option("--sampler-seed", type=int, default=defaults.sampler_seed, show_default=True,
+                     help="seed of the explainer's own sampling (permutations, masks, bootstrap)"),
         click.option("--budget", type=int, default=None, help="coalitions to evaluate [method default]"),
-        click.option("--embedder", default="efficientnet", show_default=True,
-                     help="efficientnet | pixel | latent | clip | dinov2"),
+        click.option("--embedder", type=click.Choice(list(EMBEDDERS)), default=defaults.embedder_name,
+                     show_default=True),
         click.option("--embedder-path", default=None, help="local model directory for clip / dinov2"),
         click.option("--embedder-size", type=int, default=None,
-                     help="efficientnet: side images are resized to [twice the image side, at most 224: "
-                          "128 for the shapes models]"),
-        click.option("--similarity", default=None,
-                     help="neg_l2 | cosine | wasserstein (SMILE paper) [neg_l2]"),
-        click.option("--perturbation", type=click.Choice(["drop", "empty_embedding"]), default="drop",
-                     show_default=True),
-        click.option("--steps", type=int, default=None,
-                     help="denoising steps [the pipeline's diffexplain.json, else 20]"),
-        click.option("--guidance", type=float, default=None,
-                     help="guidance scale [the pipeline's diffexplain.json (shapes text2image 1.5, editing "
-                          "models 4.0), else 7.5]"),
+                     help="efficientnet: side images are resized to [twice the image side, at most 224]"),
+        click.option("--similarity", type=click.Choice(list(SIMILARITIES)), default=defaults.similarity,
+                     show_default=True, help="wasserstein is SMILE's"),
+        click.option("--perturbation", default=defaults.perturbation_spec, show_default=True,
+                     help=perturbations),
+        click.option("--steps", type=int, default=None, help=_steps_help()),
+        click.option("--guidance", type=float, default=None, help=_guidance_help()),
         click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="SQLite generation cache [OUT/cache.sqlite]"),
         click.option("--repair-cache", is_flag=True,
                      help="if the cache file cannot be read, move it aside and start a new one with its readable rows"),
-        click.option("--seed", type=int, default=0, show_default=True, help="seed of the explainer's own sampling"),
         click.option("--dry-run", is_flag=True,
                      help="print the generations the explanation needs (after the cache) and a time estimate; "
                           "generate nothing"),
@@ -48,6 +82,17 @@ def explanation_options(function):
     for option in reversed(options):
         function = option(function)
     return function
+
+
+SETTINGS_OPTIONS = ("method", "seeds", "seed", "sampler_seed", "budget", "embedder", "embedder_path", "embedder_size",
+                    "similarity", "perturbation")
+
+
+def settings_from(options: dict, **extra) -> Any:
+    """Pop the ``ExplainSettings`` fields out of a command's options and build the settings (validated)."""
+    from ..explain.settings import ExplainSettings
+
+    return ExplainSettings(**{name: options.pop(name) for name in SETTINGS_OPTIONS}, **extra)
 
 
 def _check_folder_is_free(out: Path, method: str, prompt: str) -> None:
@@ -68,41 +113,40 @@ def _check_folder_is_free(out: Path, method: str, prompt: str) -> None:
                          f"to another folder (images are shared through --cache {out / 'cache.sqlite'})")
 
 
-def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, embedder_path, similarity,
-                    perturbation, cache, seed, out: Path, embedder_size=None, reference: str = "full",
-                    sections=(), dry_run: bool = False, yes: bool = False):
+def run_explanation(adapter: Adapter, prompt: str, settings: Any, *, cache: Any, out: Path,
+                    sections: Sequence[Any] = (), dry_run: bool = False,
+                    yes: bool = False) -> Any:
     """Plan (generations after the cache and a measured time estimate, printed before any work; a
     large job asks first), explain, save ``explanation.json`` / ``.safetensors`` and write
     ``report.html`` from the explanation itself (its coalitions' images come back from the cache)."""
+    import dataclasses
     import time
 
     import numpy as np
     from rich.console import Console
 
-    from ..embed import DEFAULT_SIMILARITY
     from ..executors import InProcessExecutor, Work, measure
     from ..explain.api import PromptExplainer
     from ..explain.audit import plan
     from ..report.html import explanation_report
 
     adapter.words(prompt)
+    method = settings.method
     _check_folder_is_free(out, method, prompt)
     console = Console()
-    explainer = PromptExplainer(adapter, embedder=embedder, embedder_path=embedder_path,
-                                embedder_size=embedder_size, similarity=similarity or DEFAULT_SIMILARITY,
-                                perturbation=perturbation, seeds=seeds, reference=reference, cache=cache)
-    if len(explainer.seeds) <= 16:
-        planned = plan(explainer, [(None, prompt)], out / ".plan-none", method=method, budget=budget, seed=seed)[0]
+    explainer = PromptExplainer(adapter, settings, cache=cache)
+    seeds = settings.image_seeds
+    if len(seeds) <= 16:
+        planned = plan(explainer, [(None, prompt)], out / ".plan-none")[0]
         bound = ""
     else:  # the coalitions drawn do not depend on the seeds: count them once, assume none cached
-        one = PromptExplainer(adapter, embedder="pixel", perturbation=perturbation, seeds=explainer.seeds[:1],
-                              reference=reference, cache=cache)
-        planned = plan(one, [(None, prompt)], out / ".plan-none", method=method, budget=budget,
-                       seed=seed)[0] * len(explainer.seeds)
+        one = PromptExplainer(adapter, dataclasses.replace(settings, seeds=seeds[:1], embedder="pixel",
+                                                           embedder_size=None), cache=cache)
+        planned = plan(one, [(None, prompt)], out / ".plan-none")[0] * len(seeds)
         bound = "up to "
-    per_image = measure(InProcessExecutor(), adapter, Work(seeds=(0,), texts=(prompt,))) if planned else 0.0
+    per_image = measure(InProcessExecutor(), adapter, Work.full(prompt, (seeds[0],))) if planned else 0.0
     console.print(f"{method} on {prompt!r}: {bound}{planned} new generation(s) planned "
-                  f"({len(explainer.seeds)} seed(s) a coalition), about {planned * per_image / 60:.1f} min at "
+                  f"({len(seeds)} seed(s) a coalition), about {planned * per_image / 60:.1f} min at "
                   f"{per_image:.2f} s per image measured here")
     if dry_run:
         return None
@@ -110,9 +154,9 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
     with progress_bar(f"generating ({method})") as update:
         explainer.progress = update
         start = time.perf_counter()
-        explanation = explainer.explain(prompt, method=method, budget=budget, seed=seed)
+        explanation = explainer.explain(prompt)
     explanation.save(out)
-    explanation_report(explanation, out / "report.html",
+    explanation_report(explanation, out / "report.html", cache=cache,
                        extra_sections=[s(explanation) if callable(s) else s for s in sections])
     console.print(f"[bold]{method}[/] on {prompt!r}: {explanation.n_generations} images "
                   f"({explanation.n_cached} from the cache) in {time.perf_counter() - start:.0f} s")
@@ -121,7 +165,8 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
             console.print(f"  note: {line}")
     bars = explanation.stderr is not None and bool(np.isfinite(explanation.stderr).any())
     for i in np.argsort(-explanation.values):
-        se = f" ± {explanation.stderr[i]:.4f}" if bars and np.isfinite(explanation.stderr[i]) else ""
+        stderr = explanation.stderr
+        se = f" ± {stderr[i]:.4f}" if bars and stderr is not None and np.isfinite(stderr[i]) else ""
         p = f"  p={explanation.pvalues[i]:.3f}" if explanation.pvalues is not None else ""
         console.print(f"  {explanation.features[i]:>12s} {explanation.values[i]:+.4f}{se}{p}")
     if not bars:
@@ -133,25 +178,25 @@ def run_explanation(adapter, prompt: str, *, method, seeds, budget, embedder, em
 
 @click.command("explain")
 @click.argument("prompt")
-@METHOD
 @click.option("--model", default="shapes", show_default=True,
               help="a registered name ('shapes', ...) or a local diffusers pipeline directory")
 @click.option("--attention", is_flag=True, help="also record cross-attention on the full prompt and add its views")
 @explanation_options
 @size_options
 @usage_errors
-def command(prompt, method, model, attention, steps, guidance, out, height, width, pipeline_args, **options) -> None:
+def command(prompt, model, attention, steps, guidance, out, height, width, pipeline_args, **options) -> None:
     """Attribute the image of PROMPT to its words; writes explanation.json and report.html under OUT."""
-    options["cache"] = prepare_output(out, options.pop("cache_path"), options.pop("repair_cache"))
+    cache = prepare_output(out, options.pop("cache_path"), options.pop("repair_cache"))
+    settings = settings_from(options)
     adapter = build_adapter(model, steps, guidance, height=height, width=width, pipeline_args=pipeline_args)
 
     def attention_views(explanation):
-        from ..report.html import attention_section
         from ..attention import record_prompt
+        from ..report.html import attention_section
 
         image, maps = record_prompt(adapter, prompt, explanation.settings["seeds"][0])
         maps.save(out)
         return attention_section(maps, image, views=("time", "layer"))
 
-    run_explanation(adapter, prompt, method=method, out=out, sections=[attention_views] if attention else [],
-                    **options)
+    run_explanation(adapter, prompt, settings, cache=cache, out=out,
+                    sections=[attention_views] if attention else [], **options)

@@ -34,7 +34,7 @@ def command(image_path, mask_path, reference_path, reference_mask_path, model, s
     from PIL import Image
 
     from ..attention.maps import overlay
-    from ..explain.i2am import i2am_paint_by_example
+    from ..image2image.i2am import i2am_paint_by_example
     from ..models.edit_adapter import PaintByExampleAdapter, load_mask
     from ..models.loading import load_pipeline
     from ..report.html import i2am_report

@@ -1,8 +1,15 @@
 """Image embedders and the similarities between their embeddings."""
 
 from .embedders import (
-    DEFAULT_EMBEDDER, EMBEDDERS, EfficientNetEmbedder, Embedder, LatentEmbedder, PixelEmbedder, TransformersEmbedder,
-    efficientnet_size, make_embedder,
+    DEFAULT_EMBEDDER,
+    EMBEDDERS,
+    EfficientNetEmbedder,
+    Embedder,
+    LatentEmbedder,
+    PixelEmbedder,
+    TransformersEmbedder,
+    efficientnet_size,
+    make_embedder,
 )
 from .similarity import DEFAULT_SIMILARITY, SIMILARITIES, pairwise_similarity, wasserstein_1d
 

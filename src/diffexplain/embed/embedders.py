@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,6 +33,10 @@ class _TensorEmbedder:
     # Images per forward pass. Small batches are faster per image on CPU: EfficientNet-Lite0 at
     # 224 px took 21 ms an image in batches of 8 and 72 ms in batches of 64 (cache-bound).
     batch_size = 8
+
+    def embed_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable: float (n, 3, H, W) in [0, 1] -> (n, E)."""
+        raise NotImplementedError
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         tensor = _to_tensor(images)
@@ -67,7 +71,7 @@ class PixelEmbedder(_TensorEmbedder):
 class LatentEmbedder(_TensorEmbedder):
     """The pipeline's own VAE latent (posterior mean, scaled), flattened."""
 
-    def __init__(self, vae):
+    def __init__(self, vae: Any):
         self.vae = vae
         digest = hashlib.sha1(repr(sorted(vae.config.items())).encode()).hexdigest()[:8]
         self.name = f"latent-{digest}"
@@ -150,15 +154,14 @@ DEFAULT_EMBEDDER = "efficientnet"
 
 def efficientnet_size(side: int) -> int:
     """EfficientNet-Lite0's default input side for images of ``side`` pixels: twice the side, at
-    least 32 and at most ImageNet's 224. For the shapes world's 64x64 images that is 128: at 2
-    seeds, exact Shapley / SMILE word-relevance AUC 0.956 / 0.951 against 0.946 / 0.956 at 224,
-    for 0.3x the embedding cost (docs/results.md)."""
+    least 32 and at most ImageNet's 224. For the shapes world's 64x64 images that is 128, which
+    scores words as well as 224 does for a third of the embedding cost (the benchmarks' results)."""
     if isinstance(side, bool) or not isinstance(side, int) or side < 1:
         raise ValueError(f"side must be a positive integer, got {side!r}")
     return min(224, max(32, 2 * side))
 
 
-def make_embedder(name: str, *, pipe=None, path: str | None = None, image_size: int | None = None,
+def make_embedder(name: str, *, pipe: Any = None, path: str | None = None, image_size: int | None = None,
                   image_side: int | None = None) -> Embedder:
     """Build an embedder by name: "pixel", "latent" (needs ``pipe``), "efficientnet", "clip" or
     "dinov2" (need ``path``).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -11,7 +13,7 @@ SIMILARITIES = ("cosine", "wasserstein", "neg_l2")
 DEFAULT_SIMILARITY = "neg_l2"
 
 
-def wasserstein_1d(u, v):
+def wasserstein_1d(u: Any, v: Any) -> Any:
     """1-D Wasserstein distance between the values of vectors taken as empirical distributions.
 
     Equals ``scipy.stats.wasserstein_distance(u[i], v[i])`` row by row when both rows have the
@@ -76,11 +78,11 @@ def bootstrap_w1_null(u: np.ndarray, v: np.ndarray, n_bootstrap: int, rng: np.ra
     return out[0] if single else out
 
 
-def pairwise_similarity(a, b, kind: str):
+def pairwise_similarity(a: Any, b: Any, kind: str) -> Any:
     """Similarity of matching rows of ``a`` and ``b`` (shapes (..., E), broadcastable); shape (...).
 
     The one definition used everywhere: numpy arrays give numpy (float64), torch tensors give
-    tensors that keep their gradient (the saliency methods differentiate through it).
+    tensors that keep their gradient (a differentiable similarity for gradient-based callers).
 
     kind: "cosine"; "wasserstein" = 1 - W1 of the value distributions; "neg_l2" = -||a - b||.
     """

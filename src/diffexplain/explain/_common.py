@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..protocols import Game
 
-def feature_names(game, names: Optional[Sequence[str]]) -> tuple[str, ...]:
+
+def feature_names(game: Game, names: Sequence[str] | None) -> tuple[str, ...]:
     from .game import NamedGame
 
     names = names if names is not None else (game.feature_names if isinstance(game, NamedGame) else None)
@@ -34,14 +38,14 @@ def combine_stderr(*parts: np.ndarray) -> np.ndarray:
     return np.where(defined.any(axis=0), np.sqrt(total), np.nan)
 
 
-def generation_counts(game, n_coalitions: int) -> tuple[int, int]:
+def generation_counts(game: Game, n_coalitions: int) -> tuple[int, int]:
     """(generations used, generations served from the cache) as reported by the game, if it counts."""
     from .game import CountingGame
 
     return game.generation_stats() if isinstance(game, CountingGame) else (n_coalitions, 0)
 
 
-def check_budget(budget, minimum: int, method: str, d: int) -> int:
+def check_budget(budget: Any, minimum: int, method: str, d: int) -> int:
     if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool):
         raise ValueError(f"budget must be an integer, got {budget!r}")
     if budget < minimum:

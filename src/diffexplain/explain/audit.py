@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..types import Explanation
+from ..types import Explanation, Explanations, WordStats
+from .api import PromptExplainer
 
 
-def read_prompts(path: str | Path) -> list[tuple[Optional[str], str]]:
+def read_prompts(path: str | Path) -> list[tuple[str | None, str]]:
     """(group or None, prompt) for every prompt line of ``path``."""
     path = Path(path)
     if not path.is_file():
@@ -31,26 +32,16 @@ def read_prompts(path: str | Path) -> list[tuple[Optional[str], str]]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        group, tab, prompt = line.partition("\t")
+        label, tab, prompt = line.partition("\t")
+        group: str | None = label if tab else None
         if not tab:
-            group, prompt = None, line
+            prompt = line
         if not prompt.strip():
             raise ValueError(f"{path}:{number}: a group without a prompt: {line!r}")
         rows.append((group.strip() if group else None, prompt.strip()))
     if not rows:
         raise ValueError(f"prompts file {str(path)!r} holds no prompt")
     return rows
-
-
-@dataclasses.dataclass(frozen=True)
-class WordStats:
-    """One word's attribution across the prompts it appears in: the share of the prompt's total
-    absolute attribution it gets (signed), averaged."""
-
-    word: str
-    mean: float
-    std: float
-    count: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,55 +76,45 @@ class AuditSummary:
 
 def word_shares(explanation: Explanation) -> dict[str, list[float]]:
     """Each word's signed share of the explanation's total |attribution| (lowercased; repeats listed)."""
-    values = np.asarray(explanation.values, dtype=np.float64)
-    total = float(np.abs(values).sum()) or 1.0
-    shares: dict[str, list[float]] = {}
-    for word, value in zip(explanation.features, values):
-        shares.setdefault(word.lower(), []).append(float(value) / total)
-    return shares
+    return Explanations((explanation,)).word_shares()
 
 
-def _stats(explanations: Sequence[Explanation]) -> tuple[WordStats, ...]:
-    pooled: dict[str, list[float]] = {}
-    for explanation in explanations:
-        for word, shares in word_shares(explanation).items():
-            pooled.setdefault(word, []).extend(shares)
-    stats = [WordStats(word, float(np.mean(v)), float(np.std(v)), len(v)) for word, v in pooled.items()]
-    return tuple(sorted(stats, key=lambda s: (-s.mean, s.word)))
-
-
-def summarise(explanations: Sequence[Explanation], groups: Sequence[Optional[str]]) -> AuditSummary:
-    """The dataset-level summary of explanations (one per prompt) and their groups."""
-    if not explanations:
+def summarise(explanations: Sequence[Explanation] | Explanations,
+              groups: Sequence[str | None] | None = None) -> AuditSummary:
+    """The dataset-level summary of explanations (one per prompt), from their cohorts by group."""
+    batch = explanations if isinstance(explanations, Explanations) else Explanations(tuple(explanations),
+                                                                                      tuple(groups or ()))
+    if not len(batch):
         raise ValueError("summarise needs at least one explanation")
-    names = tuple(dict.fromkeys(g for g in groups if g is not None))
-    group_words = {name: _stats([e for e, g in zip(explanations, groups) if g == name]) for name in names}
+    cohorts = batch.cohorts()
+    group_words = {name: cohort.word_stats() for name, cohort in cohorts.items()}
+    names = tuple(cohorts)
     differences: tuple = ()
     if len(names) >= 2:
         first = {s.word: s.mean for s in group_words[names[0]]}
         second = {s.word: s.mean for s in group_words[names[1]]}
         differences = tuple(sorted(((w, first[w] - second[w]) for w in first.keys() & second.keys()),
                                    key=lambda item: (-abs(item[1]), item[0])))
-    return AuditSummary(method=explanations[0].method, n_prompts=len(explanations), words=_stats(explanations),
+    return AuditSummary(method=batch.items[0].method, n_prompts=len(batch), words=batch.word_stats(),
                         groups=names, group_words=group_words, differences=differences)
 
 
-def audit(explainer, prompts: Sequence[tuple[Optional[str], str]], out: str | Path, *, method: str = "kernelshap",
-          budget: Optional[int] = None, seed: int = 0,
-          on_prompt: Optional[Callable[[int, str, bool], None]] = None) -> AuditSummary:
-    """Explain every prompt with ``explainer`` (a ``PromptExplainer``), resuming from ``out``.
+def audit(explainer: PromptExplainer, prompts: Sequence[tuple[str | None, str]], out: str | Path, *,
+          on_prompt: Callable[[int, str, bool], None] | None = None) -> AuditSummary:
+    """Explain every prompt with ``explainer`` (a ``PromptExplainer``: its settings say the method,
+    budget and seeds), resuming from ``out``.
 
     Args:
         explainer: its cache should be a file (e.g. ``out/cache.sqlite``) for a killed run to resume.
         prompts: (group, prompt) pairs (``read_prompts``).
         out: folder of the per-prompt explanations and ``summary.json``.
-        method, budget, seed: as ``PromptExplainer.explain``.
         on_prompt: called with (index, prompt, skipped) before each prompt.
 
     Returns:
         The ``AuditSummary`` (also written to ``out/summary.json``).
     """
     out = Path(out)
+    method = explainer.settings.method
     explanations = []
     for index, (_, prompt) in enumerate(prompts):
         folder = out / "prompts" / f"{index:04d}"
@@ -147,10 +128,10 @@ def audit(explainer, prompts: Sequence[tuple[Optional[str], str]], out: str | Pa
                                  f"{explanation.metadata.get('prompt')!r}, "
                                  f"not {method} of {prompt!r}: use another --out or delete it")
         else:
-            explanation = explainer.explain(prompt, method=method, budget=budget, seed=seed)
+            explanation = explainer.explain(prompt)
             explanation.save(folder)  # written last: a prompt counts as finished only when whole
         explanations.append(explanation)
-    summary = summarise(explanations, [g for g, _ in prompts])
+    summary = summarise(Explanations(tuple(explanations), tuple(g for g, _ in prompts)))
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     return summary
 
@@ -158,6 +139,8 @@ def audit(explainer, prompts: Sequence[tuple[Optional[str], str]], out: str | Pa
 class _OverlayCache:
     """A read-through view of a cache that keeps writes to itself: a dry run sees what is cached
     and changes nothing."""
+
+    keep_images = True
 
     def __init__(self, base):
         self.base, self.written = base, set()
@@ -201,25 +184,22 @@ class _CountingExecutor:
             yield index, np.full((len(work.seeds), 2, 2, 3), 128, np.uint8)
 
 
-def plan(explainer, prompts: Sequence[tuple[Optional[str], str]], out: str | Path, *, method: str = "kernelshap",
-         budget: Optional[int] = None, seed: int = 0) -> list[int]:
+def plan(explainer: PromptExplainer, prompts: Sequence[tuple[str | None, str]], out: str | Path) -> list[int]:
     """The number of new generations each prompt of an audit needs: 0 for a finished prompt, else
     the coalitions x seeds its explainer asks for that are neither in ``explainer.cache`` nor
-    planned for an earlier prompt of the file. Runs the
-    explainer on stand-in images (the coalitions an explainer draws do not depend on the values)."""
+    planned for an earlier prompt of the file. Runs the explainer on stand-in images (the
+    coalitions an explainer draws do not depend on the values)."""
     from ..embed import PixelEmbedder
-    from .api import PromptExplainer
 
     counts = []
     overlay = _OverlayCache(explainer.cache)  # one for all prompts: they share coalitions ("a red circle")
+    settings = dataclasses.replace(explainer.settings, embedder=PixelEmbedder(size=2), embedder_size=None,
+                                   embedder_path=None)
     for index, (_, prompt) in enumerate(prompts):
         if (Path(out) / "prompts" / f"{index:04d}" / "explanation.json").is_file():
             counts.append(0)
             continue
         counter = _CountingExecutor()
-        dry = PromptExplainer(explainer.adapter, embedder=PixelEmbedder(size=2), similarity=explainer.similarity,
-                              perturbation=explainer.perturbation, seeds=explainer.seeds,
-                              reference=explainer.reference, cache=overlay, executor=counter)
-        dry.explain(prompt, method=method, budget=budget, seed=seed)
+        PromptExplainer(explainer.adapter, settings, cache=overlay, executor=counter).explain(prompt)
         counts.append(counter.count)
     return counts

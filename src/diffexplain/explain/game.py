@@ -7,7 +7,8 @@ each distinct coalition is evaluated once and counted against a budget.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -89,7 +90,7 @@ class MemoGame:
         budget: maximum number of distinct coalitions, or None for no limit.
     """
 
-    def __init__(self, game: Game, budget: Optional[int] = None):
+    def __init__(self, game: Game, budget: int | None = None):
         self.game = game
         self.n_players = game.n_players
         self.budget = budget

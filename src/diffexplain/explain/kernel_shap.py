@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..types import Explanation
 from ._common import check_budget, combine_stderr, feature_names, generation_counts, seed_stderr
 from .game import MemoGame
+
+if TYPE_CHECKING:
+    from ..protocols import Game
 
 
 def constrained_wls(z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -54,8 +58,8 @@ class KernelShapExplainer:
     def __init__(self, n_bootstrap: int = 200):
         self.n_bootstrap = n_bootstrap
 
-    def explain(self, game, *, budget: int, seed: int = 0,
-                feature_names_: Optional[Sequence[str]] = None) -> Explanation:
+    def explain(self, game: Game, *, budget: int, seed: int = 0,
+                feature_names_: Sequence[str] | None = None) -> Explanation:
         """Fit Shapley values from at most ``budget`` distinct coalitions (empty and full included)."""
         d = game.n_players
         budget = check_budget(budget, min(d + 2, 2 ** d), "kernelshap", d)

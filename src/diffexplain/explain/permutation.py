@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..types import Explanation
 from ._common import check_budget, combine_stderr, feature_names, generation_counts, seed_stderr
 from .game import MemoGame
+
+if TYPE_CHECKING:
+    from ..protocols import Game
 
 
 def _prefix_masks(order: np.ndarray) -> np.ndarray:
@@ -31,8 +35,8 @@ class PermutationExplainer:
     def __init__(self, max_pairs: int = 1000):
         self.max_pairs = max_pairs  # once every coalition is memoised, more pairs cost no generations
 
-    def explain(self, game, *, budget: int, seed: int = 0,
-                feature_names_: Optional[Sequence[str]] = None) -> Explanation:
+    def explain(self, game: Game, *, budget: int, seed: int = 0,
+                feature_names_: Sequence[str] | None = None) -> Explanation:
         """Sample permutation pairs until the next pair would exceed ``budget`` distinct coalitions.
 
         Args:

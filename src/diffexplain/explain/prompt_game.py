@@ -4,16 +4,18 @@ prompt stays to the image of the full prompt, with the same seeds (common random
 from __future__ import annotations
 
 import time
-
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 
 from ..cache import GenerationCache, generation_key
+from ..embed.embedders import Embedder
+from ..embed.similarity import bootstrap_w1_null, pairwise_similarity, wasserstein_1d
 from ..executors import InProcessExecutor, Work
-from ..embed.similarity import DEFAULT_SIMILARITY, SIMILARITIES, bootstrap_w1_null, pairwise_similarity, wasserstein_1d
-
-PERTURBATIONS = ("drop", "empty_embedding")
+from ..models.perturbations import Perturbation
+from ..protocols import Adapter, Cache, Executor
+from .settings import ExplainSettings
 
 
 def word_movers_distance(source: np.ndarray, target: np.ndarray) -> float:
@@ -44,78 +46,58 @@ class PromptGame:
     """A cooperative game whose players are the words of ``prompt``.
 
     v(S) = mean over seeds of similarity(embed(image(S, seed)), embed(image(full, seed))), where
-    image(S, seed) comes from the prompt perturbed to keep only the words of S.
+    image(S, seed) is generated under the settings' perturbation of the prompt to the words of S.
 
     Args:
-        adapter: a ``TextToImageAdapter`` (or any adapter with the same generation methods).
+        adapter: a ``TextToImageAdapter`` (or any ``protocols.Adapter``).
         prompt: the text to explain; its words are the players.
-        seeds: the seeds every coalition is generated with (K >= 1).
-        embedder: an image embedder (``diffexplain.embed``).
-        similarity: "neg_l2" (default), "cosine" or "wasserstein" (1 - W1, as SMILE).
-        perturbation: "drop" (the words of S in their order, others removed: the text sent is
-            exactly that) or "empty_embedding" (every text encoder's outputs at a dropped word's
-            token positions replaced by its outputs for the empty prompt at the same positions;
-            pooled embeddings from the kept words: ``models.conditioning``).
+        settings: seeds, similarity, perturbation and reference (``ExplainSettings``).
+        embedder: the image embedder (built from the settings by ``PromptExplainer``).
         cache: a ``GenerationCache`` shared across explanations (default: in memory).
         progress: optional callable(n_done, n_total) for progress bars.
-        reference: what similarities are measured against: "full" (the full prompt's image with
-            the same seed; default) or "source" (the adapter's fixed source image, as the SMILE
-            editing script does).
+        executor: where generations run (default in process).
     """
 
-    def __init__(self, adapter, prompt: str, *, seeds: Sequence[int], embedder, similarity: str = DEFAULT_SIMILARITY,
-                 perturbation: str = "drop", cache: Optional[GenerationCache] = None,
-                 progress: Optional[Callable[[int, int], None]] = None, reference: str = "full", executor=None):
-        if len(seeds) < 1:
-            raise ValueError(f"seeds must contain at least one seed, got {list(seeds)!r}")
-        if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-        if perturbation not in PERTURBATIONS:
-            raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {perturbation!r}")
-        if reference not in ("full", "source"):
-            raise ValueError(f"reference must be 'full' or 'source', got {reference!r}")
-        if reference == "source" and getattr(adapter, "source", None) is None:
+    def __init__(self, adapter: Adapter, prompt: str, settings: ExplainSettings, *, embedder: Embedder,
+                 cache: Cache | None = None, progress: Callable[[int, int], None] | None = None,
+                 executor: Executor | None = None):
+        if settings.reference == "source" and getattr(adapter, "source", None) is None:
             raise ValueError("reference='source' needs an adapter with a source image (an EditAdapter)")
-        self.reference_mode = reference
+        self.settings = settings
         self.adapter = adapter
         self.prompt = prompt
         self.words = adapter.words(prompt)
         self.feature_names = tuple(self.words)
         self.n_players = len(self.words)
-        self.seeds = [int(s) for s in seeds]
+        self.seeds = list(settings.image_seeds)
         self.embedder = embedder
-        self.similarity = similarity
-        self.perturbation = perturbation
-        self.cache = cache if cache is not None else GenerationCache()
+        self.similarity = settings.similarity
+        self.perturbation: Perturbation = settings.perturbation  # type: ignore[assignment]
+        self.cache: Cache = cache if cache is not None else GenerationCache()
         self.progress = progress
         self.executor = executor
         self._requested: set[str] = set()
         self._cached: set[str] = set()
-        self._reference: Optional[np.ndarray] = None
-        if perturbation == "empty_embedding":
-            from ..models.conditioning import check_supported
-
-            check_supported(adapter, prompt)
+        self._reference: np.ndarray | None = None
+        self.perturbation.check(adapter, prompt)
 
     # -- what is sent to the model --------------------------------------------------------------
-    def text(self, mask: np.ndarray) -> str:
-        """The prompt of a coalition: its words in their original order."""
-        return " ".join(w for w, keep in zip(self.words, mask) if keep)
-
     def conditioning(self, mask: np.ndarray) -> str:
         """The exact conditioning sent to the model, as stored in the cache."""
-        if self.perturbation == "drop":
-            return self.text(mask)
-        bits = "".join("1" if keep else "0" for keep in mask)
-        return f"empty_embedding:{self.prompt}|{bits}"
+        return self.perturbation.conditioning(self.prompt, mask)
 
-    def _key(self, mask: np.ndarray, seed: int) -> str:
+    def key(self, mask: np.ndarray, seed: int) -> str:
+        """The generation-cache key of one coalition's image with one seed."""
         return generation_key(self.adapter.fingerprint, self.conditioning(mask), seed, self.adapter.settings())
+
+    def keys(self, masks: np.ndarray) -> list[list[str]]:
+        """Cache keys (n, K) of coalitions ``masks`` with every seed."""
+        return [[self.key(m, s) for s in self.seeds] for m in np.asarray(masks, dtype=bool)]
 
     # -- generation through the cache ---------------------------------------------------------
     def _ensure_images(self, masks: np.ndarray) -> list[list[str]]:
         """Keys (n, K) of every image, generating those not in the cache (one transaction a batch)."""
-        keys = [[self._key(m, s) for s in self.seeds] for m in masks]
+        keys = self.keys(masks)
         flat = [(k, m, s) for row, m in zip(keys, masks) for k, s in zip(row, self.seeds)]
         wanted = {k: (m, s) for k, m, s in flat if k not in self._requested}
         have = self.cache.readable(wanted) if wanted else set()  # a PNG that does not decode is made again
@@ -160,11 +142,9 @@ class PromptGame:
                 self.progress(done, total)
         return done
 
-    def _work(self, chunk) -> Work:
-        seeds = tuple(int(s) for _, _, s in chunk)
-        if self.perturbation == "drop":
-            return Work(seeds=seeds, texts=tuple(self.text(m) for _, m, _ in chunk))
-        return Work(seeds=seeds, prompt=self.prompt, masks=np.stack([m for _, m, _ in chunk]))
+    def _work(self, chunk: list[tuple[str, np.ndarray, int]]) -> Work:
+        return Work(self.prompt, np.stack([m for _, m, _ in chunk]), tuple(int(s) for _, _, s in chunk),
+                    self.perturbation)
 
     def embeddings(self, masks: np.ndarray) -> np.ndarray:
         """Embeddings of every coalition's image per seed: (n, K, E)."""
@@ -191,8 +171,8 @@ class PromptGame:
     def reference(self) -> np.ndarray:
         """Embeddings of the reference image per seed: (K, E)."""
         if self._reference is None:
-            if self.reference_mode == "source":
-                source = self.embedder.embed(self.adapter.source[None])[0]
+            if self.settings.reference == "source":
+                source = self.embedder.embed(cast(Any, self.adapter).source[None])[0]
                 self._reference = np.repeat(source[None], len(self.seeds), axis=0)
             else:
                 self._reference = self.embeddings(np.ones((1, self.n_players), bool))[0]
@@ -210,10 +190,11 @@ class PromptGame:
 
     def text_distance(self, masks: np.ndarray) -> np.ndarray:
         """Word mover's distance between the prompt and each coalition's text: (n,)."""
-        vectors = self.adapter.word_embeddings(self.prompt)
+        vectors = cast(Any, self.adapter).word_embeddings(self.prompt)  # a TextToImageAdapter method
         return np.array([word_movers_distance(vectors, vectors[np.asarray(m, bool)]) for m in masks])
 
-    def distance_pvalues(self, masks: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0):
+    def distance_pvalues(self, masks: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0) -> tuple[np.ndarray,
+                         np.ndarray]:
         """W1 between each coalition's embedding and the reference, averaged over seeds, and its
         bootstrap p-value: pool both vectors' values, resample the pool into two groups of the
         original sizes B times, p = (1 + #{W1* >= W1}) / (B + 1).

@@ -4,13 +4,17 @@ included: their public notebook drops it."""
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..types import Explanation
 from ._common import feature_names, generation_counts, seed_stderr
 from .game import MemoGame, all_masks
+
+if TYPE_CHECKING:
+    from ..protocols import Game
 
 MAX_PLAYERS = 12  # 4096 coalitions; beyond that the cost doubles per word
 
@@ -44,8 +48,8 @@ class ShapleyExplainer:
     def __init__(self, max_players: int = MAX_PLAYERS):
         self.max_players = max_players
 
-    def explain(self, game, *, budget: Optional[int] = None, seed: int = 0,
-                feature_names_: Optional[Sequence[str]] = None) -> Explanation:
+    def explain(self, game: Game, *, budget: int | None = None, seed: int = 0,
+                feature_names_: Sequence[str] | None = None) -> Explanation:
         """Evaluate all 2^d coalitions of ``game`` and return their Shapley values.
 
         ``budget``, if given, must allow every coalition (2^d); ``seed`` is unused (the method is

@@ -3,13 +3,17 @@ and bootstrap p-values for every distance and every coefficient."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..types import Explanation
 from .game import TextGame
-from .lime import SURROGATE_BUDGET, SurrogateExplainer, _surrogate_explanation, mask_cosine_distance
+from .surrogate import SURROGATE_BUDGET, SurrogateExplainer, mask_cosine_distance, surrogate_explanation
+
+if TYPE_CHECKING:
+    from ..protocols import Game
 
 
 class SmileExplainer(SurrogateExplainer):
@@ -36,21 +40,18 @@ class SmileExplainer(SurrogateExplainer):
     """
 
     name = "smile"
+    default_bootstrap = 1000
 
-    def __init__(self, kernel_width: float = 0.25, surrogate: str = "ols", alpha: float = 1.0,
-                 n_bootstrap: int = 1000):
-        super().__init__(kernel_width, surrogate, alpha, n_bootstrap)
-
-    def explain(self, game, *, budget: int = SURROGATE_BUDGET, seed: int = 0,
-                feature_names_: Optional[Sequence[str]] = None) -> Explanation:
+    def explain(self, game: Game, *, budget: int = SURROGATE_BUDGET, seed: int = 0,
+                feature_names_: Sequence[str] | None = None) -> Explanation:
         budget, rng, memo, masks, values = self._sample(game, budget, seed)
         text = isinstance(game, TextGame)
-        distance = game.text_distance(masks) if text else mask_cosine_distance(masks)
+        distance = game.text_distance(masks) if isinstance(game, TextGame) else mask_cosine_distance(masks)
         weights = np.sqrt(np.exp(-np.asarray(distance) ** 2 / self.kernel_width ** 2))
         extra = dict(text_distance=[float(v) for v in distance],
                      kernel_distance="word mover's distance" if text else "mask cosine distance")
-        if text:
+        if isinstance(game, TextGame):
             observed, pvals = game.distance_pvalues(masks, n_bootstrap=self.n_bootstrap, seed=seed)
             extra.update(w1_distance=observed.tolist(), w1_pvalue=pvals.tolist())
-        return _surrogate_explanation(self, game, feature_names_, masks, values, weights, memo, rng, seed,
+        return surrogate_explanation(self, game, feature_names_, masks, values, weights, memo, rng, seed,
                                       budget, pvalues=True, extra_info=extra)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+
+ValueFunction = Callable[[np.ndarray], np.ndarray]  # a game: bool (n, d) coalitions -> values (n, K)
+
+
+class Attributed(Protocol):
+    """Anything with named features and their values (an ``Explanation``)."""
+
+    features: Sequence[str]
+    values: np.ndarray
 
 
 def all_masks(d: int) -> np.ndarray:
@@ -39,34 +52,34 @@ def _same_length(a: np.ndarray, b: np.ndarray, names: str) -> None:
         raise ValueError(f"{names} must have the same length, got {a.shape[0]} and {b.shape[0]}")
 
 
-def sum_to_one(scores) -> np.ndarray:
+def sum_to_one(scores: ArrayLike) -> np.ndarray:
     """Scores divided by their sum (the form of Gupta & Kanoria's ground truth); zeros if they sum to zero."""
     scores = _vector(scores, "scores")
     total = scores.sum()
     return scores / total if total != 0 else np.zeros_like(scores)
 
 
-def ranks(scores) -> np.ndarray:
+def ranks(scores: ArrayLike) -> np.ndarray:
     """Rank of each score, 1 = largest; ties share the smallest rank ("min" method)."""
     scores = _vector(scores, "scores")
     return np.array([1 + int(np.sum(scores > s)) for s in scores])
 
 
-def ranks_aligned(scores, truth) -> float:
+def ranks_aligned(scores: ArrayLike, truth: ArrayLike) -> float:
     """Fraction of words whose rank under ``scores`` equals their rank under ``truth`` (Gupta & Kanoria)."""
     scores, truth = _vector(scores, "scores"), _vector(truth, "truth")
     _same_length(scores, truth, "scores and truth")
     return float(np.mean(ranks(scores) == ranks(truth)))
 
 
-def rmse_normalised(scores, truth) -> float:
+def rmse_normalised(scores: ArrayLike, truth: ArrayLike) -> float:
     """RMSE between scores and truth after normalising both to sum to 1 (Gupta & Kanoria)."""
     scores, truth = _vector(scores, "scores"), _vector(truth, "truth")
     _same_length(scores, truth, "scores and truth")
     return float(np.sqrt(np.mean((sum_to_one(scores) - sum_to_one(truth)) ** 2)))
 
 
-def roc_auc(scores, relevant) -> float:
+def roc_auc(scores: ArrayLike, relevant: ArrayLike) -> float:
     """ROC-AUC of scores against binary relevance: P(score of a relevant word > an irrelevant one),
     ties counting one half. NaN when only one class is present."""
     scores = _vector(scores, "scores")
@@ -83,7 +96,7 @@ def roc_auc(scores, relevant) -> float:
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
-def precision_at_k(scores, relevant, k: Optional[int] = None) -> float:
+def precision_at_k(scores: ArrayLike, relevant: ArrayLike, k: int | None = None) -> float:
     """Fraction of relevant words among the k highest scores (k defaults to the number of
     relevant words, i.e. R-precision). Ties broken by word order."""
     scores = _vector(scores, "scores")
@@ -96,15 +109,15 @@ def precision_at_k(scores, relevant, k: Optional[int] = None) -> float:
     return float(relevant[top].mean())
 
 
-def ruzicka_similarity(a, b) -> float:
+def ruzicka_similarity(a: ArrayLike, b: ArrayLike) -> float:
     """Stability: sum min(|a_k|, |b_k|) / sum max(|a_k|, |b_k|), in [0, 1]; 1 if both are zero."""
-    a, b = np.abs(_vector(a, "a")), np.abs(_vector(b, "b"))
-    _same_length(a, b, "a and b")
-    denominator = np.maximum(a, b).sum()
-    return 1.0 if denominator == 0 else float(np.minimum(a, b).sum() / denominator)
+    first, second = np.abs(_vector(a, "a")), np.abs(_vector(b, "b"))
+    _same_length(first, second, "a and b")
+    denominator = np.maximum(first, second).sum()
+    return 1.0 if denominator == 0 else float(np.minimum(first, second).sum() / denominator)
 
 
-def consistency(runs) -> dict[str, np.ndarray]:
+def consistency(runs: ArrayLike) -> dict[str, np.ndarray]:
     """Per-word mean, std (ddof=1) and coefficient of variation (std / |mean|) over R runs.
 
     Args:
@@ -120,17 +133,17 @@ def consistency(runs) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- Shapley axioms
-def efficiency_gap(values, full_value: float, base_value: float) -> float:
+def efficiency_gap(values: ArrayLike, full_value: float, base_value: float) -> float:
     """|sum(values) - (v(D) - v(empty))|: zero for exact Shapley values."""
     return float(abs(_vector(values, "values").sum() - (full_value - base_value)))
 
 
-def _coalition_values(game: Callable[[np.ndarray], np.ndarray], masks: np.ndarray) -> np.ndarray:
+def _coalition_values(game: ValueFunction, masks: np.ndarray) -> np.ndarray:
     values = np.asarray(game(masks), dtype=np.float64)
     return values.mean(axis=1) if values.ndim == 2 else values
 
 
-def find_null_players(game, n_players: int, atol: float = 1e-9) -> list[int]:
+def find_null_players(game: ValueFunction, n_players: int, atol: float = 1e-9) -> list[int]:
     """Players whose addition never changes the value of any coalition (exhaustive, d <= 12)."""
     masks = all_masks(n_players)
     values = _coalition_values(game, masks)
@@ -140,7 +153,7 @@ def find_null_players(game, n_players: int, atol: float = 1e-9) -> list[int]:
                            atol=atol)]
 
 
-def find_symmetric_pairs(game, n_players: int, atol: float = 1e-9) -> list[tuple[int, int]]:
+def find_symmetric_pairs(game: ValueFunction, n_players: int, atol: float = 1e-9) -> list[tuple[int, int]]:
     """Pairs (i, j) with v(S + i) = v(S + j) for every S containing neither (exhaustive)."""
     masks = all_masks(n_players)
     values = _coalition_values(game, masks)
@@ -154,7 +167,7 @@ def find_symmetric_pairs(game, n_players: int, atol: float = 1e-9) -> list[tuple
     return pairs
 
 
-def check_axioms(values, game, n_players: int, full_value: float, base_value: float,
+def check_axioms(values: ArrayLike, game: ValueFunction, n_players: int, full_value: float, base_value: float,
                  atol: float = 1e-6) -> dict[str, object]:
     """Efficiency, symmetry and null-player checks of attributions against their game.
 
@@ -174,12 +187,6 @@ def check_axioms(values, game, n_players: int, full_value: float, base_value: fl
     )
 
 
-def mean_over(prompts_scores: Sequence[tuple[np.ndarray, np.ndarray]], metric: Callable) -> float:
-    """Average a (scores, truth) metric over prompts, ignoring NaN results."""
-    results = [metric(s, t) for s, t in prompts_scores]
-    return float(np.nanmean(results)) if results else float("nan")
-
-
 def align_words(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int]]:
     """Index pairs of the words two prompts share, in order (longest matching blocks; a comma
     glued to a word counts as the same word)."""
@@ -192,7 +199,7 @@ def align_words(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int]]:
     return [(block.a + k, block.b + k) for block in matcher.get_matching_blocks() for k in range(block.size)]
 
 
-def stability(explanation_a, explanation_b) -> float:
+def stability(explanation_a: Attributed, explanation_b: Attributed) -> float:
     """Ruzicka similarity between the attributions of a prompt and of a meaning-preserving
     variant, over the words they share (aligned in order), each side L1-normalised first so
     the score compares shapes, not scales."""

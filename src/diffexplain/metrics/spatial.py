@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def _binary(mask, name: str) -> np.ndarray:
@@ -23,21 +27,21 @@ def _pair(predicted, target) -> tuple[np.ndarray, np.ndarray]:
     return predicted, target
 
 
-def iou(predicted, target) -> float:
+def iou(predicted: ArrayLike, target: ArrayLike) -> float:
     """|A n B| / |A u B| (1 when both are empty)."""
     predicted, target = _pair(predicted, target)
     union = (predicted | target).sum()
     return 1.0 if union == 0 else float((predicted & target).sum() / union)
 
 
-def ioa(predicted, target) -> float:
+def ioa(predicted: ArrayLike, target: ArrayLike) -> float:
     """Intersection over the predicted area |A n B| / |A| (0 when A is empty)."""
     predicted, target = _pair(predicted, target)
     area = predicted.sum()
     return 0.0 if area == 0 else float((predicted & target).sum() / area)
 
 
-def pointing_game(heatmap, target) -> bool:
+def pointing_game(heatmap: ArrayLike, target: ArrayLike) -> bool:
     """True if the heatmap's maximum lies inside the target mask."""
     heatmap = np.asarray(heatmap, dtype=np.float64)
     target = _binary(target, "target")
@@ -46,7 +50,7 @@ def pointing_game(heatmap, target) -> bool:
     return bool(target.flat[int(np.argmax(heatmap))])
 
 
-def mass_ratio(heatmap, target) -> float:
+def mass_ratio(heatmap: ArrayLike, target: ArrayLike) -> float:
     """Share of the (non-negative) heatmap's mass inside the mask divided by the mask's share of
     the image: 1 = chance, > 1 = concentrated on the object."""
     heatmap = np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
@@ -67,14 +71,14 @@ def mean_iou(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     return float(np.mean(values))
 
 
-def minmax_scale(values):
+def minmax_scale(values: Any) -> Any:
     """Min-max scale a map to [0, 1]: all zeros if it is constant. Works on numpy arrays and torch
     tensors alike (returns the same type)."""
     low, high = values.min(), values.max()
     return (values - low) / (high - low) if high > low else values * 0
 
 
-def imacs(attribution, mask, lam: float = 3.0) -> float:
+def imacs(attribution: ArrayLike, mask: ArrayLike, lam: float = 3.0) -> float:
     """Inpainting mask attention consistency score (I2AM): min-max normalise the map A, then
     S_in = sum(A * M) / sum(M), S_out = sum(A * (1 - M)) / sum(1 - M), IMACS = S_in - lam * S_out.
 

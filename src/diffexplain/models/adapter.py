@@ -5,20 +5,21 @@ An adapter never loads or moves the model; it reads the device from the model's 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import json
-from typing import Any, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .defaults import pipeline_defaults
-from .families import family_of, readings, text_encoders
+from .families import family_of
+from .words import context_spans, require_seen
 
 
-def model_fingerprint(pipe) -> str:
+def model_fingerprint(pipe: Any) -> str:
     """A content hash of the pipeline's configs and weights (a sample of every tensor, all shapes)."""
     digest = hashlib.sha256()
     for name, component in sorted(pipe.components.items()):
@@ -48,12 +49,19 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
-def denoiser_of(pipe) -> torch.nn.Module:
-    """The pipeline's denoising network: its ``unet``, else its ``transformer``."""
-    return getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+def denoiser_of(pipe: Any) -> torch.nn.Module:
+    """The pipeline's denoising network: its ``unet``, else its ``transformer``.
+
+    Raises:
+        ValueError: for a pipeline with neither.
+    """
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if not isinstance(denoiser, torch.nn.Module):
+        raise ValueError(f"{type(pipe).__name__} has no unet or transformer")
+    return denoiser
 
 
-def native_size(pipe, *, stated_only: bool = False) -> Optional[tuple[int, int]]:
+def native_size(pipe: Any, *, stated_only: bool = False) -> tuple[int, int] | None:
     """(height, width) the pipeline generates by default: its denoiser's sample size times the VAE
     factor; Flux's transformer states none, so its pipeline's ``default_sample_size`` (None with
     ``stated_only``: such a pipeline runs at any size its latents allow)."""
@@ -77,7 +85,7 @@ MANAGED_ARGUMENTS = {
 }
 
 
-def check_pipeline_kwargs(pipe, kwargs: dict[str, Any]) -> None:
+def check_pipeline_kwargs(pipe: Any, kwargs: dict[str, Any]) -> None:
     """Refuse extra pipeline-call arguments the pipeline does not take, that diffexplain sets
     itself, or whose type differs from the argument's default (a number for a flag, text for a number).
 
@@ -111,8 +119,8 @@ def check_pipeline_kwargs(pipe, kwargs: dict[str, Any]) -> None:
 class PipelineAdapter:
     """What every adapter shares: the user's pipeline, its content fingerprint and its device."""
 
-    pipe = None
-    _fingerprint: Optional[str] = None
+    pipe: Any = None
+    _fingerprint: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -124,16 +132,18 @@ class PipelineAdapter:
         """Where images are computed, as far as it changes their pixels: on the CPU, torch's thread
         count (reductions split differently: values move by up to 1e-3), so a cache entry made with
         another count is never served as this one."""
-        device = self._device()
+        device = self.device
         return dict(device=device.type, **({"torch_threads": torch.get_num_threads()} if device.type == "cpu" else {}))
 
-    def _device(self) -> torch.device:
+    @property
+    def device(self) -> torch.device:
+        """Where the denoiser's weights are (the adapter never moves them)."""
         return next(denoiser_of(self.pipe).parameters()).device
 
     def call_pipeline(self, seeds: Sequence[int], **inputs) -> np.ndarray:
         """Run the pipeline once with one ``torch.Generator`` per seed (on the model's device) and
         ``inputs`` as its keyword arguments; returns uint8 (len(seeds), H, W, 3)."""
-        device = self._device()
+        device = self.device
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         if isinstance(inputs.get("prompt"), list):  # diffusers wants one negative prompt per prompt then
             for key in ("negative_prompt", "negative_prompt_2", "negative_prompt_3"):
@@ -163,18 +173,15 @@ class TextToImageAdapter(PipelineAdapter):
 
     takes_source = False  # EditAdapter passes the source image the pipeline needs
 
-    def __init__(self, pipe, *, num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
-                 height: Optional[int] = None, width: Optional[int] = None, batch_size: int = 16,
-                 vocabulary_check=None, pipeline_kwargs: Optional[dict[str, Any]] = None):
+    def __init__(self, pipe: Any, *, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 height: int | None = None, width: int | None = None, batch_size: int = 16,
+                 vocabulary_check: Callable[[str], None] | None = None, pipeline_kwargs: dict[str, Any] | None = None):
         self.family = family_of(pipe)
         if not self.takes_source and "image" in inspect.signature(pipe.__call__).parameters:
             raise ValueError(f"{type(pipe).__name__} generates from a source image: wrap it in "
                              "EditAdapter(pipe, image=...) (command line: `diffexplain edit --image` or "
                              "`diffexplain attention --image`)")
-        defaults = pipeline_defaults(pipe, self.family)
-        if self.family.name == "flux" and not pipe.transformer.config.get("guidance_embeds", True) \
-                and defaults.name == "":  # Flux.1 schnell: timestep-distilled, 4 steps, no guidance input
-            defaults = dataclasses.replace(defaults, num_inference_steps=4, guidance_scale=0.0)
+        defaults = self.family.sampler_defaults(pipe, pipeline_defaults(pipe, self.family))
         num_inference_steps = defaults.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
         if num_inference_steps < 1:
@@ -189,29 +196,30 @@ class TextToImageAdapter(PipelineAdapter):
         self.pipe = pipe
         self.num_inference_steps = int(num_inference_steps)
         self.guidance_scale = float(guidance_scale)
-        native = native_size(pipe)
-        self.height = int(height or defaults.height or native[0])
-        self.width = int(width or defaults.width or native[1])
+        native = native_size(pipe) or (None, None)
+        self.height = int(height or defaults.height or native[0] or 512)
+        self.width = int(width or defaults.width or native[1] or 512)
         self.batch_size = int(batch_size)
         self.defaults = defaults
         self.vocabulary_check = vocabulary_check if vocabulary_check is not None else (
             None if defaults.vocabulary is None else defaults.check_vocabulary)
         self.pipeline_kwargs = dict(pipeline_kwargs or {})
+        self.observers: list = []  # attention recorders told which prompts are generated
 
     # -- text ---------------------------------------------------------------------------------
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Any:
         return self.pipe.tokenizer
 
     @property
     def encoders(self) -> list[tuple[str, object, object]]:
         """(attribute, tokenizer, text encoder) of every text encoder the pipeline has, in order."""
-        return text_encoders(self.pipe, self.family)
+        return self.family.text_encoders(self.pipe)
 
     def readings(self, prompt: str) -> list:
         """What each text encoder reads of ``prompt`` (``words.EncoderReading``: its words' positions
         in the denoiser's context, None where it cuts a word off), under this adapter's call arguments."""
-        return readings(self.pipe, self.family, prompt, self.pipeline_kwargs)
+        return self.family.readings(self.pipe, prompt, self.pipeline_kwargs)
 
     def words(self, prompt: str) -> list[str]:
         """The features of a prompt: its whitespace-separated words, after validation.
@@ -231,8 +239,6 @@ class TextToImageAdapter(PipelineAdapter):
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
         if self.vocabulary_check is not None:
             self.vocabulary_check(prompt)
-        from .words import require_seen
-
         readings = self.readings(prompt)
         require_seen(prompt.split(), readings, prompt)
         return readings
@@ -245,12 +251,7 @@ class TextToImageAdapter(PipelineAdapter):
         Raises:
             ValueError: naming the words that encoder cuts off (they have no attention).
         """
-        reading = [r for r in self._validated_readings(prompt) if r.offset is not None][-1]
-        cut = [w for w, span in zip(prompt.split(), reading.spans) if span is None]
-        if cut:
-            raise ValueError(f"{reading.label} cuts off {', '.join(repr(w) for w in cut)} of {prompt!r}: those "
-                             "words have no attention maps; shorten the prompt")
-        return [tuple(span) for span in reading.spans]
+        return context_spans(self._validated_readings(prompt), prompt)
 
     def coverage(self, prompt: str) -> list[str]:
         """One line per text encoder saying which words it read ("CLIP-L (pooled) saw words 1-75 of 100")."""
@@ -292,26 +293,19 @@ class TextToImageAdapter(PipelineAdapter):
                                   guidance_scale=self.guidance_scale, height=self.height, width=self.width,
                                   **inputs, **self.pipeline_kwargs)
 
+    def run_batches(self, seeds: Sequence[int], inputs: Callable[[slice], dict[str, Any]]) -> np.ndarray:
+        """One image per seed, in batches of ``batch_size``: ``inputs(rows)`` gives the pipeline
+        keyword arguments of the rows ``rows`` (a slice of ``seeds``); uint8 (n, H, W, 3)."""
+        seeds = list(seeds)
+        out = [self._run(seeds[i:i + self.batch_size], **inputs(slice(i, i + self.batch_size)))
+               for i in range(0, len(seeds), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)
+
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> np.ndarray:
         """One image per (prompt, seed): uint8 (n, H, W, 3), in batches of ``batch_size``."""
         if len(prompts) != len(seeds):
             raise ValueError(f"prompts and seeds must have the same length, got {len(prompts)} and {len(seeds)}")
-        out = [self._run(seeds[i:i + self.batch_size], prompt=list(prompts[i:i + self.batch_size]))
-               for i in range(0, len(prompts), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)
-
-    def generate_masked(self, prompt: str, masks: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
-        """Like ``generate`` under the ``empty_embedding`` perturbation: row i is ``prompt`` with the
-        encoder outputs of the words ``masks[i]`` drops replaced by the empty prompt's
-        (``conditioning.masked``); uint8 (n, H, W, 3)."""
-        from .conditioning import masked
-
-        masks = np.asarray(masks, dtype=bool)
-        if len(masks) != len(seeds):
-            raise ValueError(f"masks and seeds must have the same length, got {len(masks)} and {len(seeds)}")
-        words = prompt.split()
-        texts = [" ".join(w for w, keep in zip(words, mask) if keep) for mask in masks]
-        out = [self._run(seeds[i:i + self.batch_size],
-                         **masked(self, prompt, texts[i:i + self.batch_size], masks[i:i + self.batch_size]))
-               for i in range(0, len(seeds), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)
+        prompts = list(prompts)
+        for observer in list(self.observers):
+            observer.saw_prompts(prompts)
+        return self.run_batches(seeds, lambda rows: dict(prompt=prompts[rows]))

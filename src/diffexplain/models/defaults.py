@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 MARKER = "diffexplain.json"
 
@@ -44,10 +44,10 @@ class PipelineDefaults:
     guidance_scale: float = 7.5  # diffusers' Stable Diffusion default
     attention_min_grid: int = 1
     attention_tau: float = 0.4
-    vocabulary: Optional[tuple[str, ...]] = None
+    vocabulary: tuple[str, ...] | None = None
     pipeline_args: tuple[tuple[str, Any], ...] = ()
-    height: Optional[int] = None
-    width: Optional[int] = None
+    height: int | None = None
+    width: int | None = None
 
     def check_vocabulary(self, text: str, argument: str = "prompt") -> None:
         """Raise ValueError naming every word of ``text`` outside a closed vocabulary."""
@@ -64,7 +64,7 @@ class PipelineDefaults:
 GENERIC = PipelineDefaults()
 
 
-def pipeline_directory(pipe) -> Optional[Path]:
+def pipeline_directory(pipe: Any) -> Path | None:
     """The local folder ``pipe`` was loaded from, or None (built in memory, or a hub id)."""
     name_or_path = getattr(pipe, "name_or_path", None) or getattr(pipe, "config", {}).get("_name_or_path", None)
     if not name_or_path:
@@ -73,7 +73,7 @@ def pipeline_directory(pipe) -> Optional[Path]:
     return path if path.is_dir() else None
 
 
-def read_defaults(directory: Optional[Path], family=None) -> PipelineDefaults:
+def read_defaults(directory: Path | None, family: Any = None) -> PipelineDefaults:
     """The defaults of the pipeline saved in ``directory``: its marker's values over the family's
     sampler defaults (``family``: a ``families.Family``) over ``GENERIC``."""
     base = GENERIC if family is None else dataclasses.replace(
@@ -96,6 +96,6 @@ def read_defaults(directory: Optional[Path], family=None) -> PipelineDefaults:
     )
 
 
-def pipeline_defaults(pipe, family=None) -> PipelineDefaults:
+def pipeline_defaults(pipe: Any, family: Any = None) -> PipelineDefaults:
     """``read_defaults`` for the folder ``pipe`` was loaded from (the family's or ``GENERIC`` if none)."""
     return read_defaults(pipeline_directory(pipe), family)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -15,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from .adapter import PipelineAdapter, TextToImageAdapter, native_size
 from .defaults import pipeline_defaults
 
-ImageLike = Union[str, Path, np.ndarray, Image.Image]
+ImageLike = str | Path | np.ndarray | Image.Image
 
 
 def load_image(image: ImageLike, argument: str = "image") -> np.ndarray:
@@ -63,7 +64,7 @@ class _Pasting:
     """``paste`` for adapters holding ``source`` (H, W, 3) uint8 and ``mask`` (H, W) bool or None."""
 
     source: np.ndarray
-    mask: Optional[np.ndarray]
+    mask: np.ndarray | None
 
     def paste(self, images: np.ndarray) -> np.ndarray:
         """The source with ``images`` (uint8 (n, H, W, 3)) inside the mask: what ``composite=True`` returns."""
@@ -96,9 +97,10 @@ class EditAdapter(_Pasting, TextToImageAdapter):
 
     takes_source = True
 
-    def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike] = None, strength: Optional[float] = None,
-                 image_guidance_scale: Optional[float] = None, mask_threshold: float = 0.5, composite: bool = False,
-                 pipeline_kwargs: Optional[dict[str, Any]] = None, **kwargs):
+    def __init__(self, pipe: Any, *, image: ImageLike, mask: ImageLike | None = None,
+                 strength: float | None = None,
+                 image_guidance_scale: float | None = None, mask_threshold: float = 0.5, composite: bool = False,
+                 pipeline_kwargs: dict[str, Any] | None = None, **kwargs):
         parameters = inspect.signature(pipe.__call__).parameters
         if "image" not in parameters:
             raise ValueError(f"pipe must take a source image; {type(pipe).__name__} does not")
@@ -115,7 +117,8 @@ class EditAdapter(_Pasting, TextToImageAdapter):
             raise ValueError(f"composite=True pastes the generation inside an inpainting mask; "
                              f"{type(pipe).__name__} takes no mask")
         self.source, self.composite = source, composite
-        self.mask = load_mask(mask, source.shape[:2], threshold=mask_threshold) if needs_mask else None
+        self.mask = load_mask(mask, source.shape[:2], threshold=mask_threshold) \
+            if needs_mask and mask is not None else None
         if self.mask is not None and not self.mask.any():
             raise ValueError("mask is all black (nothing at or above the threshold): the pipeline would repaint "
                              "nothing, so no word could change the image; white marks the region to repaint")
@@ -146,7 +149,7 @@ class EditAdapter(_Pasting, TextToImageAdapter):
         super().__init__(pipe, pipeline_kwargs=extra, **kwargs)
         self._accepts_size = "height" in parameters
 
-    def size_note(self) -> Optional[str]:
+    def size_note(self) -> str | None:
         """What size the pipeline runs at, when it is not the source's: Flux Kontext resizes its
         reference image to about a megapixel unless ``_auto_resize=False`` (minutes per image on a CPU)."""
         parameters = inspect.signature(self.pipe.__call__).parameters
@@ -183,8 +186,8 @@ class PaintByExampleAdapter(_Pasting, PipelineAdapter):
     generation inside it, the usual way an insertion is used.
     """
 
-    def __init__(self, pipe, *, image: ImageLike, mask: Optional[ImageLike], reference: Optional[ImageLike],
-                 num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
+    def __init__(self, pipe: Any, *, image: ImageLike, mask: ImageLike | None, reference: ImageLike | None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  mask_threshold: float = 0.5, composite: bool = False):
         if getattr(pipe, "image_encoder", None) is None or getattr(pipe, "unet", None) is None:
             raise ValueError("pipe must be a Paint-by-Example pipeline with an image_encoder; "
@@ -200,7 +203,7 @@ class PaintByExampleAdapter(_Pasting, PipelineAdapter):
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         self.pipe = pipe
         self.source = load_image(image, "image")
-        self.mask = load_mask(mask, self.source.shape[:2], threshold=mask_threshold)
+        self.mask: np.ndarray = load_mask(mask, self.source.shape[:2], threshold=mask_threshold)
         self.reference = load_image(reference, "reference")
         self.num_inference_steps, self.guidance_scale = int(num_inference_steps), float(guidance_scale)
         self.height, self.width = self.source.shape[:2]

@@ -12,6 +12,7 @@ import json
 import re
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ENTRY_POINT_GROUP = "diffexplain.pipelines"
 
@@ -25,7 +26,7 @@ def registered_pipelines() -> dict[str, str]:
     return names
 
 
-def load_pipeline(model: str, *, dtype=None):
+def load_pipeline(model: str, *, dtype: Any = None) -> Any:
     """Load ``model``: a registered name (``registered_pipelines``), a local pipeline folder, or a
     hub id already in the local cache, with ``DiffusionPipeline.from_pretrained``.
 
@@ -130,7 +131,7 @@ def _diffusers_pipeline_module(name: str) -> bool:
         return False
 
 
-def cast_components(pipe, dtype) -> None:
+def cast_components(pipe: Any, dtype: Any) -> None:
     """Cast every module component whose floating-point weights loading left in another dtype
     (without ``accelerate``, diffusers keeps SD3's transformer in float32 under ``dtype=bfloat16``,
     and generation then fails on mixed dtypes)."""
@@ -143,7 +144,7 @@ def cast_components(pipe, dtype) -> None:
             component.to(dtype)
 
 
-def load_paint_by_example(path: str | Path, *, dtype=None):
+def load_paint_by_example(path: str | Path, *, dtype: Any = None) -> Any:
     """Load a saved PaintByExamplePipeline component by component.
 
     diffusers 0.42 moved the pipeline under ``pipelines.deprecated`` and its ``model_index.json``
@@ -161,7 +162,7 @@ def load_paint_by_example(path: str | Path, *, dtype=None):
     dtype = dtype or torch.float32
     index = json.loads((path / "model_index.json").read_text())
     scheduler_cls = getattr(diffusers, index["scheduler"][1])
-    common = dict(local_files_only=True)
+    common: dict[str, Any] = dict(local_files_only=True)
     pipe = PaintByExamplePipeline(
         vae=AutoencoderKL.from_pretrained(path / "vae", dtype=dtype, **common),
         image_encoder=PaintByExampleImageEncoder.from_pretrained(path / "image_encoder", dtype=dtype, **common),
@@ -171,6 +172,7 @@ def load_paint_by_example(path: str | Path, *, dtype=None):
         feature_extractor=CLIPImageProcessor.from_pretrained(path / "feature_extractor", **common),
         requires_safety_checker=False,
     )
-    pipe.register_to_config(_name_or_path=str(path))  # as from_pretrained does: defaults are read from there
-    pipe.set_progress_bar_config(disable=True)
+    # as from_pretrained does: defaults are read from there (diffusers' lazy module hides these methods from mypy)
+    pipe.register_to_config(_name_or_path=str(path))  # type: ignore[attr-defined]
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
     return pipe

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Optional
+from typing import Any
 
-Span = Optional[tuple[int, int]]
+Span = tuple[int, int] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ class EncoderReading:
 
     attribute: str
     label: str
-    offset: Optional[int]
+    offset: int | None
     spans: tuple[Span, ...]
     window: int
 
@@ -56,21 +56,7 @@ def tokenizer_attribute(encoder_attribute: str) -> str:
     return encoder_attribute.replace("text_encoder", "tokenizer")
 
 
-def encoder_label(attribute: str, encoder: Any) -> str:
-    """Name an encoder by what it is, from its class and width."""
-    name = type(encoder).__name__
-    config = getattr(encoder, "config", None)
-    if "CLIP" in name:
-        width = getattr(config, "hidden_size", None)
-        return {768: "CLIP-L", 1280: "CLIP-G", 1024: "OpenCLIP-H"}.get(width, f"CLIP ({attribute})")
-    if "T5" in name or "UMT5" in name:
-        return "T5"
-    if "Gemma" in name:
-        return "Gemma"
-    return f"{name} ({attribute})"
-
-
-def call_default(pipe, name: str, override: dict[str, Any]) -> Any:
+def call_default(pipe: Any, name: str, override: dict[str, Any]) -> Any:
     """``override[name]`` if given, else the default of the pipeline's ``__call__`` argument ``name``
     (PixArt-α's ``max_sequence_length`` is 120, PixArt-Σ's 300: read, not assumed)."""
     if name in override:
@@ -79,7 +65,7 @@ def call_default(pipe, name: str, override: dict[str, Any]) -> Any:
     return None if parameter is None else parameter.default
 
 
-def preprocessed(pipe, text: str, options: dict[str, Any]) -> str:
+def preprocessed(pipe: Any, text: str, options: dict[str, Any]) -> str:
     """The text as the pipeline hands it to its tokenizer: PixArt and Sana lower-case it (and clean
     it when ``clean_caption`` is on and its libraries are installed), through their own function."""
     process = getattr(pipe, "_text_preprocessing", None)
@@ -162,15 +148,15 @@ def _limit(tokenizer, window: int) -> int:
     return window - special_tokens_after(tokenizer)
 
 
-def read(pipe, roles: list[tuple[str, Optional[int], str]], prompt: str, options: dict[str, Any],
+def read(pipe: Any, roles: list[tuple[str, int | None, str, str]], prompt: str, options: dict[str, Any],
          sana: bool = False) -> list[EncoderReading]:
     """Locate ``prompt``'s words for each encoder in ``roles``.
 
     Args:
         pipe: the pipeline.
-        roles: (encoder attribute, context offset or None for pooled-only, window kind) per encoder;
-            window kind "tokenizer" (CLIP: its ``model_max_length``) or "sequence" (T5 / Gemma: the
-            call's ``max_sequence_length``).
+        roles: (encoder attribute, context offset or None for pooled-only, window kind, label) per
+            encoder; window kind "tokenizer" (CLIP: its ``model_max_length``) or "sequence" (T5 /
+            Gemma: the call's ``max_sequence_length``); label: what users call the encoder.
         prompt: the text.
         options: the pipeline call's extra keyword arguments (``max_sequence_length``, ``clean_caption``,
             ``complex_human_instruction``).
@@ -181,9 +167,8 @@ def read(pipe, roles: list[tuple[str, Optional[int], str]], prompt: str, options
     processed = preprocessed(pipe, prompt, options)
     chars = _word_chars(prompt, words, pipe, options, processed)
     readings = []
-    for attribute, offset, kind in roles:
+    for attribute, offset, kind, label in roles:
         tokenizer = getattr(pipe, tokenizer_attribute(attribute))
-        encoder = getattr(pipe, attribute)
         window = int(tokenizer.model_max_length) if kind == "tokenizer" else \
             int(call_default(pipe, "max_sequence_length", options))
         if sana:
@@ -198,7 +183,7 @@ def read(pipe, roles: list[tuple[str, Optional[int], str]], prompt: str, options
                                         special_tokens_before(tokenizer), _limit(tokenizer, window))
         if offset is not None:
             spans = [None if s is None else (s[0] + offset, s[1] + offset) for s in spans]
-        readings.append(EncoderReading(attribute, encoder_label(attribute, encoder), offset, tuple(spans), window))
+        readings.append(EncoderReading(attribute, label, offset, tuple(spans), window))
     return readings
 
 
@@ -231,3 +216,19 @@ def require_seen(words: list[str], readings: list[EncoderReading], prompt: str) 
         shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
         raise ValueError(f"prompt is longer than every text encoder reads (tokens: {windows}): {len(unseen)} word(s) "
                          f"from word {unseen[0] + 1} ({words[unseen[0]]!r}) on would be cut off; shorten it: {shown!r}")
+
+
+def context_spans(readings: list[EncoderReading], prompt: str) -> list[tuple[int, int]]:
+    """Each word's [start, end) positions in the denoiser's text context that its attention maps
+    are read from: the last encoder with positions there (SD3: T5, or CLIP without it; Flux: T5;
+    Sana: after its instruction prefix).
+
+    Raises:
+        ValueError: naming the words that encoder cuts off (they have no attention).
+    """
+    reading = [r for r in readings if r.offset is not None][-1]
+    cut = [w for w, span in zip(prompt.split(), reading.spans) if span is None]
+    if cut:
+        raise ValueError(f"{reading.label} cuts off {', '.join(repr(w) for w in cut)} of {prompt!r}: those "
+                         "words have no attention maps; shorten the prompt")
+    return [(int(span[0]), int(span[1])) for span in reading.spans if span is not None]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from ..attention.maps import AttentionMaps, overlay
 from ..types import Explanation
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def image_grid(images: Sequence[Image.Image], columns: int, scale: int = 1, pad: int = 2) -> Image.Image:
@@ -22,19 +26,17 @@ def image_grid(images: Sequence[Image.Image], columns: int, scale: int = 1, pad:
     grid = Image.new("RGB", (columns * (width + pad) + pad, rows * (height + pad) + pad), (255, 255, 255))
     for index, image in enumerate(images):
         r, c = divmod(index, columns)
-        tile = image.convert("RGB").resize((width, height), Image.NEAREST)
+        tile = image.convert("RGB").resize((width, height), Image.Resampling.NEAREST)
         grid.paste(tile, (pad + c * (width + pad), pad + r * (height + pad)))
     return grid
 
 
-def attribution_figure(explanation: Explanation):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def attribution_figure(explanation: Explanation) -> Figure:
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
 
     d = len(explanation.features)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * d + 1.5), 2.8))
+    fig = Figure(figsize=(max(4.0, 0.6 * d + 1.5), 2.8))
+    ax = fig.subplots()
     err = None if explanation.stderr is None else np.nan_to_num(explanation.stderr)
     colours = ["#d62728" if v >= 0 else "#1f77b4" for v in explanation.values]
     ax.bar(range(d), explanation.values, yerr=err, color=colours, capsize=3)
@@ -45,18 +47,16 @@ def attribution_figure(explanation: Explanation):
     return fig
 
 
-def audit_figure(summary, *, min_count: int = 2, k: int = 30):
+def audit_figure(summary: Any, *, min_count: int = 2, k: int = 30) -> Figure:
     """Bar chart of the mean share (± std) of the ``k`` words with the largest |mean| over at least
     ``min_count`` prompts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
 
     words = sorted([w for w in summary.words if w.count >= min_count] or list(summary.words),
                    key=lambda w: -abs(w.mean))[:k]
     words = sorted(words, key=lambda w: -w.mean)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(words) + 1.5), 3.2))
+    fig = Figure(figsize=(max(5.0, 0.35 * len(words) + 1.5), 3.2))
+    ax = fig.subplots()
     ax.bar(range(len(words)), [w.mean for w in words], yerr=[w.std for w in words], capsize=2,
            color=["#d62728" if w.mean >= 0 else "#1f77b4" for w in words])
     ax.set_xticks(range(len(words)), [f"{w.word} ({w.count})" for w in words], rotation=60, ha="right", fontsize=8)
@@ -66,17 +66,17 @@ def audit_figure(summary, *, min_count: int = 2, k: int = 30):
     return fig
 
 
-def surrogate_figure(explanation: Explanation):
-    import matplotlib
+def surrogate_figure(explanation: Explanation) -> Figure:
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    if explanation.coalitions is None:
+        raise ValueError("a surrogate figure needs the explanation's coalitions")
     z = explanation.coalitions.astype(float)
     y = np.asarray(explanation.info["responses"])
     w = np.asarray(explanation.info["weights"])
     fitted = z @ explanation.values + explanation.base_value
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    fig = Figure(figsize=(3.6, 3.2))
+    ax = fig.subplots()
     ax.scatter(fitted, y, s=10 + 60 * w / max(w.max(), 1e-12), alpha=0.7)
     low, high = min(fitted.min(), y.min()), max(fitted.max(), y.max())
     ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
@@ -86,19 +86,17 @@ def surrogate_figure(explanation: Explanation):
     return fig
 
 
-def embedding_figure(embeddings: np.ndarray, masks: np.ndarray, words: Sequence[str]):
+def embedding_figure(embeddings: np.ndarray, masks: np.ndarray, words: Sequence[str]) -> Figure:
     """2-D PCA of coalition embeddings (n, E), one panel per word: coalitions with / without it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
 
     centred = embeddings - embeddings.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     points = centred @ vt[:2].T if vt.shape[0] >= 2 else np.c_[centred @ vt[:1].T, np.zeros(len(centred))]
     cols = min(4, len(words))
     rows = (len(words) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
+    fig = Figure(figsize=(2.6 * cols, 2.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for index, word in enumerate(words):
         ax = axes[index // cols][index % cols]
         has = masks[:, index].astype(bool)
@@ -113,12 +111,9 @@ def embedding_figure(embeddings: np.ndarray, masks: np.ndarray, words: Sequence[
     return fig
 
 
-def view_grid(maps: AttentionMaps, view: str, words: Sequence[int], image: np.ndarray, prompt_index: int = 0):
+def view_grid(maps: AttentionMaps, view: str, words: Sequence[int], image: np.ndarray, prompt_index: int = 0) -> Figure:
     """A matplotlib figure: one row per word, one column per time group / head / layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
 
     rows = []
     for word in words:
@@ -135,7 +130,8 @@ def view_grid(maps: AttentionMaps, view: str, words: Sequence[int], image: np.nd
             raise ValueError(f"view must be 'time', 'head' or 'layer', got {view!r}")
         rows.append(stack)
     cols = rows[0].shape[0]
-    fig, axes = plt.subplots(len(words), cols, figsize=(1.6 * cols, 1.7 * len(words)), squeeze=False)
+    fig = Figure(figsize=(1.6 * cols, 1.7 * len(words)))
+    axes = fig.subplots(len(words), cols, squeeze=False)
     for r, (word, stack) in enumerate(zip(words, rows)):
         for c in range(cols):
             ax = axes[r][c]

@@ -8,8 +8,9 @@ import base64
 import functools
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from markupsafe import Markup
@@ -17,6 +18,9 @@ from PIL import Image
 
 from ..types import Explanation
 from .figures import attribution_figure, embedding_figure, surrogate_figure, view_grid
+
+if TYPE_CHECKING:
+    from ..models.edit_adapter import PaintByExampleAdapter
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,7 +43,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; img-src data:
                            "base-uri 'none'; form-action 'none'")
 
 
-def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading: Optional[str] = None) -> Path:
+def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading: str | None = None) -> Path:
     """Write a whole page: ``title`` and ``heading`` are escaped, ``sections`` must be rendered blocks."""
     for section in sections:
         if not isinstance(section, Markup):
@@ -52,14 +56,11 @@ def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading
     return path
 
 
-def png_data_uri(image) -> str:
+def png_data_uri(image: Any) -> str:
     """A PIL image, a uint8 (H, W, 3) array or a matplotlib figure as a data: URI."""
     buffer = io.BytesIO()
     if hasattr(image, "savefig"):
-        image.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(image)
+        image.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # a pyplot-free Figure: nothing to close
     else:
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
@@ -84,33 +85,37 @@ def _colour(value: float, scale: float) -> str:
     return f"rgb({int(255 * (1 + t))},{int(255 * (1 + t))},255)"
 
 
-def explanation_report(explanation: Explanation, path: str | Path, *, extra_sections: Sequence[Markup] = (),
-                       max_images: int = 24) -> Path:
+def explanation_report(explanation: Explanation, path: str | Path, *, cache: Any = None,
+                       extra_sections: Sequence[Markup] = (), max_images: int = 24) -> Path:
     """Write a self-contained HTML report of a word explanation.
 
-    With the game the explanation came from (``explanation.game``, set by ``PromptExplainer``), the
-    report also shows up to ``max_images`` coalitions' images (first seed) and a PCA map of every
-    coalition's embedding, read back from the generation cache: nothing is generated.
+    With the generation cache the explanation was computed with, the report also shows up to
+    ``max_images`` coalitions' images (first seed) and a PCA map of every coalition's embedding,
+    read back by the explanation's keys: nothing is generated, and a loaded explanation gives the
+    same report as a fresh one.
 
     Args:
         explanation: the result to show.
         path: the HTML file to write.
+        cache: the ``GenerationCache`` holding the coalitions' images (None: bars only).
         extra_sections: blocks rendered by this module (``attention_section``, ``tiles_section``).
         max_images: how many coalitions' images to show (a fixed random subset when more).
     """
-    from ..explain.game import ImageGame
-
     e = explanation
-    coalition_tiles, embedding_src, masks = [], None, e.coalitions
-    if isinstance(e.game, ImageGame) and masks is not None:
+    coalition_tiles, embedding_src, masks, keys = [], None, e.coalitions, e.coalition_keys
+    if cache is not None and masks is not None and keys is not None:
         rows = np.arange(len(masks))
         if len(rows) > max_images:
             rows = np.random.default_rng(0).permutation(len(rows))[:max_images]
         texts = e.coalition_texts or ("",) * len(masks)
-        coalition_tiles = [dict(src=png_data_uri(image), caption=texts[r] or "(empty)")
-                           for r, image in zip(rows, e.images(rows)[:, 0])]
-        if len(masks) > 2:
-            embedding_src = png_data_uri(embedding_figure(e.game.embeddings(masks)[:, 0], masks, e.features))
+        found = cache.get_images([keys[r][0] for r in rows])  # none in an embeddings-only cache
+        coalition_tiles = [dict(src=png_data_uri(found[keys[r][0]]), caption=texts[r] or "(empty)")
+                           for r in rows if keys[r][0] in found]
+        embedder = e.settings.get("embedder")
+        vectors = cache.get_embeddings([row[0] for row in keys], embedder) if embedder else {}
+        if len(masks) > 2 and len(vectors) == len({row[0] for row in keys}):
+            embedding_src = png_data_uri(embedding_figure(np.stack([vectors[row[0]] for row in keys]), masks,
+                                                          e.features))
     scale = float(np.max(np.abs(e.values))) if len(e.values) else 0.0
     normalised = e.normalised()
     words = [dict(text=w, value=float(v), colour=_colour(float(v), scale), normalised=float(normalised[i]),
@@ -129,16 +134,17 @@ def explanation_report(explanation: Explanation, path: str | Path, *, extra_sect
     return write_page(path, f"diffexplain: {e.method}", [body])
 
 
-def attention_section(maps, image: np.ndarray, *, views: Sequence[str] = ("time", "head", "layer"), regions=None,
-                      prompt_index: int = 0, out_dir: Optional[Path] = None,
-                      layers: Optional[Sequence[str]] = None) -> Markup:
+def attention_section(maps: Any, image: np.ndarray, *, views: Sequence[str] = ("time", "head", "layer"),
+                      regions: Any = None,
+                      prompt_index: int = 0, out_dir: Path | None = None,
+                      layers: Sequence[str] | None = None) -> Markup:
     """The word heatmaps (averaged over ``layers``, default every recorded layer), the requested
     views and the region labels as an HTML block; PNGs also go to ``out_dir`` when given.
 
     Args:
         maps: ``AttentionMaps`` of one generation.
         image: that generation, uint8 (H, W, 3).
-        regions: ``explain.regions.RegionMatch`` or None.
+        regions: ``attention.regions.RegionMatch`` or None.
     """
     from ..attention.maps import overlay
     from ..metrics.spatial import minmax_scale
@@ -154,7 +160,7 @@ def attention_section(maps, image: np.ndarray, *, views: Sequence[str] = ("time"
             grey = (minmax_scale(heatmap).numpy() * 255).round().astype(np.uint8)
             Image.fromarray(grey).save(out_dir / f"heatmap_{name}.png")
             Image.fromarray(blended).save(out_dir / f"overlay_{name}.png")
-        big = Image.fromarray(blended).resize(size, Image.NEAREST)
+        big = Image.fromarray(blended).resize(size, Image.Resampling.NEAREST)
         word_tiles.append(dict(src=png_data_uri(big), caption=maps.words[prompt_index][index]))
     view_images = []
     for view in views:
@@ -169,18 +175,18 @@ def attention_section(maps, image: np.ndarray, *, views: Sequence[str] = ("time"
         colours = (matplotlib.colormaps["tab20"](regions.labels % 20)[..., :3] * 255).astype(np.uint8)
         if out_dir is not None:
             Image.fromarray(colours).save(out_dir / "regions.png")
-        region_block = dict(src=png_data_uri(Image.fromarray(colours).resize(size, Image.NEAREST)),
+        region_block = dict(src=png_data_uri(Image.fromarray(colours).resize(size, Image.Resampling.NEAREST)),
                             rows=[dict(region=r, word=regions.words[w], score=float(regions.attention_scores[r, w]))
                                   for r, w in enumerate(regions.best_word)])
     return render("attention.html", word_tiles=word_tiles, views=view_images, regions=region_block)
 
 
-def i2am_report(path: str | Path, result, adapter) -> Path:
+def i2am_report(path: str | Path, result: Any, adapter: PaintByExampleAdapter) -> Path:
     """The I2AM page of a Paint-by-Example generation.
 
     Args:
         path: the HTML file to write.
-        result: ``explain.i2am.I2AMResult``.
+        result: ``image2image.i2am.I2AMResult``.
         adapter: the ``PaintByExampleAdapter`` it came from (source, mask, reference).
     """
     import torch
@@ -207,7 +213,7 @@ def i2am_report(path: str | Path, result, adapter) -> Path:
     return write_page(path, "diffexplain i2am", [body], heading="How the reference is used (I2AM)")
 
 
-def audit_report(summary, path: str | Path, *, min_count: int = 2, k: int = 15) -> Path:
+def audit_report(summary: Any, path: str | Path, *, min_count: int = 2, k: int = 15) -> Path:
     """The page of a dataset audit: a plot of per-word attributions, the most and least influential
     words (seen in at least ``min_count`` prompts), and the group differences."""
     from .figures import audit_figure

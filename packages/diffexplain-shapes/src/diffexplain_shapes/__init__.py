@@ -9,8 +9,19 @@ from .captions import ParsedCaption, check_vocabulary, parse_caption
 from .check import CheckResult, FoundObject, check, read_objects
 from .pipelines import PIPELINES, load, training_record, weights_path
 from .scene import (
-    BACKGROUNDS, COLOURS, IMAGE_SIZE, POSITIONS, ROLES, SHAPES, SIZES, Scene, ShapeObject, Word,
-    is_held_out, sample_scene, vocabulary,
+    BACKGROUNDS,
+    COLOURS,
+    IMAGE_SIZE,
+    POSITIONS,
+    ROLES,
+    SHAPES,
+    SIZES,
+    Scene,
+    ShapeObject,
+    Word,
+    is_held_out,
+    sample_scene,
+    vocabulary,
 )
 
 __all__ = [

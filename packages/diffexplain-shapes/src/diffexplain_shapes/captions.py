@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 from .scene import COLOURS, NAMED_BACKGROUNDS, POSITIONS, SHAPES, SIZES, vocabulary
 
@@ -12,16 +11,16 @@ from .scene import COLOURS, NAMED_BACKGROUNDS, POSITIONS, SHAPES, SIZES, vocabul
 class ExpectedObject:
     """What a caption says about one object; None where the caption is silent."""
 
-    colour: Optional[str] = None
-    shape: Optional[str] = None
-    size: Optional[str] = None
-    position: Optional[str] = None
+    colour: str | None = None
+    shape: str | None = None
+    size: str | None = None
+    position: str | None = None
 
 
 @dataclasses.dataclass
 class ParsedCaption:
     objects: list[ExpectedObject]
-    background: Optional[str]  # None = not named (white by default)
+    background: str | None  # None = not named (white by default)
 
 
 def check_vocabulary(prompt: str, argument: str = "prompt", vocab=None) -> list[str]:
@@ -52,10 +51,10 @@ def parse_caption(caption: str) -> ParsedCaption:
     """
     words = check_vocabulary(caption, "caption")
     objects: list[ExpectedObject] = []
-    current: Optional[ExpectedObject] = None
+    current: ExpectedObject | None = None
     last_kind = -1
-    background: Optional[str] = None
-    for index, word in enumerate(words):
+    background: str | None = None
+    for word in words:
         kind = None
         if word in SIZES:
             kind = "size"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Optional
 
 import numpy as np
 from scipy import ndimage
@@ -44,9 +43,9 @@ class CheckResult:
     colour: bool
     count: bool
     shape: bool
-    size: Optional[bool]
-    position: Optional[bool]
-    background_ok: Optional[bool]
+    size: bool | None
+    position: bool | None
+    background_ok: bool | None
 
     @property
     def all_ok(self) -> bool:
@@ -143,7 +142,7 @@ def check(image, caption: str) -> CheckResult:
                 best = (score, perm)
     matched = [found[j] for j in best[1]] if best[0] >= 0 else []
 
-    def attr_ok(attr: str) -> Optional[bool]:
+    def attr_ok(attr: str) -> bool | None:
         named = [e for e in expected if getattr(e, attr) is not None]
         if not named:
             return None

@@ -25,15 +25,15 @@ DEMO_CAPTIONS = (
 def command(out: Path, seed: int) -> None:
     """The main job on the built-in shapes model: generate held-out captions and check them against
     their text, then explain one caption's words (KernelSHAP + cross-attention) against ground truth."""
+    from PIL import Image
     from rich.console import Console
     from rich.table import Table
 
-    from PIL import Image
-
-    from . import pipelines as shapes
     from diffexplain.models.adapter import TextToImageAdapter
     from diffexplain.report.figures import image_grid
+
     from . import check
+    from . import pipelines as shapes
 
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
@@ -57,18 +57,19 @@ def command(out: Path, seed: int) -> None:
     # world's ground truth (content words relevant, filler words not).
     import numpy as np
 
+    from diffexplain.attention import record_prompt
     from diffexplain.cache import GenerationCache
     from diffexplain.explain.api import explain_prompt
     from diffexplain.metrics import roc_auc
     from diffexplain.report.html import attention_section, explanation_report
+
     from . import sample_scene
-    from diffexplain.attention import record_prompt
 
     scene = next(s for s in (sample_scene(np.random.default_rng(seed + i), split="heldout") for i in range(100))
                  if 6 <= len(s.words) <= 9 and s.relevance.min() == 0)
     console.print(f"\nexplaining [bold]{scene.caption!r}[/] (KernelSHAP, 2 seeds)")
     explanation = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=2,
-                                 cache=GenerationCache(out / "cache.sqlite"), seed=seed)
+                                 cache=GenerationCache(out / "cache.sqlite"), sampler_seed=seed)
     explanation.save(out / "explanation")
     image, maps = record_prompt(adapter, scene.caption, explanation.settings["seeds"][0])
     maps.save(out / "explanation")
@@ -100,10 +101,11 @@ def _edit_section(console, out: Path, seed: int) -> dict:
     from diffexplain.cache import GenerationCache
     from diffexplain.explain.api import explain_prompt
     from diffexplain.metrics import roc_auc
-    from . import pipelines as shapes
     from diffexplain.models.edit_adapter import EditAdapter
     from diffexplain.report.figures import image_grid
+
     from . import check
+    from . import pipelines as shapes
     from .edits import sample_edit
 
     rng = np.random.default_rng(seed)
@@ -118,7 +120,7 @@ def _edit_section(console, out: Path, seed: int) -> dict:
     console.print(f"\n[bold]edit[/] {edit.instruction!r} on {edit.source.caption!r}: "
                   f"{'done' if done else '[red]not done[/]'} (checker reads {edit.target.caption!r})")
     explanation = explain_prompt(adapter, edit.instruction, method="kernelshap", seeds=1,
-                                 cache=GenerationCache(out / "cache.sqlite"), seed=seed)
+                                 cache=GenerationCache(out / "cache.sqlite"), sampler_seed=seed)
     explanation.save(out / "edit_explanation")
     auc = roc_auc(explanation.values, edit.relevance)
     console.print("  " + "  ".join(f"{w}:{v:+.2f}" for w, v in zip(explanation.features, explanation.values)))
@@ -134,11 +136,12 @@ def _insertion_section(console, out: Path, seed: int) -> dict:
     from PIL import Image
 
     from diffexplain.attention.maps import overlay
-    from diffexplain.explain.i2am import i2am_paint_by_example
-    from . import pipelines as shapes
+    from diffexplain.image2image.i2am import i2am_paint_by_example
     from diffexplain.models.edit_adapter import PaintByExampleAdapter
     from diffexplain.report.figures import image_grid
+
     from . import check, sample_scene
+    from . import pipelines as shapes
     from .tasks import box_mask, reference_crop, reference_object_mask
 
     scene = sample_scene(np.random.default_rng(seed + 1), split="heldout")
@@ -169,15 +172,16 @@ def _inpainting_section(console, out: Path, seed: int) -> dict:
     import numpy as np
     from PIL import Image
 
+    from diffexplain.attention import record_prompt
     from diffexplain.attention.maps import overlay
     from diffexplain.metrics import imacs
-    from . import pipelines as shapes
     from diffexplain.models.edit_adapter import EditAdapter
     from diffexplain.report.figures import image_grid
+
     from . import check, sample_scene
+    from . import pipelines as shapes
     from .edits import inpainted_relevance
     from .tasks import box_mask
-    from diffexplain.attention import record_prompt
 
     scene = sample_scene(np.random.default_rng(seed + 2), split="heldout")
     index = 0

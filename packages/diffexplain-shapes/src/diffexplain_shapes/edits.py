@@ -10,12 +10,20 @@ before and after the edit.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import numpy as np
 
 from .scene import (
-    COLOURS, POSITION_PHRASES, POSITIONS, SHAPES, SIZES, Scene, ShapeObject, Word, _too_close, sample_scene,
+    COLOURS,
+    POSITION_PHRASES,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    Scene,
+    ShapeObject,
+    Word,
+    _too_close,
+    sample_scene,
     vocabulary,
 )
 
@@ -77,7 +85,7 @@ def _reference(obj: ShapeObject, index: int) -> list[Word]:
     return [Word("the", "filler", None), Word(obj.colour, "colour", index), Word(obj.shape, "shape", index)]
 
 
-def sample_edit(rng: np.random.Generator, *, kind: Optional[str] = None, split: str = "train",
+def sample_edit(rng: np.random.Generator, *, kind: str | None = None, split: str = "train",
                 max_objects: int = 2) -> Edit:
     """Draw an edit. Source objects have distinct (colour, shape) pairs so references are unique.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PIPELINES = ("text2image", "instruct_pix2pix", "inpaint", "paint_by_example", "flux")
@@ -80,7 +80,7 @@ def scheduler_config(prediction_type: str = "epsilon") -> dict[str, Any]:
     )
 
 
-def build_tokenizer(directory: str | os.PathLike, words: Optional[list[str]] = None):
+def build_tokenizer(directory: str | os.PathLike, words: list[str] | None = None):
     """Write a CLIP BPE vocabulary in which every word is one token, and load it.
 
     Args:
@@ -115,7 +115,7 @@ def build_tokenizer(directory: str | os.PathLike, words: Optional[list[str]] = N
     return tokenizer
 
 
-def run_tokenizer(directory: str | os.PathLike, words: Optional[list[str]] = None):
+def run_tokenizer(directory: str | os.PathLike, words: list[str] | None = None):
     """A training run's tokenizer: built in ``directory`` once (``build_tokenizer``), then always
     loaded from there, so token ids never drift.
 

@@ -9,7 +9,7 @@ each object's mask is exact.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class Word:
 
     text: str
     role: str
-    object_index: Optional[int]
+    object_index: int | None
 
     @property
     def relevance(self) -> int:
@@ -184,7 +184,7 @@ class Scene:
             out[i] &= ~out[i + 1:].any(axis=0)
         return out
 
-    def word_masks(self, height: int = IMAGE_SIZE, width: int = IMAGE_SIZE) -> list[Optional[np.ndarray]]:
+    def word_masks(self, height: int = IMAGE_SIZE, width: int = IMAGE_SIZE) -> list[np.ndarray | None]:
         """For each word, the mask of the object it names (None for filler/background words)."""
         masks = self.masks(height, width)
         return [None if w.object_index is None else masks[w.object_index] for w in self.words]
@@ -211,7 +211,7 @@ def sample_scene(
     rng: np.random.Generator,
     *,
     split: str = "train",
-    n_objects: Optional[int] = None,
+    n_objects: int | None = None,
     count_weights: Sequence[float] = (0.35, 0.45, 0.20),
     p_name_size: float = 0.6,
     p_name_position: float = 0.75,

@@ -3,10 +3,14 @@ import pytest
 import torch
 
 from diffexplain.attention import AttentionRecorder
-from diffexplain.metrics import imacs
-from diffexplain.explain.i2am import (
-    _reference_pixels, encoder_g2r, g2r, i2am_paint_by_example, record_reference_attention,
+from diffexplain.image2image.i2am import (
+    _reference_pixels,
+    encoder_g2r,
+    g2r,
+    i2am_paint_by_example,
+    record_reference_attention,
 )
+from diffexplain.metrics import imacs
 from diffexplain.models.edit_adapter import PaintByExampleAdapter
 from tests.helpers import tiny_paint_by_example, tiny_text2image
 
@@ -154,8 +158,8 @@ def test_encoder_g2r_removes_its_hooks_after_an_exception(tmp_path):
 
 
 def test_encoder_g2r_follows_the_object_on_the_shipped_model():
-    from diffexplain_shapes import pipelines as shapes
     from diffexplain_shapes import Scene, ShapeObject
+    from diffexplain_shapes import pipelines as shapes
 
     pipe = shapes.load("paint_by_example")
     for x, y in ((16.0, 16.0), (48.0, 16.0), (16.0, 48.0)):  # off-centre: rows follow y, columns x

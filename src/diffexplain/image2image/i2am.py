@@ -25,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from typing import Optional
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ import torch.nn.functional as F
 from ..attention import AttentionMaps, AttentionRecorder
 from ..attention.guidance import GuidanceRecorder
 from ..metrics import imacs
+
+if TYPE_CHECKING:
+    from ..models.edit_adapter import PaintByExampleAdapter
 
 REFERENCE = "reference"
 
@@ -61,16 +65,17 @@ class I2AMResult:
     image: np.ndarray
     maps: AttentionMaps
     r2g: np.ndarray
-    g2r: Optional[np.ndarray]
+    g2r: np.ndarray | None
     imacs_r2g: float
-    imacs_g2r: Optional[float]
-    guidance: Optional[np.ndarray] = None
-    imacs_guidance: Optional[float] = None
-    guidance_time: Optional[np.ndarray] = None
-    imacs_guidance_time: Optional[tuple[float, ...]] = None
+    imacs_g2r: float | None
+    guidance: np.ndarray | None = None
+    imacs_guidance: float | None = None
+    guidance_time: np.ndarray | None = None
+    imacs_guidance_time: tuple[float, ...] | None = None
 
 
-def record_reference_attention(pipe, run, *, n_reference_tokens: int, image_size, time_groups: int = 5,
+def record_reference_attention(pipe: Any, run: Callable[[], Any], *, n_reference_tokens: int, image_size: tuple[int,
+                               int], time_groups: int = 5,
                                batch_layout: str = "cfg") -> tuple[object, AttentionMaps]:
     """Run ``run()`` (which generates one image) under an AttentionRecorder and package the maps
     with one word, "reference", spanning all ``n_reference_tokens`` context tokens."""
@@ -81,8 +86,9 @@ def record_reference_attention(pipe, run, *, n_reference_tokens: int, image_size
     return output, maps
 
 
-def g2r(maps: AttentionMaps, *, region: Optional[np.ndarray] = None, reference_size: tuple[int, int],
-        layers=None, time_groups=None) -> Optional[np.ndarray]:
+def g2r(maps: AttentionMaps, *, region: np.ndarray | None = None, reference_size: tuple[int, int],
+        layers: Sequence[str | int] | None = None,
+        time_groups: Sequence[int] | None = None) -> np.ndarray | None:
     """Generated-to-reference map: attention of the generated positions in ``region`` (bool
     (H, W) at image size; None = all) averaged over heads, steps and layers, per reference token,
     on the reference's token grid, upsampled (bicubic) to ``reference_size``. None when the
@@ -123,7 +129,7 @@ def _is_self_attention(module) -> bool:
     return all(hasattr(module, a) for a in ("q_proj", "k_proj", "num_heads", "head_dim", "scale"))
 
 
-def encoder_g2r(image_encoder, pixel_values: torch.Tensor, reference_size: tuple[int, int]) -> np.ndarray:
+def encoder_g2r(image_encoder: Any, pixel_values: torch.Tensor, reference_size: tuple[int, int]) -> np.ndarray:
     """Generated-to-reference map for a single reference token: how the image encoder's class
     token draws on the reference's patches, by attention rollout.
 
@@ -186,8 +192,8 @@ def _reference_pixels(pipe, reference: np.ndarray) -> torch.Tensor:
     return pixels.to(parameter.device, parameter.dtype)
 
 
-def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, reference_mask: Optional[np.ndarray] = None,
-                          lam: float = 3.0) -> I2AMResult:
+def i2am_paint_by_example(adapter: PaintByExampleAdapter, *, seed: int = 0, time_groups: int = 5,
+                          reference_mask: np.ndarray | None = None, lam: float = 3.0) -> I2AMResult:
     """I2AM for a ``PaintByExampleAdapter`` generation: R2G over the generated image scored by IMACS
     against the inpainting mask, and G2R over the reference scored against ``reference_mask``
     (bool (h_ref, w_ref), the reference object's pixels) when it is given.
@@ -218,7 +224,7 @@ def i2am_paint_by_example(adapter, *, seed: int = 0, time_groups: int = 5, refer
             raise ValueError(f"reference_mask must have the reference's size {reverse.shape}, "
                              f"got {reference_mask.shape}")
         imacs_g2r = imacs(reverse, reference_mask, lam)
-    return I2AMResult(image=image, maps=maps, r2g=r2g, g2r=reverse, imacs_r2g=imacs(r2g, adapter.mask, lam),
+    return I2AMResult(image=np.asarray(image), maps=maps, r2g=r2g, g2r=reverse, imacs_r2g=imacs(r2g, adapter.mask, lam),
                       imacs_g2r=imacs_g2r, guidance=guidance,
                       imacs_guidance=imacs(guidance, adapter.mask, lam) if guidance is not None else None,
                       guidance_time=by_time,

@@ -5,8 +5,9 @@ resembles the image generated from that word alone."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +32,13 @@ class RegionWordMatch:
     labels: np.ndarray
     words: tuple[str, ...]
     attention_scores: np.ndarray
-    embedding_scores: Optional[np.ndarray]
+    embedding_scores: np.ndarray | None
     best_word: np.ndarray
     best_region: np.ndarray
 
 
-def segment(image: np.ndarray, method: str = "slic", *, n_segments: int = 8, heatmaps: Optional[np.ndarray] = None,
-            sam_path: Optional[str] = None, seed: int = 0) -> np.ndarray:
+def segment(image: np.ndarray, method: str = "slic", *, n_segments: int = 8, heatmaps: np.ndarray | None = None,
+            sam_path: str | None = None, seed: int = 0) -> np.ndarray:
     """Segment a uint8 (H, W, 3) image into regions; returns int labels (H, W), 0..R-1.
 
     Args:
@@ -77,7 +78,7 @@ def segment(image: np.ndarray, method: str = "slic", *, n_segments: int = 8, hea
     return labels.reshape(image.shape[:2]).astype(np.int64)
 
 
-def _sam_segments(image: np.ndarray, sam_path: Optional[str]) -> np.ndarray:
+def _sam_segments(image: np.ndarray, sam_path: str | None) -> np.ndarray:
     """Segment Anything on a grid of point prompts, masks painted largest first."""
     if sam_path is None or not Path(sam_path).exists():
         raise ValueError(f"sam_path must be an existing local directory with SAM weights, got {sam_path!r}")
@@ -99,8 +100,8 @@ def _sam_segments(image: np.ndarray, sam_path: Optional[str]) -> np.ndarray:
     return labels
 
 
-def match_regions(labels: np.ndarray, heatmaps: np.ndarray, words: Sequence[str], *, image: Optional[np.ndarray] = None,
-                  word_images: Optional[np.ndarray] = None, embedder=None) -> RegionWordMatch:
+def match_regions(labels: np.ndarray, heatmaps: np.ndarray, words: Sequence[str], *, image: np.ndarray | None = None,
+                  word_images: np.ndarray | None = None, embedder: Any = None) -> RegionWordMatch:
     """Score every (region, word) pair.
 
     Args:

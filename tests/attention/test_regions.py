@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from diffexplain.attention.regions import match_regions, segment
 from diffexplain.embed import PixelEmbedder
-from diffexplain.explain.regions import match_regions, segment
 from diffexplain_shapes import Scene, ShapeObject
 
 
@@ -58,8 +58,15 @@ def test_kmeans_over_attention_and_bad_input():
 
 
 def test_sam_segmenter_runs_from_a_local_tiny_random_model(tmp_path):
-    from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
-                              SamPromptEncoderConfig, SamVisionConfig)
+    from transformers import (
+        SamConfig,
+        SamImageProcessor,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamProcessor,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
 
     vision = SamVisionConfig(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
                              image_size=64, patch_size=8, window_size=4, global_attn_indexes=(1,), mlp_dim=64,

@@ -1,0 +1,105 @@
+"""``ExplainSettings``: everything that shapes an explanation's numbers, as one frozen value.
+
+Validated once, when it is made; the API, the prompt game, audits and the command line pass it
+whole (the command line builds its options, choices and help defaults from the same registries).
+Live collaborators (the generation cache, an executor, a progress callback) are not settings:
+they change where and how fast images are made, never the values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from ..embed import DEFAULT_EMBEDDER, DEFAULT_SIMILARITY, EMBEDDERS, SIMILARITIES
+from ..embed.embedders import Embedder
+from ..models.perturbations import DropWords, Perturbation, perturbation_from
+from .methods import DEFAULT_METHOD, METHODS
+
+REFERENCES = ("full", "source")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainSettings:
+    """What an explanation is computed with.
+
+    Attributes:
+        method: the attribution method (``methods.METHODS``).
+        budget: coalitions to evaluate, or None for the method's default (``methods.default_budget``).
+        seeds: the image seeds every coalition is generated with (common random numbers); an int K
+            means ``seed .. seed + K - 1``. Two seeds score words markedly better than one on the
+            shapes world (the benchmarks' results say by how much).
+        seed: the first image seed when ``seeds`` is a count.
+        sampler_seed: seeds the explainer's own sampling (permutations, masks, bootstrap).
+        embedder: an embedder name (``embed.EMBEDDERS``) or object.
+        embedder_path: local model directory for "clip" / "dinov2".
+        embedder_size: EfficientNet's input side when ``embedder`` is "efficientnet" by name.
+        similarity: "neg_l2", "cosine" or "wasserstein" (1 - W1, as SMILE).
+        perturbation: a ``Perturbation`` or its spec ("drop", "empty_embedding", "replace:TOKEN").
+        reference: "full" (the unperturbed prompt's image) or "source" (an edit adapter's source).
+    """
+
+    method: str = DEFAULT_METHOD
+    budget: int | None = None
+    seeds: int | Sequence[int] = 2
+    seed: int = 0
+    sampler_seed: int = 0
+    embedder: str | Embedder = DEFAULT_EMBEDDER
+    embedder_path: str | None = None
+    embedder_size: int | None = None
+    similarity: str = DEFAULT_SIMILARITY
+    perturbation: str | Perturbation = dataclasses.field(default_factory=DropWords)
+    reference: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {tuple(METHODS)}, got {self.method!r}")
+        if self.budget is not None and (isinstance(self.budget, bool) or int(self.budget) < 1):
+            raise ValueError(f"budget must be >= 1 (or None for the method's default), got {self.budget!r}")
+        if isinstance(self.seeds, bool) or (isinstance(self.seeds, int) and self.seeds < 1):
+            raise ValueError(f"seeds must be >= 1 (or a non-empty list), got {self.seeds!r}")
+        seeds = tuple(range(int(self.seed), int(self.seed) + self.seeds)) if isinstance(self.seeds, int) \
+            else tuple(int(s) for s in self.seeds)
+        if not seeds:
+            raise ValueError("seeds must not be empty")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+        object.__setattr__(self, "seeds", seeds)
+        if isinstance(self.embedder, str) and self.embedder not in EMBEDDERS:
+            raise ValueError(f"embedder must be one of {EMBEDDERS}, got {self.embedder!r}")
+        if self.embedder_size is not None and self.embedder != "efficientnet":
+            raise ValueError(f"embedder_size applies to the 'efficientnet' embedder given by name, "
+                             f"got {self.embedder!r}")
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
+        object.__setattr__(self, "perturbation", perturbation_from(self.perturbation))
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
+
+    @property
+    def image_seeds(self) -> tuple[int, ...]:
+        """The image seeds, always as a tuple."""
+        return tuple(self.seeds)  # type: ignore[arg-type]
+
+    @property
+    def perturbation_spec(self) -> str:
+        """The perturbation as settings and the command line write it."""
+        return perturbation_from(self.perturbation).spec
+
+    @property
+    def embedder_name(self) -> str:
+        return self.embedder if isinstance(self.embedder, str) else self.embedder.name
+
+    def replace(self, **changes: Any) -> ExplainSettings:
+        """A copy with ``changes`` (validated again); None values are ignored."""
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if "seeds" not in changes and "seed" in changes:
+            changes["seeds"] = len(self.image_seeds)
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready form, stored with each explanation."""
+        return dict(method=self.method, seeds=list(self.image_seeds), sampler_seed=self.sampler_seed,
+                    embedder=self.embedder_name, similarity=self.similarity, perturbation=self.perturbation_spec,
+                    reference=self.reference)
