@@ -31,6 +31,7 @@ class Adapter(Protocol):
     height: int
     width: int
     batch_size: int
+    num_inference_steps: int
     guidance_scale: float
     pipeline_kwargs: dict[str, Any]
 
@@ -53,6 +54,8 @@ class Adapter(Protocol):
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> np.ndarray: ...
 
     def run_batches(self, seeds: Sequence[int], inputs: Callable[[slice], dict[str, Any]]) -> np.ndarray: ...
+
+    def variant(self, pipe: Any = None, **changes: Any) -> Adapter: ...
 
 
 @runtime_checkable

@@ -254,3 +254,24 @@ def test_default_guidance_is_the_shapes_choice_only_for_the_builtin_model(tmp_pa
     assert build_adapter("shapes", None, None).guidance_scale == 1.5
     assert build_adapter(_tiny_model_dir(tmp_path), None, None).guidance_scale == GENERIC.guidance_scale == 7.5
     assert build_adapter(_tiny_model_dir(tmp_path / "b"), None, 6.0).guidance_scale == 6.0
+
+
+def test_explain_at_two_fidelities_and_to_a_tolerance_through_the_command_line(tmp_path):
+    import json
+
+    model = _tiny_model_dir(tmp_path)
+    out = tmp_path / "mf"
+    result = CliRunner().invoke(cli, ["explain", "a big red circle", "--model", model, "--embedder", "pixel",
+                                      "--seeds", "1", "--steps", "6", "--fidelity", "steps=2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "explanation.json").read_text())
+    assert saved["method"] == "multifidelity" and saved["settings"]["fidelity"] == "steps=2"
+    assert saved["info"]["cost_ratio_stated"] == 2 / 6
+    result = CliRunner().invoke(cli, ["explain", "a big red circle", "--model", model, "--embedder", "pixel",
+                                      "--steps", "2", "--tolerance", "1e-9", "--budget", "12",
+                                      "--out", str(tmp_path / "tol")])
+    assert result.exit_code == 0, result.output
+    assert "coalitions: worst standard error" in result.output
+    bad = CliRunner().invoke(cli, ["explain", "a red circle", "--model", model, "--fidelity", "steps=0",
+                                   "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "fidelity 'steps=0'" in bad.output and "Traceback" not in bad.output

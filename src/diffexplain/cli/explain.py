@@ -67,6 +67,12 @@ def explanation_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="wasserstein is SMILE's"),
         click.option("--perturbation", default=defaults.perturbation_spec, show_default=True,
                      help=perturbations),
+        click.option("--fidelity", default="full", show_default=True,
+                     help="full | auto | steps=K | size=S | model=DIR: exact Shapley of a cheaper version of the "
+                          "model, corrected by KernelSHAP on few full generations (--budget counts those)"),
+        click.option("--tolerance", type=float, default=None,
+                     help="sampled methods: double the budget until every standard error is below this, or the "
+                          "ranking is stable (--budget caps it)"),
         click.option("--steps", type=int, default=None, help=_steps_help()),
         click.option("--guidance", type=float, default=None, help=_guidance_help()),
         click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -85,7 +91,7 @@ def explanation_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 SETTINGS_OPTIONS = ("method", "seeds", "seed", "sampler_seed", "budget", "embedder", "embedder_path", "embedder_size",
-                    "similarity", "perturbation")
+                    "similarity", "perturbation", "fidelity", "tolerance")
 
 
 def settings_from(options: dict, **extra) -> Any:
@@ -138,7 +144,7 @@ def run_explanation(adapter: Adapter, prompt: str, settings: Any, *, cache: Any,
     seeds = settings.image_seeds
     if len(seeds) <= 16:
         planned = plan(explainer, [(None, prompt)], out / ".plan-none")[0]
-        bound = ""
+        bound = "at least " if settings.tolerance is not None else ""  # the first round; more as needed
     else:  # the coalitions drawn do not depend on the seeds: count them once, assume none cached
         one = PromptExplainer(adapter, dataclasses.replace(settings, seeds=seeds[:1], embedder="pixel",
                                                            embedder_size=None), cache=cache)
@@ -151,6 +157,9 @@ def run_explanation(adapter: Adapter, prompt: str, settings: Any, *, cache: Any,
     if dry_run:
         return None
     confirm_start(planned, yes, ", or lower --seeds / --budget")
+    if settings.tolerance is not None:
+        explainer.on_round = lambda budget, worst: console.print(
+            f"  {budget} coalitions: worst standard error {worst:.4f} (tolerance {settings.tolerance:g})")
     with progress_bar(f"generating ({method})") as update:
         explainer.progress = update
         start = time.perf_counter()

@@ -8,9 +8,12 @@ cache by key. ``explain_prompt`` is the one-call form.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
+
+import numpy as np
 
 from ..cache import GenerationCache
 from ..embed import make_embedder
@@ -18,6 +21,7 @@ from ..embed.embedders import Embedder
 from ..protocols import Adapter, Cache, Executor
 from ..types import Explanation
 from .methods import METHODS, default_budget
+from .multifidelity import Fidelity, MultiFidelityShapley, cheap_adapter, fidelity_from
 from .prompt_game import PromptGame
 from .settings import ExplainSettings
 
@@ -68,6 +72,7 @@ class PromptExplainer:
         self.cache: Cache = cache if cache is not None else GenerationCache()
         self.progress = progress
         self.executor = executor
+        self.on_round: Callable[[int, float], None] | None = None  # anytime rounds: (budget, worst stderr)
 
     def game(self, prompt: str, settings: ExplainSettings | None = None) -> PromptGame:
         """The cooperative game over the words of ``prompt`` (validated by the adapter)."""
@@ -93,9 +98,15 @@ class PromptExplainer:
                             "(seeds=, seed=)")
         settings = self.settings.replace(method=method, budget=budget, sampler_seed=sampler_seed)
         game = self.game(prompt, settings)
-        explainer = METHODS[settings.method](**explainer_options)
-        budget = default_budget(settings.method, game.n_players) if settings.budget is None else settings.budget
-        result = explainer.explain(game, budget=budget, seed=settings.sampler_seed)
+        fidelity = fidelity_from(settings.fidelity)
+        if not fidelity.is_full:
+            result = self._multifidelity(game, prompt, settings, fidelity, explainer_options)
+        elif settings.tolerance is not None:
+            result = self._anytime(game, settings, explainer_options)
+        else:
+            explainer = METHODS[settings.method](**explainer_options)
+            budget = default_budget(settings.method, game.n_players) if settings.budget is None else settings.budget
+            result = explainer.explain(game, budget=budget, seed=settings.sampler_seed)
         recorded = dict(result.settings, **settings.describe(), **self.adapter.settings())
         recorded["embedder"] = self.embedder.name  # the built one's ("efficientnet-lite0-128"): it keys the cache
         recorded.pop("seed", None)  # the explainer's name for the sampler seed; "seeds" are the image seeds
@@ -109,6 +120,57 @@ class PromptExplainer:
             keys = tuple(tuple(row) for row in game.keys(result.coalitions))
         return Explanation(**{**result.__dict__, "settings": recorded, "metadata": meta, "coalition_texts": texts,
                               "coalition_keys": keys})
+
+
+    def _multifidelity(self, game: PromptGame, prompt: str, settings: ExplainSettings, fidelity: Fidelity,
+                       options: dict[str, Any]) -> Explanation:
+        """Multi-fidelity KernelSHAP (``multifidelity.MultiFidelityShapley``): the cheap level's game
+        shares the cache (its images are keyed by its own settings); its cost per image is measured
+        against the full level's on this run when both generated, else stated (steps / size ratio)."""
+        cheap = cheap_adapter(self.adapter, fidelity)
+        cheap_game = PromptGame(cheap, prompt, settings, embedder=self.embedder, cache=self.cache,
+                                progress=self.progress, executor=self.executor)
+        stated = min(1.0, cheap.num_inference_steps / self.adapter.num_inference_steps
+                     * cheap.height * cheap.width / (self.adapter.height * self.adapter.width))
+        d = game.n_players
+        budget = 2 * d + 2 if settings.budget is None else settings.budget
+        result = MultiFidelityShapley(cheap_game, cheap_cost=stated, **options).explain(
+            game, budget=min(budget, 2 ** d), seed=settings.sampler_seed)
+        info = dict(result.info, fidelity=fidelity.spec, cheap_settings=cheap.settings(), cost_ratio_stated=stated)
+        if game.generated and cheap_game.generated:  # seconds per new image, measured on this run
+            ratio = (cheap_game.generation_seconds / cheap_game.generated) / (game.generation_seconds / game.generated)
+            info.update(cost_ratio_measured=float(ratio),
+                        cost_total_measured=float(info["cost_full"] + info["cost_cheap"] / stated * ratio))
+        return dataclasses.replace(result, info=info)
+
+    def _anytime(self, game: PromptGame, settings: ExplainSettings, options: dict[str, Any]) -> Explanation:
+        """A sampled method at doubling budgets until every standard error is below the tolerance,
+        or the ranking is stable (adjacent values at least two standard errors apart), or the budget
+        cap (the settings' budget, else 64 d) is reached. Coalitions already generated come from the
+        cache, so a round costs only its new coalitions."""
+        assert settings.tolerance is not None
+        d = game.n_players
+        cap = min(settings.budget or 64 * d, 2 ** d if settings.method in ("kernelshap", "lime", "smile")
+                  else 64 * d)
+        budget = min(cap, max(2 * d, d + 2))
+        rounds = []
+        while True:
+            result = METHODS[settings.method](**options).explain(game, budget=budget, seed=settings.sampler_seed)
+            stderr = np.nan_to_num(result.stderr if result.stderr is not None else np.zeros(d), nan=np.inf)
+            worst = float(stderr.max()) if d else 0.0
+            order = np.argsort(-result.values)
+            gaps = -np.diff(result.values[order])
+            separation = stderr[order][:-1] + stderr[order][1:]
+            stable = bool(d < 2 or np.all(gaps >= 2 * np.maximum(separation, 1e-12)))
+            rounds.append(dict(budget=budget, worst_stderr=worst, ranking_stable=stable))
+            if self.on_round is not None:
+                self.on_round(budget, worst)
+            if worst <= settings.tolerance or stable or budget >= cap:
+                break
+            budget = min(cap, 2 * budget)
+        reached = worst <= settings.tolerance or stable
+        return dataclasses.replace(result, info=dict(result.info, tolerance=settings.tolerance, rounds=rounds,
+                                                     tolerance_reached=reached))
 
 
 def explain_prompt(adapter: Adapter, prompt: str, settings: ExplainSettings | None = None, *,

@@ -76,6 +76,8 @@ class PromptGame:
         self.cache: Cache = cache if cache is not None else GenerationCache()
         self.progress = progress
         self.executor = executor
+        self.generation_seconds = 0.0  # wall time spent generating new images (cost measurements)
+        self.generated = 0
         self._requested: set[str] = set()
         self._cached: set[str] = set()
         self._reference: np.ndarray | None = None
@@ -127,6 +129,7 @@ class PromptGame:
         works = [self._work(chunk) for chunk in chunks]
         executor = self.executor if self.executor is not None else InProcessExecutor()
         renewed = time.monotonic()
+        started = time.perf_counter()
         for index, images in executor.run(self.adapter, works):  # the driver alone writes the cache
             chunk = chunks[index]
             if not getattr(self.cache, "keep_images", True):  # embeddings-only: embed before the pixels go
@@ -138,6 +141,9 @@ class PromptGame:
                 self.cache.renew([k for rest in chunks[index + 1:] for k, _, _ in rest])
                 renewed = time.monotonic()
             done += len(chunk)
+            self.generated += len(chunk)
+            self.generation_seconds = self.generation_seconds + time.perf_counter() - started
+            started = time.perf_counter()
             if self.progress is not None:
                 self.progress(done, total)
         return done

@@ -16,8 +16,10 @@ from ..embed import DEFAULT_EMBEDDER, DEFAULT_SIMILARITY, EMBEDDERS, SIMILARITIE
 from ..embed.embedders import Embedder
 from ..models.perturbations import DropWords, Perturbation, perturbation_from
 from .methods import DEFAULT_METHOD, METHODS
+from .multifidelity import Fidelity, fidelity_from
 
 REFERENCES = ("full", "source")
+SAMPLED = ("permutation", "kernelshap", "lime", "smile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,12 @@ class ExplainSettings:
         similarity: "neg_l2", "cosine" or "wasserstein" (1 - W1, as SMILE).
         perturbation: a ``Perturbation`` or its spec ("drop", "empty_embedding", "replace:TOKEN").
         reference: "full" (the unperturbed prompt's image) or "source" (an edit adapter's source).
+        fidelity: "full", or a cheap version of the model ("auto", "steps=K", "size=S",
+            "model=DIR"): multi-fidelity KernelSHAP (``multifidelity``); ``budget`` then counts
+            full-fidelity coalitions (default 2d + 2).
+        tolerance: stop a sampled method once every value's standard error is below it, or the
+            ranking is stable (adjacent values two standard errors apart); ``budget`` then caps
+            the coalitions (default 64 d). None: a fixed budget.
     """
 
     method: str = DEFAULT_METHOD
@@ -51,6 +59,8 @@ class ExplainSettings:
     similarity: str = DEFAULT_SIMILARITY
     perturbation: str | Perturbation = dataclasses.field(default_factory=DropWords)
     reference: str = "full"
+    fidelity: str | Fidelity = "full"
+    tolerance: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -76,6 +86,17 @@ class ExplainSettings:
         object.__setattr__(self, "perturbation", perturbation_from(self.perturbation))
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
+        fidelity = fidelity_from(self.fidelity)
+        object.__setattr__(self, "fidelity", fidelity)
+        if not fidelity.is_full and self.method != "kernelshap":
+            raise ValueError(f"fidelity {fidelity.spec!r} corrects exact Shapley of the cheap model with KernelSHAP "
+                             f"on the full one: use method 'kernelshap', not {self.method!r}")
+        if self.tolerance is not None:
+            if isinstance(self.tolerance, bool) or not float(self.tolerance) > 0:
+                raise ValueError(f"tolerance must be > 0 (a standard error), got {self.tolerance!r}")
+            if self.method not in SAMPLED or not fidelity.is_full:
+                raise ValueError(f"tolerance applies to the sampled methods {SAMPLED} at full fidelity, "
+                                 f"not {self.method!r} with fidelity {fidelity.spec!r}")
 
     @property
     def image_seeds(self) -> tuple[int, ...]:
@@ -102,4 +123,4 @@ class ExplainSettings:
         """JSON-ready form, stored with each explanation."""
         return dict(method=self.method, seeds=list(self.image_seeds), sampler_seed=self.sampler_seed,
                     embedder=self.embedder_name, similarity=self.similarity, perturbation=self.perturbation_spec,
-                    reference=self.reference)
+                    reference=self.reference, fidelity=fidelity_from(self.fidelity).spec, tolerance=self.tolerance)

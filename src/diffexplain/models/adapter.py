@@ -176,6 +176,9 @@ class TextToImageAdapter(PipelineAdapter):
     def __init__(self, pipe: Any, *, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  height: int | None = None, width: int | None = None, batch_size: int = 16,
                  vocabulary_check: Callable[[str], None] | None = None, pipeline_kwargs: dict[str, Any] | None = None):
+        options = dict(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, height=height,
+                       width=width, batch_size=batch_size, vocabulary_check=vocabulary_check,
+                       pipeline_kwargs=pipeline_kwargs)
         self.family = family_of(pipe)
         if not self.takes_source and "image" in inspect.signature(pipe.__call__).parameters:
             raise ValueError(f"{type(pipe).__name__} generates from a source image: wrap it in "
@@ -205,6 +208,20 @@ class TextToImageAdapter(PipelineAdapter):
             None if defaults.vocabulary is None else defaults.check_vocabulary)
         self.pipeline_kwargs = dict(pipeline_kwargs or {})
         self.observers: list = []  # attention recorders told which prompts are generated
+        self._options: dict[str, Any] = options  # what ``variant`` rebuilds it from
+
+    def variant(self, pipe: Any = None, **changes: Any) -> TextToImageAdapter:
+        """The same adapter with ``changes`` to its arguments (``num_inference_steps=4``), or over
+        another pipeline of the same family (a cheaper one): a multi-fidelity game's cheap level.
+
+        Raises:
+            ValueError: for a pipeline of another family, or invalid changes.
+        """
+        pipe = self.pipe if pipe is None else pipe
+        if family_of(pipe) is not self.family:
+            raise ValueError(f"the cheap pipeline is {family_of(pipe).title}, not {self.family.title}: "
+                             "a cheaper version must be of the same family")
+        return type(self)(pipe, **{**self._options, **changes})
 
     # -- text ---------------------------------------------------------------------------------
     @property

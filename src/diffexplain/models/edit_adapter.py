@@ -104,6 +104,8 @@ class EditAdapter(_Pasting, TextToImageAdapter):
         parameters = inspect.signature(pipe.__call__).parameters
         if "image" not in parameters:
             raise ValueError(f"pipe must take a source image; {type(pipe).__name__} does not")
+        options = dict(image=image, mask=mask, strength=strength, image_guidance_scale=image_guidance_scale,
+                       mask_threshold=mask_threshold, composite=composite, pipeline_kwargs=pipeline_kwargs, **kwargs)
         source = load_image(image, "image")
         extra: dict[str, Any] = dict(pipeline_kwargs or {})
         needs_mask = "mask_image" in parameters
@@ -148,6 +150,7 @@ class EditAdapter(_Pasting, TextToImageAdapter):
         kwargs["width"] = kwargs.get("width") or source.shape[1]
         super().__init__(pipe, pipeline_kwargs=extra, **kwargs)
         self._accepts_size = "height" in parameters
+        self._options = options
 
     def size_note(self) -> str | None:
         """What size the pipeline runs at, when it is not the source's: Flux Kontext resizes its

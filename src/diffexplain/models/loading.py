@@ -14,6 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .families import FOLDER_LOADERS
+from .families.paint_by_example import load_paint_by_example  # noqa: F401  (its home; imported from here too)
+
 ENTRY_POINT_GROUP = "diffexplain.pipelines"
 
 
@@ -54,8 +57,9 @@ def load_pipeline(model: str, *, dtype: Any = None) -> Any:
     absent = {}
     if path.exists():
         entries = check_pipeline_folder(path)
-        if entries.get("_class_name") == "PaintByExamplePipeline":
-            return load_paint_by_example(path, dtype=dtype)
+        loader = FOLDER_LOADERS.get(str(entries.get("_class_name")))
+        if loader is not None:  # a pipeline diffusers can no longer load by itself (Paint-by-Example)
+            return loader(path, dtype=dtype)
         # a component saved as [null, null] (SD3 without T5, no safety checker) is loaded as None;
         # diffusers asks for it to be passed explicitly
         absent = {name: None for name, value in entries.items()
@@ -102,7 +106,7 @@ def check_pipeline_folder(path: Path) -> dict:
     class_name = entries.get("_class_name")
     if not isinstance(class_name, str) or not class_name:
         raise ValueError(f"{where}: its model_index.json names no pipeline class (_class_name)")
-    if not hasattr(diffusers, class_name) and class_name != "PaintByExamplePipeline":
+    if not hasattr(diffusers, class_name) and class_name not in FOLDER_LOADERS:
         raise ValueError(f"{where}: its pipeline class {class_name!r} is not a diffusers pipeline (custom pipeline "
                          "code is not run)")
     for name, value in entries.items():
@@ -142,37 +146,3 @@ def cast_components(pipe: Any, dtype: Any) -> None:
             continue
         if any(p.is_floating_point() and p.dtype != dtype for p in component.parameters()):
             component.to(dtype)
-
-
-def load_paint_by_example(path: str | Path, *, dtype: Any = None) -> Any:
-    """Load a saved PaintByExamplePipeline component by component.
-
-    diffusers 0.42 moved the pipeline under ``pipelines.deprecated`` and its ``model_index.json``
-    entry for the image encoder no longer resolves (``["diffusers", "PaintByExampleImageEncoder"]``),
-    so ``PaintByExamplePipeline.from_pretrained`` fails even on a folder it saved itself; each
-    component's own ``from_pretrained`` still works.
-    """
-    import diffusers
-    import torch
-    from diffusers import AutoencoderKL, PaintByExamplePipeline, UNet2DConditionModel
-    from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
-    from transformers import CLIPImageProcessor
-
-    path = Path(path)
-    dtype = dtype or torch.float32
-    index = json.loads((path / "model_index.json").read_text())
-    scheduler_cls = getattr(diffusers, index["scheduler"][1])
-    common: dict[str, Any] = dict(local_files_only=True)
-    pipe = PaintByExamplePipeline(
-        vae=AutoencoderKL.from_pretrained(path / "vae", dtype=dtype, **common),
-        image_encoder=PaintByExampleImageEncoder.from_pretrained(path / "image_encoder", dtype=dtype, **common),
-        unet=UNet2DConditionModel.from_pretrained(path / "unet", dtype=dtype, **common),
-        scheduler=scheduler_cls.from_pretrained(path / "scheduler", **common),
-        safety_checker=None,
-        feature_extractor=CLIPImageProcessor.from_pretrained(path / "feature_extractor", **common),
-        requires_safety_checker=False,
-    )
-    # as from_pretrained does: defaults are read from there (diffusers' lazy module hides these methods from mypy)
-    pipe.register_to_config(_name_or_path=str(path))  # type: ignore[attr-defined]
-    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
-    return pipe

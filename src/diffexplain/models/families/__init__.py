@@ -6,23 +6,25 @@ below) and one row in the conformance matrix; ``docs/models.md`` shows how.
 
 from __future__ import annotations
 
-# registration order is lookup order: SDXL before SD (an SDXL class is never an SD one, but keep
-# the specific first), SD last
-from . import flux, pixart, sana, sd3, sdxl, stable_diffusion  # noqa: F401  (registers each family)
+# isort: skip_file
+# importing a family's module registers it; the order is the order users read them in (lookup walks
+# the pipeline's class hierarchy, so it does not depend on it). Paint-by-Example registers its loader.
+from . import sdxl, sd3, flux, pixart, sana, stable_diffusion, paint_by_example  # noqa: F401
 from .base import (
-           FAMILIES,
-           LAYOUTS,
-           Family,
-           conditional_rows,
-           family_of,
-           family_of_denoiser,
-           find_cross_attention,
-           find_family,
-           guided_layout,
-           layout_when_guided,
-           register,
-           supported,
+    FAMILIES,
+    FOLDER_LOADERS,
+    LAYOUTS,
+    Family,
+    conditional_rows,
+    family_of,
+    family_of_denoiser,
+    find_cross_attention,
+    find_family,
+    guided_layout,
+    layout_when_guided,
+    register,
+    supported,
 )
 
-__all__ = ["FAMILIES", "LAYOUTS", "Family", "conditional_rows", "family_of", "family_of_denoiser",
+__all__ = ["FAMILIES", "FOLDER_LOADERS", "LAYOUTS", "Family", "conditional_rows", "family_of", "family_of_denoiser",
            "find_cross_attention", "find_family", "guided_layout", "layout_when_guided", "register", "supported"]

@@ -13,7 +13,7 @@ name.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -216,6 +216,19 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 _BY_CLASS: dict[str, Family] = {}
 _BY_DENOISER: dict[str, Family] = {}
+
+
+# diffusers pipeline class name -> loader(folder, dtype=...) for pipelines diffusers cannot load itself
+FOLDER_LOADERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_folder_loader(class_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: load folders whose ``model_index.json`` names ``class_name`` with this function."""
+    def decorate(loader: Callable[..., Any]) -> Callable[..., Any]:
+        FOLDER_LOADERS[class_name] = loader
+        return loader
+
+    return decorate
 
 
 def register(family_class: type[Family]) -> type[Family]:

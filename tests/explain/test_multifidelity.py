@@ -1,0 +1,142 @@
+"""Multi-fidelity Shapley on games with known values, the fidelity specs, and anytime stopping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffexplain.explain.game import FunctionGame
+from diffexplain.explain.kernel_shap import KernelShapExplainer
+from diffexplain.explain.multifidelity import Fidelity, MultiFidelityShapley, fidelity_from
+from diffexplain.explain.shapley import ShapleyExplainer
+from diffexplain.metrics.functional import all_masks
+
+
+def table_game(values: np.ndarray) -> FunctionGame:
+    """A game from a full table of values indexed like ``all_masks`` (player 0 = least significant bit)."""
+    d = int(np.log2(len(values)))
+    return FunctionGame(d, lambda mask: values[int(sum(int(b) << i for i, b in enumerate(mask)))])
+
+
+def random_table(d: int, seed: int, order: int = 3) -> np.ndarray:
+    """v(S) = sum over interactions of size <= order present in S of their random weights."""
+    rng = np.random.default_rng(seed)
+    masks = all_masks(d)
+    values = np.zeros(2 ** d)
+    for _ in range(3 * d):
+        players = rng.choice(d, size=rng.integers(1, order + 1), replace=False)
+        values += rng.normal() * masks[:, players].all(axis=1)
+    return values
+
+
+def exact(values: np.ndarray) -> np.ndarray:
+    return ShapleyExplainer().explain(table_game(values)).values
+
+
+@pytest.mark.parametrize("d", [4, 6])
+def test_every_full_coalition_gives_exact_shapley_whatever_the_cheap_game(d):
+    full, cheap = random_table(d, 1), random_table(d, 2)
+    result = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2).explain(table_game(full), budget=2 ** d)
+    np.testing.assert_allclose(result.values, exact(full), atol=1e-6)
+
+
+def test_a_cheap_game_affine_in_the_full_one_gives_exact_values_at_the_smallest_budget():
+    d = 7
+    full = random_table(d, 3)
+    cheap = 0.5 * full + 0.3  # perfectly correlated: the difference game is constant
+    result = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2).explain(table_game(full), budget=d + 2)
+    np.testing.assert_allclose(result.values, exact(full), atol=1e-9)
+    assert result.info["alpha"] == pytest.approx(2.0)
+    assert result.info["n_coalitions"] <= d + 2 and result.info["n_cheap_coalitions"] == 2 ** d
+
+
+def test_efficiency_and_the_cost_in_full_generation_equivalents():
+    d = 6
+    full, cheap = random_table(d, 4), random_table(d, 4) + 0.1 * random_table(d, 5)
+    result = MultiFidelityShapley(table_game(cheap), cheap_cost=0.25).explain(table_game(full), budget=2 * d + 2)
+    assert result.values.sum() == pytest.approx(full[-1] - full[0], abs=1e-5)
+    assert result.info["cost_full"] == 2 * d + 2
+    assert result.info["cost_cheap"] == pytest.approx(0.25 * 2 ** d)
+    assert result.info["cost_total"] == pytest.approx(2 * d + 2 + 0.25 * 2 ** d)
+
+
+def test_a_correlated_cheap_game_cuts_the_error_at_the_same_full_budget():
+    """The control variate at work: over 20 sampler seeds and 5 games of order 3, multi-fidelity
+    KernelSHAP at 2d + 2 full coalitions has several times less error than plain KernelSHAP."""
+    d = 8
+    plain_errors, mf_errors = [], []
+    for game_seed in range(5):
+        full = random_table(d, 10 + game_seed)
+        cheap = full + 0.15 * random_table(d, 50 + game_seed)  # the cheap model errs by a smaller game
+        truth = exact(full)
+        for seed in range(20):
+            plain = KernelShapExplainer(0).explain(table_game(full), budget=2 * d + 2, seed=seed).values
+            mf = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2, n_bootstrap=0).explain(
+                table_game(full), budget=2 * d + 2, seed=seed).values
+            scale = np.abs(truth).sum()
+            plain_errors.append(np.abs(plain - truth).mean() / scale)
+            mf_errors.append(np.abs(mf - truth).mean() / scale)
+    assert np.mean(mf_errors) < 0.35 * np.mean(plain_errors), (np.mean(mf_errors), np.mean(plain_errors))
+
+
+@pytest.mark.parametrize("spec,parsed", [("full", Fidelity("full")), ("auto", Fidelity("auto")),
+                                         ("steps=4", Fidelity("steps", 4)), ("size=32", Fidelity("size", 32)),
+                                         ("model=/m", Fidelity("model", "/m"))])
+def test_fidelity_specs(spec, parsed):
+    assert fidelity_from(spec) == parsed and parsed.spec == spec
+
+
+@pytest.mark.parametrize("spec", ["steps", "steps=0", "steps=x", "size=-2", "model=", "half"])
+def test_a_bad_fidelity_is_named(spec):
+    with pytest.raises(ValueError, match="fidelity"):
+        fidelity_from(spec)
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    from diffexplain.models.adapter import TextToImageAdapter
+    from tests.helpers import tiny_text2image
+
+    pipe, _, _ = tiny_text2image(tmp_path_factory.mktemp("tiny"))
+    return TextToImageAdapter(pipe, num_inference_steps=8, guidance_scale=2.0, batch_size=8)
+
+
+def test_a_prompt_explained_at_two_fidelities_records_both_levels(adapter):
+    from diffexplain.cache import GenerationCache
+    from diffexplain.explain.api import explain_prompt
+
+    cache = GenerationCache()
+    prompt = "a big red circle"
+    result = explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity="steps=2", cache=cache)
+    assert result.method == "multifidelity" and result.settings["fidelity"] == "steps=2"
+    assert result.info["cheap_settings"]["num_inference_steps"] == 2
+    assert result.info["cost_ratio_stated"] == pytest.approx(2 / 8)
+    assert result.info["n_cheap_coalitions"] == 16 and result.info["n_coalitions"] == 10
+    assert result.info["cost_ratio_measured"] > 0
+    assert result.values.sum() == pytest.approx(result.full_value - result.base_value, abs=1e-6)
+    # every coalition at full fidelity: exact Shapley of the full model, from the cache
+    everything = explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity="steps=2", budget=16,
+                                cache=cache)
+    shapley = explain_prompt(adapter, prompt, seeds=1, embedder="pixel", method="shapley", cache=cache)
+    np.testing.assert_allclose(everything.values, shapley.values, atol=1e-5)
+    with pytest.raises(ValueError, match="not cheaper than the model's 8 steps"):
+        explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity="steps=8")
+    with pytest.raises(ValueError, match="use method 'kernelshap', not 'lime'"):
+        explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity="auto", method="lime")
+
+
+def test_tolerance_stops_when_the_errors_are_small_and_caps_the_budget(adapter):
+    from diffexplain.cache import GenerationCache
+    from diffexplain.explain.api import explain_prompt
+
+    cache = GenerationCache()
+    prompt = "a big red circle on the left"
+    loose = explain_prompt(adapter, prompt, seeds=2, embedder="pixel", tolerance=10.0, cache=cache)
+    assert len(loose.info["rounds"]) == 1 and loose.info["tolerance_reached"]
+    tight = explain_prompt(adapter, prompt, seeds=2, embedder="pixel", tolerance=1e-9, budget=40, cache=cache)
+    budgets = [r["budget"] for r in tight.info["rounds"]]
+    assert budgets[0] == 14 and budgets[-1] <= 40 and budgets == sorted(budgets)
+    assert tight.info["tolerance_reached"] == (tight.info["rounds"][-1]["worst_stderr"] <= 1e-9
+                                               or tight.info["rounds"][-1]["ranking_stable"])
+    with pytest.raises(ValueError, match="tolerance applies to the sampled methods"):
+        explain_prompt(adapter, prompt, seeds=1, embedder="pixel", tolerance=0.1, method="shapley")
