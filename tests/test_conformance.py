@@ -185,3 +185,37 @@ def test_paint_by_example_row_runs_attention_and_i2am_from_its_folder(tmp_path):
         from diffexplain.models.adapter import TextToImageAdapter
 
         TextToImageAdapter(pipe)
+
+
+@pytest.mark.slow
+def test_the_trained_flux_folder_runs_explain_both_attention_views_and_edits(tmp_path):
+    """The shipped shapes Flux.1 model (trained, not random) through the Flux row: explain, attention
+    in both views, and img2img / inpainting on the same transformer."""
+    from diffexplain.models.loading import registered_pipelines
+    from diffexplain_shapes import pipelines as shapes
+    from diffexplain_shapes import sample_scene
+
+    folder = registered_pipelines()["flux"]
+    out = tmp_path / "explain"
+    _run(["explain", "a big red circle", "--model", "flux", "--method", "shapley", "--seeds", 1, "--embedder",
+          "pixel", "--steps", 2, "--out", out])
+    assert json.loads((out / "explanation.json").read_text())["n_generations"] == 16
+    for view in ("attention", "output"):
+        _run(["attention", "a big red circle", "--model", folder, "--steps", 2, "--views", "layer", "--segmenter",
+              "slic", "--maps", view, "--out", tmp_path / view])
+        assert (tmp_path / view / "report.html").is_file()
+    scene = sample_scene(np.random.default_rng(3), split="heldout")
+    source, mask = tmp_path / "source.png", tmp_path / "mask.png"
+    Image.fromarray(scene.render()).save(source)
+    box = np.zeros((64, 64), np.uint8)
+    box[16:48, 16:48] = 255
+    Image.fromarray(box).save(mask)
+    pipe = shapes.load("flux")
+    for variant, arguments in (("FluxImg2ImgPipeline", ["--strength", "0.8"]),
+                               ("FluxInpaintPipeline", ["--mask", mask, "--strength", "0.9"])):
+        edited = families.variant(pipe, variant, tmp_path)
+        out = tmp_path / variant
+        _run(["edit", "a red circle", "--image", source, "--model", _folder(edited), *arguments, "--method",
+              "shapley", "--seeds", 1, "--embedder", "pixel", "--steps", 2, "--pipeline-arg",
+              "max_sequence_length=32", "--out", out])
+        assert json.loads((out / "explanation.json").read_text())["features"] == ["a", "red", "circle"]

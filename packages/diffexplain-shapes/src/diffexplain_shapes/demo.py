@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 
 DEMO_CAPTIONS = (
     "a big yellow circle on the left",
@@ -55,7 +56,6 @@ def command(out: Path, seed: int) -> None:
 
     # Which words drive the image, and where they land: one held-out caption, scored against the
     # world's ground truth (content words relevant, filler words not).
-    import numpy as np
 
     from diffexplain.attention import record_prompt
     from diffexplain.cache import GenerationCache
@@ -68,12 +68,12 @@ def command(out: Path, seed: int) -> None:
     scene = next(s for s in (sample_scene(np.random.default_rng(seed + i), split="heldout") for i in range(100))
                  if 6 <= len(s.words) <= 9 and s.relevance.min() == 0)
     console.print(f"\nexplaining [bold]{scene.caption!r}[/] (KernelSHAP, 2 seeds)")
-    explanation = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=2,
-                                 cache=GenerationCache(out / "cache.sqlite"), sampler_seed=seed)
+    cache = GenerationCache(out / "cache.sqlite")
+    explanation = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=2, cache=cache, sampler_seed=seed)
     explanation.save(out / "explanation")
     image, maps = record_prompt(adapter, scene.caption, explanation.settings["seeds"][0])
     maps.save(out / "explanation")
-    explanation_report(explanation, out / "explanation" / "report.html",
+    explanation_report(explanation, out / "explanation" / "report.html", cache=cache,
                        extra_sections=[attention_section(maps, image, views=("time", "layer"))])
     auc = roc_auc(explanation.values, scene.relevance)
     words = Table("word", "role", "attribution", "std. error")
@@ -82,20 +82,49 @@ def command(out: Path, seed: int) -> None:
     console.print(words)
     console.print(f"content words ranked above filler words: AUC {auc:.2f} (1 = perfect); "
                   f"{explanation.n_generations} images")
+    flux_summary = _flux_section(console, out, seed, scene, cache)
     edit_summary = _edit_section(console, out, seed)
     insertion_summary = _insertion_section(console, out, seed)
     inpainting_summary = _inpainting_section(console, out, seed)
     (out / "demo.json").write_text(json.dumps(dict(seed=seed, samples=rows, explained=scene.caption, auc=auc,
+                                                   flux=flux_summary,
                                                    edit=edit_summary, insertion=insertion_summary,
                                                    inpainting=inpainting_summary),
                                               indent=2) + "\n")
     console.print(f"wrote {out}/samples.png, {out}/demo.json, {out}/explanation/report.html, "
+                  f"{out}/flux_explanation/report.html, "
                   f"{out}/edit.png, {out}/insertion.png and {out}/inpainting.png")
+
+
+def _flux_section(console, out: Path, seed: int, scene, cache) -> dict:
+    """The same caption on the shapes Flux.1 model (a transformer: joint attention, T5): KernelSHAP
+    against the world's truth, and where the colour words land in both attention views."""
+    from diffexplain.attention import record_prompt
+    from diffexplain.explain.api import explain_prompt
+    from diffexplain.metrics import roc_auc
+    from diffexplain.models.adapter import TextToImageAdapter
+    from diffexplain.report.html import attention_section, explanation_report
+
+    from . import pipelines as shapes
+
+    adapter = TextToImageAdapter(shapes.load("flux"))
+    console.print(f"\n[bold]Flux.1[/] (shapes, from scratch) on {scene.caption!r} (KernelSHAP, 2 seeds)")
+    explanation = explain_prompt(adapter, scene.caption, method="kernelshap", seeds=2, cache=cache, sampler_seed=seed)
+    explanation.save(out / "flux_explanation")
+    auc = roc_auc(explanation.values, scene.relevance)
+    image, maps = record_prompt(adapter, scene.caption, explanation.settings["seeds"][0])
+    _, output = record_prompt(adapter, scene.caption, explanation.settings["seeds"][0], view="output")
+    explanation_report(explanation, out / "flux_explanation" / "report.html", cache=cache,
+                       extra_sections=[attention_section(maps, image, views=("time", "layer")),
+                                       attention_section(output, image, views=("layer",))])
+    console.print("  " + "  ".join(f"{w}:{v:+.2f}" for w, v in zip(explanation.features, explanation.values)))
+    console.print(f"  content words above filler words: AUC {auc:.2f}; both attention views (joint softmax, "
+                  "ConceptAttention's output space) in the report")
+    return dict(auc=auc, n_generations=explanation.n_generations)
 
 
 def _edit_section(console, out: Path, seed: int) -> dict:
     """The built-in InstructPix2Pix on one held-out edit, and which instruction words drive it."""
-    import numpy as np
     from PIL import Image
 
     from diffexplain.cache import GenerationCache
@@ -131,7 +160,6 @@ def _edit_section(console, out: Path, seed: int) -> dict:
 
 def _insertion_section(console, out: Path, seed: int) -> dict:
     """The built-in Paint-by-Example inserting a held-out object, with I2AM and guidance maps."""
-    import numpy as np
     import torch
     from PIL import Image
 
@@ -169,7 +197,6 @@ def _insertion_section(console, out: Path, seed: int) -> dict:
 def _inpainting_section(console, out: Path, seed: int) -> dict:
     """The built-in inpainting model repainting a held-out object's box from the caption, with the
     masked object's words' cross-attention scored by IMACS against the mask."""
-    import numpy as np
     from PIL import Image
 
     from diffexplain.attention import record_prompt
