@@ -31,3 +31,17 @@ def test_audit_dry_run_then_run_then_a_rerun_that_generates_nothing(tmp_path):
     assert again.exit_code == 0 and "0 new generations" in again.output
     bad = CliRunner().invoke(cli, ["audit", str(tmp_path / "none.txt"), "--out", str(out)])
     assert bad.exit_code == 2 and "no such file" in bad.output
+
+
+def test_audit_to_a_tolerance_records_each_prompts_rounds(tmp_path):
+    _, _, model = tiny_text2image(tmp_path)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a big red circle on the left\na blue square\n")
+    out = tmp_path / "audit"
+    run = CliRunner().invoke(cli, ["audit", str(prompts), "--model", str(model), "--method", "kernelshap", "--seeds",
+                                   "2", "--embedder", "pixel", "--steps", "2", "--tolerance", "1e-9", "--budget", "20",
+                                   "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    assert "coalitions: worst standard error" in run.output
+    first = json.loads((out / "prompts" / "0000" / "explanation.json").read_text())
+    assert first["settings"]["tolerance"] == 1e-9 and first["info"]["rounds"][0]["budget"] == 14

@@ -95,6 +95,9 @@ def command(prompts_file, model, executor, workers, address, gpus_per_worker, cp
                 last["done"] = 0
 
             explainer.progress = update
+            if settings.tolerance is not None:  # anytime: each prompt's rounds and its worst standard error
+                explainer.on_round = lambda budget, worst: progress.console.print(
+                    f"  {budget} coalitions: worst standard error {worst:.4f} (tolerance {settings.tolerance:g})")
             start = time.perf_counter()
             summary = audit(explainer, prompts, out, on_prompt=next_prompt)
     finally:
