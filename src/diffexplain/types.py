@@ -117,6 +117,32 @@ class Explanation:
     # unhashable: it holds mutable dicts
     __hash__ = None  # type: ignore[assignment]
 
+    # -- views (``diffexplain.plots``) ----------------------------------------------------------
+    def plot(self, *, ax: Any = None, title: str | None = None) -> Any:
+        """Bars of the words' values with standard errors: a matplotlib ``Figure`` (no pyplot)."""
+        from .plots import bar
+
+        return bar(self, ax=ax, title=title)
+
+    def _repr_html_(self) -> str:
+        from .plots import explanation_html
+
+        return explanation_html(self)
+
+    def to_shap(self) -> Any:
+        """A ``shap.Explanation`` (shap's ``bar``, ``waterfall`` and ``text`` plots take it): values,
+        base value, the words as data and feature names.
+
+        Raises:
+            ImportError: when shap is not installed (``pip install shap``).
+        """
+        try:
+            import shap
+        except ImportError as error:
+            raise ImportError("to_shap needs shap: pip install shap") from error
+        return shap.Explanation(values=np.asarray(self.values, dtype=np.float64), base_values=float(self.base_value),
+                                data=np.array(self.features, dtype=object), feature_names=list(self.features))
+
     def normalised(self) -> np.ndarray:
         """Values divided by their sum (``metrics.sum_to_one``); all zeros if the sum is zero."""
         from .metrics.functional import sum_to_one

@@ -196,6 +196,22 @@ class AttentionMaps:
         return torch.stack([self.word_heatmap(i, prompt_index=prompt_index, **kwargs)
                             for i in range(len(self.words[prompt_index]))])
 
+    # -- views (``diffexplain.plots``) ----------------------------------------------------------
+    def plot(self, word: WordRef, image: np.ndarray | None = None, *, prompt_index: int = 0, ax: Any = None,
+             **options: Any) -> Any:
+        """A word's heatmap over the image (DAAM's ``plot_overlay``): a matplotlib ``Figure`` (no
+        pyplot); ``options`` as ``word_heatmap`` (layers, time_groups, heads)."""
+        from ..plots import heatmap_overlay
+
+        index = self.word_index(prompt_index, word)
+        return heatmap_overlay(self.word_heatmap(index, prompt_index=prompt_index, **options), image, ax=ax,
+                               title=self.words[prompt_index][index])
+
+    def _repr_html_(self) -> str:
+        from ..plots import maps_html
+
+        return maps_html(self)
+
     # -- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``attention.json`` (structure) and ``attention.safetensors`` (per-layer means)."""

@@ -15,6 +15,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,17 @@ class AuditSummary:
 
     def least(self, k: int = 10, min_count: int = 1) -> list[WordStats]:
         return [w for w in self.words if w.count >= min_count][::-1][:k]
+
+    def plot(self, *, min_count: int = 2, k: int = 30, ax: Any = None) -> Any:
+        """The words' mean shares with ± std bars: a matplotlib ``Figure`` (no pyplot)."""
+        from ..plots import audit_bar
+
+        return audit_bar(self, min_count=min_count, k=k, ax=ax)
+
+    def _repr_html_(self) -> str:
+        from ..plots import summary_html
+
+        return summary_html(self)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..attention.maps import AttentionMaps, overlay
+from ..plots import audit_bar, bar
 from ..types import Explanation
 
 if TYPE_CHECKING:
@@ -32,38 +33,13 @@ def image_grid(images: Sequence[Image.Image], columns: int, scale: int = 1, pad:
 
 
 def attribution_figure(explanation: Explanation) -> Figure:
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
-
-    d = len(explanation.features)
-    fig = Figure(figsize=(max(4.0, 0.6 * d + 1.5), 2.8))
-    ax = fig.subplots()
-    err = None if explanation.stderr is None else np.nan_to_num(explanation.stderr)
-    colours = ["#d62728" if v >= 0 else "#1f77b4" for v in explanation.values]
-    ax.bar(range(d), explanation.values, yerr=err, color=colours, capsize=3)
-    ax.set_xticks(range(d), explanation.features, rotation=45, ha="right")
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel("attribution")
-    ax.set_title(f"{explanation.method} (error bars: standard error)")
-    return fig
+    """The words' values with standard-error bars (``plots.bar``)."""
+    return bar(explanation)
 
 
 def audit_figure(summary: Any, *, min_count: int = 2, k: int = 30) -> Figure:
-    """Bar chart of the mean share (± std) of the ``k`` words with the largest |mean| over at least
-    ``min_count`` prompts."""
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
-
-    words = sorted([w for w in summary.words if w.count >= min_count] or list(summary.words),
-                   key=lambda w: -abs(w.mean))[:k]
-    words = sorted(words, key=lambda w: -w.mean)
-    fig = Figure(figsize=(max(5.0, 0.35 * len(words) + 1.5), 3.2))
-    ax = fig.subplots()
-    ax.bar(range(len(words)), [w.mean for w in words], yerr=[w.std for w in words], capsize=2,
-           color=["#d62728" if w.mean >= 0 else "#1f77b4" for w in words])
-    ax.set_xticks(range(len(words)), [f"{w.word} ({w.count})" for w in words], rotation=60, ha="right", fontsize=8)
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel("mean share of |attribution|")
-    ax.set_title(f"{summary.method} over {summary.n_prompts} prompts (word (prompts); bars: ± std)")
-    return fig
+    """The audit's words by mean share (``plots.audit_bar``)."""
+    return audit_bar(summary, min_count=min_count, k=k)
 
 
 def surrogate_figure(explanation: Explanation) -> Figure:

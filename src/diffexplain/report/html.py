@@ -4,9 +4,7 @@ blocks rendered by these functions (``markupsafe.Markup``) are inserted as HTML.
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +14,7 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image
 
+from ..plots import png_data_uri
 from ..types import Explanation
 from .figures import attribution_figure, embedding_figure, surrogate_figure, view_grid
 
@@ -54,18 +53,6 @@ def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading
     path.write_text(render("page.html", title=title, heading=heading, sections=list(sections),
                            csp=CONTENT_SECURITY_POLICY))
     return path
-
-
-def png_data_uri(image: Any) -> str:
-    """A PIL image, a uint8 (H, W, 3) array or a matplotlib figure as a data: URI."""
-    buffer = io.BytesIO()
-    if hasattr(image, "savefig"):
-        image.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # a pyplot-free Figure: nothing to close
-    else:
-        if isinstance(image, np.ndarray):
-            image = Image.fromarray(image)
-        image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def tiles_section(items: Sequence[tuple[str, object]], title: str = "", *, level: str = "h2", note: str = "",
