@@ -27,10 +27,10 @@ COMMANDS_GROUP = "diffexplain.commands"  # entry points of plugins: a click comm
 def _register() -> None:
     from importlib import metadata
 
-    from . import attention, audit, edit, env, explain, generate, i2am
+    from . import attention, audit, edit, env, explain, generate, i2am, serve
     from ._runtime import with_runtime_options
 
-    for module in (generate, explain, edit, attention, i2am, audit, env):
+    for module in (generate, explain, edit, attention, i2am, audit, serve, env):
         cli.add_command(with_runtime_options(module.command))
     for entry_point in metadata.entry_points(group=COMMANDS_GROUP):
         cli.add_command(with_runtime_options(entry_point.load()), entry_point.name)

@@ -1,0 +1,1 @@
+"""The local web app (``diffexplain serve``): ``app.create_app`` and its run worker (``jobs``)."""

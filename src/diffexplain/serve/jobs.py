@@ -1,0 +1,189 @@
+"""Explanation runs of the web app: validated at submission, run one at a time on a worker thread
+(never in a request handler), with progress, an estimate of the time left and cancellation.
+
+Every run writes what ``diffexplain explain --attention`` writes (``explanation.json`` /
+``.safetensors``, ``attention.json`` / ``.safetensors``, ``image.png``) into its own folder of the
+results folder, plus ``run.json`` (its request and state), and shares one generation cache, so
+asking again costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUN_ID_LENGTH = 12  # hex characters; run folders are named by them alone
+
+
+class Cancelled(Exception):
+    """Raised inside a run's progress callback once its cancellation is asked for."""
+
+
+@dataclass
+class Run:
+    """One run's request and live state (``state``: queued, running, done, error, cancelled)."""
+
+    id: str
+    request: dict[str, Any]
+    state: str = "queued"
+    done: int = 0
+    total: int = 0
+    started: float | None = None
+    message: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def status(self) -> dict[str, Any]:
+        eta = None
+        if self.state == "running" and self.started and self.done and self.total:
+            elapsed = time.monotonic() - self.started
+            eta = elapsed / self.done * (self.total - self.done)
+        return dict(id=self.id, state=self.state, done=self.done, total=self.total, eta_s=eta, message=self.message,
+                    request=self.request)
+
+
+class Runner:
+    """Runs explanations of the app's models on one worker thread.
+
+    Args:
+        models: ``{name: model}`` (a registered name or a pipeline folder) the app offers.
+        results: the results folder (one sub-folder per run, and the shared cache).
+    """
+
+    def __init__(self, models: dict[str, str], results: Path):
+        self.models, self.results = dict(models), Path(results)
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.runs: dict[str, Run] = {}
+        self._adapters: dict[str, Any] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffexplain-run")
+        self._lock = threading.Lock()
+
+    def adapter(self, model: str, source: Any = None) -> Any:
+        """The model's adapter (loaded once; an ``EditAdapter`` when the pipeline takes a source image)."""
+        import inspect
+
+        from ..models.loading import load_pipeline
+
+        if model not in self.models:
+            raise ValueError(f"model must be one of {sorted(self.models)}, got {model!r}")
+        with self._lock:
+            if model not in self._adapters:
+                self._adapters[model] = load_pipeline(self.models[model])
+        pipe = self._adapters[model]
+        takes_image = "image" in inspect.signature(pipe.__call__).parameters
+        if takes_image:
+            from ..models.edit_adapter import EditAdapter
+
+            if source is None:
+                raise ValueError(f"model {model!r} edits a source image: upload one")
+            return EditAdapter(pipe, image=source)
+        if source is not None:
+            raise ValueError(f"model {model!r} generates from text alone: it takes no source image")
+        from ..models.adapter import TextToImageAdapter
+
+        return TextToImageAdapter(pipe)
+
+    def submit(self, request: dict[str, Any], source: Any = None) -> Run:
+        """Validate a request (model, prompt and the ``ExplainSettings`` fields) and queue its run.
+
+        Raises:
+            ValueError: naming the field and the value, before anything is queued.
+        """
+        from ..explain.settings import ExplainSettings
+
+        allowed = {"model", "prompt", "method", "budget", "seeds", "seed", "perturbation"}
+        unknown = sorted(set(request) - allowed)
+        if unknown:
+            raise ValueError(f"unknown request fields {unknown}; the fields are {sorted(allowed)}")
+        prompt = request.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("prompt must be a non-empty text")
+        settings = ExplainSettings(**{k: v for k, v in request.items() if k not in ("model", "prompt")
+                                      and v not in (None, "")})
+        adapter = self.adapter(str(request.get("model")), source)
+        adapter.words(prompt)  # a word the model does not know, or a prompt too long: refused here
+        run = Run(id=secrets.token_hex(RUN_ID_LENGTH // 2), request=dict(request))
+        self.runs[run.id] = run
+        folder = self.results / run.id
+        folder.mkdir()
+        self._write(run)
+        self._pool.submit(self._work, run, adapter, settings)
+        return run
+
+    def _write(self, run: Run) -> None:
+        (self.results / run.id / "run.json").write_text(json.dumps(run.status(), indent=2) + "\n")
+
+    def _work(self, run: Run, adapter: Any, settings: Any) -> None:
+        from PIL import Image
+
+        from ..attention import record_prompt
+        from ..cache import GenerationCache
+        from ..explain.api import PromptExplainer
+
+        folder = self.results / run.id
+        run.state, run.started = "running", time.monotonic()
+        self._write(run)
+
+        def progress(done: int, total: int) -> None:
+            run.done, run.total = done, total
+            if run.cancel.is_set():
+                raise Cancelled()
+
+        try:
+            if run.cancel.is_set():
+                raise Cancelled()
+            cache = GenerationCache(self.results / "cache.sqlite")
+            explanation = PromptExplainer(adapter, settings, cache=cache, progress=progress).explain(
+                run.request["prompt"])
+            explanation.save(folder)
+            image, maps = record_prompt(adapter, run.request["prompt"], settings.image_seeds[0])
+            maps.save(folder)
+            Image.fromarray(image).save(folder / "image.png")
+            run.state = "done"
+        except Cancelled:
+            run.state, run.message = "cancelled", "cancelled: the images made so far are in the cache"
+        except Exception as error:  # noqa: BLE001 - shown on the page, never a traceback
+            run.state, run.message = "error", f"{type(error).__name__}: {error}"
+        self._write(run)
+
+    def status(self, run_id: str) -> dict[str, Any] | None:
+        """A run's live status, or the one its folder recorded (a past run), or None."""
+        if run_id in self.runs:
+            return self.runs[run_id].status()
+        recorded = self.results / run_id / "run.json"
+        return _recorded(recorded) if recorded.is_file() else None
+
+    def cancel(self, run_id: str) -> bool:
+        run = self.runs.get(run_id)
+        if run is None or run.state not in ("queued", "running"):
+            return False
+        run.cancel.set()
+        return True
+
+    def past(self) -> list[dict[str, Any]]:
+        """Every run in the results folder, newest first."""
+        rows = []
+        for recorded in self.results.glob("*/run.json"):
+            status = self.runs[recorded.parent.name].status() if recorded.parent.name in self.runs else \
+                _recorded(recorded)
+            rows.append(dict(status, modified=recorded.stat().st_mtime))
+        return sorted(rows, key=lambda r: -r["modified"])
+
+    def close(self) -> None:
+        for run in self.runs.values():
+            run.cancel.set()
+        self._pool.shutdown(wait=True)
+
+
+def _recorded(path: Path) -> dict[str, Any]:
+    """A past run's status from its folder; one that was queued or running when its server stopped
+    is "interrupted" (the images it made are in the cache)."""
+    status = json.loads(path.read_text())
+    if status.get("state") in ("queued", "running"):
+        status["state"], status["message"] = "interrupted", "the server stopped during this run"
+    return status

@@ -1,0 +1,104 @@
+"""The web app's API (Starlette's test client): runs, progress, cancellation, refusals."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+from diffexplain.serve.app import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from tests.helpers import tiny_image_pipeline, tiny_text2image
+
+    root = tmp_path_factory.mktemp("serve")
+    _, _, text = tiny_text2image(root / "text")
+    edit = tiny_image_pipeline(root / "edit", "pix2pix")
+    app = create_app({"tiny": str(text), "edit": str(edit.config["_name_or_path"])}, root / "results")
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _wait(client, run_id, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/runs/{run_id}").json()
+        if status["state"] not in ("queued", "running"):
+            return status
+        time.sleep(0.1)
+    raise AssertionError("the run did not finish")
+
+
+def test_a_run_writes_what_the_cli_writes_and_serves_its_views(client):
+    start = client.post("/api/runs", data={"model": "tiny", "prompt": "a big red circle", "method": "shapley",
+                                           "seeds": "1"})
+    assert start.status_code == 202, start.text
+    status = _wait(client, start.json()["id"])
+    assert status["state"] == "done" and status["total"] > 0
+    explanation = client.get(f"/api/runs/{status['id']}/explanation").json()
+    assert explanation["features"] == ["a", "big", "red", "circle"] and explanation["n_generations"] == 16
+    image = client.get(f"/api/runs/{status['id']}/image.png")
+    assert image.headers["content-type"] == "image/png"
+    heat = [client.get(f"/api/runs/{status['id']}/heatmap/{k}").content for k in (2, 3)]
+    assert heat[0] != heat[1] and Image.open(io.BytesIO(heat[0])).size == (256, 256)
+    assert any(run["id"] == status["id"] for run in client.get("/api/runs").json()["runs"])
+    again = _wait(client, client.post("/api/runs", data={"model": "tiny", "prompt": "a big red circle",
+                                                           "method": "shapley", "seeds": "1"}).json()["id"])
+    assert again["state"] == "done"  # the shared cache: nothing new generated
+    assert client.get(f"/api/runs/{again['id']}/explanation").json()["n_cached"] == 16
+
+
+@pytest.mark.parametrize("data,match", [
+    ({"model": "nope", "prompt": "a red circle"}, "model must be one of"),
+    ({"model": "tiny", "prompt": ""}, "prompt must be a non-empty text"),
+    ({"model": "tiny", "prompt": "a red circle", "method": "magic"}, "method must be one of"),
+    ({"model": "tiny", "prompt": "a red circle", "seeds": "two"}, "seeds must be an integer"),
+    ({"model": "tiny", "prompt": "a red circle", "path": "/etc"}, "unknown request fields"),
+    ({"model": "edit", "prompt": "make it red"}, "edits a source image: upload one"),
+])
+def test_bad_requests_are_refused_with_the_reason(client, data, match):
+    response = client.post("/api/runs", data=data)
+    assert response.status_code == 400 and match in response.json()["error"]
+
+
+def test_an_upload_that_is_not_an_image_is_refused_and_an_image_is_taken(client):
+    bad = client.post("/api/runs", data={"model": "edit", "prompt": "make it red"},
+                      files={"source": ("x.png", b"not an image", "image/png")})
+    assert bad.status_code == 400 and "not an image" in bad.json()["error"]
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buffer, format="PNG")
+    good = client.post("/api/runs", data={"model": "edit", "prompt": "make it red", "method": "shapley",
+                                          "seeds": "1"}, files={"source": ("s.png", buffer.getvalue(), "image/png")})
+    assert good.status_code == 202 and _wait(client, good.json()["id"])["state"] == "done"
+
+
+@pytest.mark.parametrize("path", ["/api/runs/..%2f..%2fetc%2fpasswd", "/api/runs/../../etc/passwd/explanation",
+                                  "/static/..%2fapp.py", "/static/index.html", "/api/runs/0123456789ab/image.png",
+                                  "/api/runs/%2e%2e/explanation"])
+def test_no_path_outside_the_results_folder_is_served(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_a_run_can_be_cancelled_and_says_so(client):
+    start = client.post("/api/runs", data={"model": "tiny", "prompt": "a small blue square on the left",
+                                           "method": "shapley", "seeds": "3"})
+    run_id = start.json()["id"]
+    client.post(f"/api/runs/{run_id}/cancel")
+    status = _wait(client, run_id)
+    assert status["state"] == "cancelled" and "cancelled" in status["message"]
+
+
+def test_the_page_ships_its_own_script_under_a_strict_policy(client):
+    page = client.get("/")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "default-src 'none'" in policy
+    assert 'src="/static/app.js"' in page.text and "http" not in page.text.replace("http-equiv", "")
+    assert "textContent" in client.get("/static/app.js").text
