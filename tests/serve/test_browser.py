@@ -115,7 +115,6 @@ def test_a_hostile_prompt_is_text_and_runs_no_script(server, browser):
 
 def test_uploading_a_non_image_is_an_error_on_the_page(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     url, _ = server
     text = tmp_path / "notes.png"
