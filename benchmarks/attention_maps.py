@@ -121,9 +121,9 @@ def flux_localisation_part(args, pipe) -> tuple[dict, str]:
     payload: dict = dict(n_captions=len(scenes), n_selection=len(selection_scenes), sigmas=SIGMAS, views={})
     lines = [f"# Flux attention localisation: both views on {len(scenes)} held-out rendered scenes "
              f"(sigma in {SIGMAS})", "",
-             f"Layers, time groups and tau chosen per view on {len(selection_scenes)} training-split scenes "
-             "(mIoU); held-out scores of that choice, and of every layer subset with all time groups at the "
-             "chosen tau.", "",
+             f"Layers, time groups and tau chosen per view and per word role (colour / shape) on "
+             f"{len(selection_scenes)} training-split scenes (mIoU); held-out scores of that choice, and of every "
+             "layer subset with all time groups at the colour words' tau.", "",
              "| view | layers | time groups | tau | colour mIoU | colour pointing | shape mIoU | shape pointing | "
              "mass ratio (colour / shape) |", "|---|---|---|---|---|---|---|---|---|"]
     for view in VIEWS:
@@ -144,9 +144,12 @@ def flux_localisation_part(args, pipe) -> tuple[dict, str]:
                 for (lname, layers), (tname, groups) in choices:
                     heatmap = maps.word_heatmap(index, layers=list(layers), time_groups=groups)
                     for tau in TAUS:
-                        selection[(lname, tname, tau)].append(
+                        selection[(word.role, lname, tname, tau)].append(
                             iou(threshold(heatmap, tau).numpy(), masks[word.object_index]))
-        best = max(selection, key=lambda k: np.mean(selection[k]))
+        # each word role (colour, shape) chooses its own layers, time and tau on the training scenes
+        best_by_role = {role: max((k for k in selection if k[0] == role), key=lambda k: np.mean(selection[k]))[1:]
+                        for role in ROLES}
+        best = best_by_role["colour"]
         layer_lookup = {lname: layers for (lname, layers), _ in choices}
         time_lookup = {tname: groups for _, (tname, groups) in choices}
         rows = collections.defaultdict(list)
@@ -158,23 +161,26 @@ def flux_localisation_part(args, pipe) -> tuple[dict, str]:
                 if word.role not in ROLES:
                     continue
                 mask = masks[word.object_index]
+                chosen = best_by_role[word.role]
                 rows[("chosen", word.role)].append(score(
-                    maps.word_heatmap(index, layers=list(layer_lookup[best[0]]), time_groups=time_lookup[best[1]]),
-                    mask, best[2]))
+                    maps.word_heatmap(index, layers=list(layer_lookup[chosen[0]]), time_groups=time_lookup[chosen[1]]),
+                    mask, chosen[2]))
                 for subset in subsets:
                     rows[(subset, word.role)].append(score(
                         maps.word_heatmap(index, layers=flux_layers(maps, subset)), mask, best[2]))
 
         result = {f"{name}|{role}": {k: float(np.nanmean([r[k] for r in values])) for k in ("iou", "pointing", "mass")}
                   for (name, role), values in rows.items()}
-        payload["views"][view] = dict(chosen=dict(layers=best[0], time=best[1], tau=best[2],
-                                                  selection_miou=float(np.mean(selection[best]))),
-                                      held_out=result)
+        payload["views"][view] = dict(chosen={role: dict(layers=b[0], time=b[1], tau=b[2],
+                                                         selection_miou=float(np.mean(selection[(role, *b)])))
+                                              for role, b in best_by_role.items()}, held_out=result)
         for name in ["chosen"] + subsets:
             c, s = result[f"{name}|colour"], result[f"{name}|shape"]
-            layers_label = best[0] if name == "chosen" else name
-            time_label = best[1] if name == "chosen" else "all"
-            lines.append(f"| {view} | {layers_label} | {time_label} | {best[2]} | {c['iou']:.3f} | "
+            shape_best = best_by_role["shape"]
+            layers_label = f"{best[0]} / {shape_best[0]}" if name == "chosen" else name
+            time_label = f"{best[1]} / {shape_best[1]}" if name == "chosen" else "all"
+            tau_label = f"{best[2]} / {shape_best[2]}" if name == "chosen" else best[2]
+            lines.append(f"| {view} | {layers_label} | {time_label} | {tau_label} | {c['iou']:.3f} | "
                          f"{c['pointing']:.3f} | {s['iou']:.3f} | {s['pointing']:.3f} | "
                          f"{c['mass']:.2f} / {s['mass']:.2f} |")
     payload["machine"] = machine()
