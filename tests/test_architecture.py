@@ -191,3 +191,12 @@ def test_the_public_face_resolves_to_the_names_type_checkers_see():
         assert f" {name}" in source.split("if TYPE_CHECKING:")[1].split("__all__")[0], name
     assert set(dir(diffexplain)) == set(diffexplain.__all__)
     assert typing.TYPE_CHECKING is False
+
+
+def test_the_command_line_starts_without_loading_torch():
+    """Building every command's options (their choices and defaults read from the library) must not
+    import torch: it would add about a second to every command, --help and usage errors included."""
+    script = "import sys, diffexplain.cli.main; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "False"]

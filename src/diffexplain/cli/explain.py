@@ -21,34 +21,24 @@ from ._common import (
 if TYPE_CHECKING:
     from ..protocols import Adapter
 
-def _settings_defaults():
-    from ..explain.settings import ExplainSettings
 
-    return ExplainSettings()
-
-
-def _guidance_help() -> str:
+def _family_defaults(what: str, attribute: str, form: str) -> str:
+    """Help text naming each family's default ``attribute`` (read from the families, not written here)."""
     from ..models.families import FAMILIES
 
-    family_defaults = ", ".join(f"{f.title} {f.guidance_scale:g}" for f in FAMILIES.values())
-    return f"guidance scale [the pipeline's diffexplain.json, else its family's: {family_defaults}]"
-
-
-def _steps_help() -> str:
-    from ..models.families import FAMILIES
-
-    family_defaults = ", ".join(f"{f.title} {f.num_inference_steps}" for f in FAMILIES.values())
-    return f"denoising steps [the pipeline's diffexplain.json, else its family's: {family_defaults}]"
+    defaults = ", ".join(f"{f.title} {format(getattr(f, attribute), form)}" for f in FAMILIES.values())
+    return f"{what} [the pipeline's diffexplain.json, else its family's: {defaults}]"
 
 
 def explanation_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``explain``, ``edit`` and ``audit``: the ``ExplainSettings`` fields (choices
     and defaults read from the library's registries), sampler settings, cache and run control."""
-    from ..embed import EMBEDDERS, SIMILARITIES
     from ..explain.methods import METHODS
+    from ..explain.settings import ExplainSettings
     from ..models.perturbations import PERTURBATIONS
+    from ..names import EMBEDDERS, SIMILARITIES
 
-    defaults = _settings_defaults()
+    defaults = ExplainSettings()
     perturbations = " | ".join(f"{name}:TOKEN" if name == "replace" else name for name in PERTURBATIONS)
     options = [
         click.option("--method", type=click.Choice(list(METHODS)), default=defaults.method, show_default=True),
@@ -73,8 +63,10 @@ def explanation_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tolerance", type=float, default=None,
                      help="sampled methods: double the budget until every standard error is below this, or the "
                           "ranking is stable (--budget caps it)"),
-        click.option("--steps", type=int, default=None, help=_steps_help()),
-        click.option("--guidance", type=float, default=None, help=_guidance_help()),
+        click.option("--steps", type=int, default=None,
+                     help=_family_defaults("denoising steps", "num_inference_steps", "d")),
+        click.option("--guidance", type=float, default=None,
+                     help=_family_defaults("guidance scale", "guidance_scale", "g")),
         click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="SQLite generation cache [OUT/cache.sqlite]"),
         click.option("--repair-cache", is_flag=True,

@@ -1,8 +1,7 @@
 """Image embedders and the similarities between their embeddings."""
 
+from ..names import DEFAULT_EMBEDDER, DEFAULT_SIMILARITY, EMBEDDERS, SIMILARITIES
 from .embedders import (
-    DEFAULT_EMBEDDER,
-    EMBEDDERS,
     EfficientNetEmbedder,
     Embedder,
     LatentEmbedder,
@@ -11,7 +10,7 @@ from .embedders import (
     efficientnet_size,
     make_embedder,
 )
-from .similarity import DEFAULT_SIMILARITY, SIMILARITIES, pairwise_similarity, wasserstein_1d
+from .similarity import pairwise_similarity, wasserstein_1d
 
 __all__ = [
     "DEFAULT_EMBEDDER", "DEFAULT_SIMILARITY", "EMBEDDERS", "SIMILARITIES", "EfficientNetEmbedder", "Embedder",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-EMBEDDERS = ("pixel", "latent", "efficientnet", "clip", "dinov2")
+from ..names import EMBEDDERS
 
 
 class Embedder(Protocol):
@@ -149,7 +149,6 @@ class TransformersEmbedder(_TensorEmbedder):
         return self.model(pixel_values=pixels).last_hidden_state.mean(dim=1)
 
 
-DEFAULT_EMBEDDER = "efficientnet"
 
 
 def efficientnet_size(side: int) -> int:

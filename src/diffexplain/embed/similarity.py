@@ -7,10 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-SIMILARITIES = ("cosine", "wasserstein", "neg_l2")
-# -L2 ranks content words above fillers best on the shapes world: cosine ignores a change of scale
-# and W1 ignores which dimension changed (docs/methods.md, "Similarity").
-DEFAULT_SIMILARITY = "neg_l2"
+from ..names import SIMILARITIES
 
 
 def wasserstein_1d(u: Any, v: Any) -> Any:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..embed import DEFAULT_EMBEDDER, DEFAULT_SIMILARITY, EMBEDDERS, SIMILARITIES
-from ..embed.embedders import Embedder
 from ..models.perturbations import DropWords, Perturbation, perturbation_from
+from ..names import DEFAULT_EMBEDDER, DEFAULT_SIMILARITY, EMBEDDERS, SIMILARITIES
 from .methods import DEFAULT_METHOD, METHODS
 from .multifidelity import Fidelity, fidelity_from
+
+if TYPE_CHECKING:  # torch-free at import: the command line reads these settings' defaults
+    from ..embed.embedders import Embedder
 
 REFERENCES = ("full", "source")
 SAMPLED = ("permutation", "kernelshap", "lime", "smile")

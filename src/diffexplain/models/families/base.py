@@ -16,11 +16,11 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
 from ..words import EncoderReading, read, tokenizer_attribute
 
 if TYPE_CHECKING:
+    import torch
+
     from ..defaults import PipelineDefaults
 
 # batch layouts of a guided denoiser call: which rows are the prompt's
@@ -54,12 +54,13 @@ def guided_layout(pipe: Any, guidance_scale: float, options: dict[str, Any]) -> 
     """The batch layout a pipeline that batches its guidance uses: "pix2pix" when it takes an image
     guidance scale (InstructPix2Pix, which guides on text and image when both scales allow it),
     "cfg" under guidance, else "none"."""
-    guided = guidance_scale > 1
-    parameters = inspect.signature(pipe.__call__).parameters
-    if "image_guidance_scale" in parameters:
-        image_guidance = options.get("image_guidance_scale", parameters["image_guidance_scale"].default)
-        return "pix2pix" if guided and image_guidance >= 1 else "none"
-    return "cfg" if guided else "none"
+    if guidance_scale <= 1:
+        return "none"
+    layout = layout_when_guided(pipe)
+    if layout == "pix2pix":  # image guidance below 1 turns both guidances off
+        default = inspect.signature(pipe.__call__).parameters["image_guidance_scale"].default
+        return layout if options.get("image_guidance_scale", default) >= 1 else "none"
+    return layout
 
 
 def layout_when_guided(pipe: Any) -> str:

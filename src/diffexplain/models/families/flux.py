@@ -7,11 +7,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from .base import Family, register
 
 if TYPE_CHECKING:
+    import torch
+
     from ..defaults import PipelineDefaults
 
 
@@ -57,14 +57,16 @@ class Flux(Family):
                      options: dict[str, Any] | None = None) -> str:
         return "none"  # guidance-distilled: one row per image (true CFG runs separate calls)
 
-    @torch.no_grad()
     def encode(self, adapter: Any, texts: Sequence[str]) -> dict[str, Any]:
-        # guidance is an input of the distilled model: no negative encodings
-        length = adapter.pipeline_kwargs.get("max_sequence_length")
-        extra = {} if length is None else dict(max_sequence_length=length)
-        embeds, pooled, _ = adapter.pipe.encode_prompt(list(texts), None, device=adapter.device,
-                                                       num_images_per_prompt=1, **extra)
-        return dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
+        import torch
+
+        with torch.no_grad():  # encodings only: no graph kept
+            # guidance is an input of the distilled model: no negative encodings
+            length = adapter.pipeline_kwargs.get("max_sequence_length")
+            extra = {} if length is None else dict(max_sequence_length=length)
+            embeds, pooled, _ = adapter.pipe.encode_prompt(list(texts), None, device=adapter.device,
+                                                           num_images_per_prompt=1, **extra)
+            return dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
 
     def sampler_defaults(self, pipe: Any, defaults: PipelineDefaults) -> PipelineDefaults:
         if not pipe.transformer.config.get("guidance_embeds", True) and defaults.name == "":

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from .base import Family, register
 
 
@@ -18,22 +16,23 @@ class MaskedT5Family(Family):
     roles = (("text_encoder", 0, "sequence", "T5"),)
     call_options: tuple[str, ...] = ("clean_caption", "max_sequence_length")
 
-    @torch.no_grad()
     def encode(self, adapter: Any, texts: Sequence[str]) -> dict[str, Any]:
-        # the __call__ defaults, which encode_prompt lacks or differs from (PixArt cleans captions by
-        # default in __call__, not in encode_prompt; Sana's instruction prefix and window)
-        from ..words import call_default
+        import torch
 
-        options = {key: call_default(adapter.pipe, key, adapter.pipeline_kwargs) for key in self.call_options}
-        guided = adapter.guidance_scale > 1
-        embeds, mask, negative, negative_mask = adapter.pipe.encode_prompt(
-            list(texts), do_classifier_free_guidance=guided, device=adapter.device, num_images_per_prompt=1,
-            **options)
-        out = dict(prompt_embeds=embeds, prompt_attention_mask=mask)
-        if guided:
-            out.update(negative_prompt_embeds=negative[:1], negative_prompt_attention_mask=negative_mask[:1])
-        return out
+        with torch.no_grad():  # encodings only: no graph kept
+            # the __call__ defaults, which encode_prompt lacks or differs from (PixArt cleans captions by
+            # default in __call__, not in encode_prompt; Sana's instruction prefix and window)
+            from ..words import call_default
 
+            options = {key: call_default(adapter.pipe, key, adapter.pipeline_kwargs) for key in self.call_options}
+            guided = adapter.guidance_scale > 1
+            embeds, mask, negative, negative_mask = adapter.pipe.encode_prompt(
+                list(texts), do_classifier_free_guidance=guided, device=adapter.device, num_images_per_prompt=1,
+                **options)
+            out = dict(prompt_embeds=embeds, prompt_attention_mask=mask)
+            if guided:
+                out.update(negative_prompt_embeds=negative[:1], negative_prompt_attention_mask=negative_mask[:1])
+            return out
 
 @register
 class PixArt(MaskedT5Family):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from .base import Family, register
 
@@ -30,15 +31,18 @@ class StableDiffusion3(Family):
                 if isinstance(module, Attention) and getattr(module, "add_k_proj", None) is not None
                 and not getattr(module, "is_cross_attention", False)}
 
-    @torch.no_grad()
     def encode(self, adapter: Any, texts: Sequence[str]) -> dict[str, Any]:
-        guided = adapter.guidance_scale > 1
-        length = adapter.pipeline_kwargs.get("max_sequence_length")
-        extra = {} if length is None else dict(max_sequence_length=length)
-        embeds, negative, pooled, negative_pooled = adapter.pipe.encode_prompt(
-            list(texts), None, None, device=adapter.device, num_images_per_prompt=1,
-            do_classifier_free_guidance=guided, **extra)
-        out = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
-        if guided:
-            out.update(negative_prompt_embeds=negative[:1], negative_pooled_prompt_embeds=negative_pooled[:1])
-        return out
+        import torch
+
+        with torch.no_grad():  # encodings only: no graph kept
+            guided = adapter.guidance_scale > 1
+            length = adapter.pipeline_kwargs.get("max_sequence_length")
+            extra = {} if length is None else dict(max_sequence_length=length)
+            embeds, negative, pooled, negative_pooled = adapter.pipe.encode_prompt(
+                list(texts), None, None, device=adapter.device, num_images_per_prompt=1,
+                do_classifier_free_guidance=guided, **extra)
+            out = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
+            if guided:
+                out.update(negative_prompt_embeds=negative[:1], negative_pooled_prompt_embeds=negative_pooled[:1])
+            return out
+

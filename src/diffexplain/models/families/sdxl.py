@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from .base import Family, register
 
 
@@ -28,12 +26,15 @@ class StableDiffusionXL(Family):
             raise ValueError("perturbation='empty_embedding' needs SDXL's two tokenizers to split the prompt alike; "
                              f"they give {list(readings[0].spans)} and {list(readings[1].spans)}")
 
-    @torch.no_grad()
     def encode(self, adapter: Any, texts: Sequence[str]) -> dict[str, Any]:
-        guided = adapter.guidance_scale > 1
-        embeds, negative, pooled, negative_pooled = adapter.pipe.encode_prompt(
-            list(texts), device=adapter.device, num_images_per_prompt=1, do_classifier_free_guidance=guided)
-        out = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
-        if guided:
-            out.update(negative_prompt_embeds=negative[:1], negative_pooled_prompt_embeds=negative_pooled[:1])
-        return out
+        import torch
+
+        with torch.no_grad():  # encodings only: no graph kept
+            guided = adapter.guidance_scale > 1
+            embeds, negative, pooled, negative_pooled = adapter.pipe.encode_prompt(
+                list(texts), device=adapter.device, num_images_per_prompt=1, do_classifier_free_guidance=guided)
+            out = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled)
+            if guided:
+                out.update(negative_prompt_embeds=negative[:1], negative_pooled_prompt_embeds=negative_pooled[:1])
+            return out
+
