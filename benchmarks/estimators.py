@@ -34,22 +34,15 @@ FACTORS = (1, 2, 4, 8)
 
 
 class TableGame:
-    """A game read from a full table (n coalitions indexed like ``all_masks``, K seeds), counting the
-    distinct coalitions it was asked for."""
+    """A game read from a full table (2^d coalitions indexed like ``all_masks``, K seeds)."""
 
     def __init__(self, table: np.ndarray):
         self.table = table
         self.n_players = int(np.log2(len(table)))
-        self.asked: set[int] = set()
-
-    def index(self, masks: np.ndarray) -> np.ndarray:
-        masks = np.asarray(masks, dtype=bool)
-        return (masks * (1 << np.arange(self.n_players))).sum(axis=1)
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
-        idx = self.index(masks)
-        self.asked.update(int(i) for i in idx)
-        return self.table[idx]
+        masks = np.asarray(masks, dtype=bool)
+        return self.table[(masks * (1 << np.arange(self.n_players))).sum(axis=1)]
 
 
 def tables_part(args) -> tuple[dict, str]:
@@ -162,8 +155,6 @@ def _external(method: str, table: np.ndarray, budget: int, seed: int) -> np.ndar
 
 def errors_part(args) -> tuple[dict, str]:
     from diffexplain.metrics import roc_auc
-
-    from .word_attribution import REPORTED_DRAW  # noqa: F401  (the captions' draw, for the reader)
 
     data = np.load(TABLES)
     n = len(data["captions"])

@@ -5,7 +5,7 @@ Every function returns a matplotlib ``Figure`` built without pyplot, so the call
 figure list are left as they are, or draws into a given ``ax``. The ``*_html`` functions are what
 ``Explanation``, ``AttentionMaps`` and ``AuditSummary`` show in Jupyter (``_repr_html_``); every
 text they hold is escaped. This module reads results by their attributes only (it imports none of
-the result types), so the result types can call it.
+the result types, only the metrics), so the result types can call it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .metrics.spatial import minmax_scale
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,6 +39,11 @@ def png_data_uri(image: Any) -> str:
             image = Image.fromarray(image)
         image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _array(heatmap: Any) -> np.ndarray:
+    """A heatmap (torch tensor or array) as a float64 numpy array."""
+    return np.asarray(heatmap.detach().cpu() if hasattr(heatmap, "detach") else heatmap, dtype=np.float64)
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -73,7 +80,7 @@ def heatmap_overlay(heatmap: Any, image: np.ndarray | None = None, *, ax: Axes |
                     title: str | None = None, alpha: float = 0.5) -> Figure:
     """A word's heatmap (H, W) over the image (uint8 (H, W, 3)), as DAAM's ``plot_overlay``."""
     figure, ax = _axes(ax, (3.0, 3.0))
-    heat = np.asarray(heatmap.detach().cpu() if hasattr(heatmap, "detach") else heatmap, dtype=np.float64)
+    heat = _array(heatmap)
     if image is not None:
         ax.imshow(image)
     ax.imshow(heat, cmap="jet", alpha=alpha if image is not None else 1.0)
@@ -140,10 +147,8 @@ def maps_html(maps: Any, image: np.ndarray | None = None, prompt_index: int = 0)
     """Each word's heatmap of one recorded prompt, as small images."""
     tiles = []
     for index, word in enumerate(maps.words[prompt_index]):
-        heat = maps.word_heatmap(index, prompt_index=prompt_index)
-        heat = np.asarray(heat.detach().cpu() if hasattr(heat, "detach") else heat, dtype=np.float64)
-        low, high = heat.min(), heat.max()
-        grey = ((heat - low) / (high - low) * 255 if high > low else heat * 0).astype(np.uint8)
+        heat = _array(maps.word_heatmap(index, prompt_index=prompt_index))
+        grey = (minmax_scale(heat) * 255).astype(np.uint8)
         tiles.append(f'<figure style="display:inline-block;margin:2px"><img src="{png_data_uri(grey)}" width="96" '
                      f'alt="{html.escape(word)}"><figcaption>{html.escape(word)}</figcaption></figure>')
     prompt = html.escape(maps.prompts[prompt_index])

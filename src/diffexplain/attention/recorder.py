@@ -151,6 +151,7 @@ class AttentionRecorder:
             raise ValueError(f"{type(pipe).__name__} is of no supported family: pass batch_layout "
                              "('cfg' under guidance, else 'none')")
         self.batch_layout = batch_layout
+        self._layout: str | None = None if batch_layout == "auto" else batch_layout
         self.time_groups = time_groups
         self.keep_steps = keep_steps
         if tokens is not None and not (len(tokens) == 2 and 0 <= int(tokens[0]) < int(tokens[1])):
@@ -192,13 +193,13 @@ class AttentionRecorder:
     def _conditional_rows(self, batch: int) -> slice:
         from ..models.families import conditional_rows
 
-        layout = self.batch_layout
-        if layout == "auto":
+        if self._layout is None:  # "auto": the family's rule, read once per denoiser call
             assert self.pipe_family is not None  # refused at construction otherwise
             adapter = self.adapter
-            layout = self.pipe_family.batch_layout(self.pipe, None if adapter is None else adapter.guidance_scale,
-                                                   None if adapter is None else adapter.pipeline_kwargs)
-        return conditional_rows(layout, batch)
+            self._layout = self.pipe_family.batch_layout(
+                self.pipe, None if adapter is None else adapter.guidance_scale,
+                None if adapter is None else adapter.pipeline_kwargs)
+        return conditional_rows(self._layout, batch)
 
     def _unet_pre_hook(self, module, args, kwargs):
         sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
@@ -211,6 +212,8 @@ class AttentionRecorder:
         if self._skip_call:
             return
         self._latent_hw, self._image_tokens = self.family.latent_grid(sample, kwargs)
+        if self.batch_layout == "auto":
+            self._layout = None  # re-read at this call's first layer (the pipeline may say during its call)
         context = kwargs.get("encoder_hidden_states")
         self._text_len = int(context.shape[1]) if context is not None else 0
         self._group = time_group(t, self.num_train_timesteps, self.time_groups)

@@ -121,7 +121,6 @@ class PromptExplainer:
         return Explanation(**{**result.__dict__, "settings": recorded, "metadata": meta, "coalition_texts": texts,
                               "coalition_keys": keys})
 
-
     def _multifidelity(self, game: PromptGame, prompt: str, settings: ExplainSettings, fidelity: Fidelity,
                        options: dict[str, Any]) -> Explanation:
         """Multi-fidelity KernelSHAP (``multifidelity.MultiFidelityShapley``): the cheap level's game

@@ -144,7 +144,7 @@ class MultiFidelityShapley:
         else:
             fitted = KernelShapExplainer(self.n_bootstrap).explain(
                 cheap, budget=min(self.cheap_budget or 32 * d, 2 ** d), seed=seed + 1)
-            phi_cheap = np.repeat(fitted.values[:, None].astype(np.float64), 1, axis=1)
+            phi_cheap = fitted.values[:, None].astype(np.float64)  # (d, 1): the seeds' mean
             cheap_sampling = np.nan_to_num(fitted.stderr if fitted.stderr is not None else np.zeros(d))
         full = MemoGame(game)
         # the full game's coalitions: KernelSHAP's draw, which does not depend on the values

@@ -131,10 +131,8 @@ def create_app(models: dict[str, str], results: str | Path) -> Starlette:
         if place is None or not (place / "attention.json").is_file() or not (place / "image.png").is_file():
             return not_found("attention maps")
         word = request.path_params["word"]
-        meta = json.loads((place / "attention.json").read_text())
-        if not word.isdigit() or int(word) >= len(meta["words"][0]):
-            return not_found("word")
-        return Response(_overlay_png(place, int(word)), media_type="image/png")
+        png = _overlay_png(place, int(word)) if word.isdigit() else None
+        return Response(png, media_type="image/png") if png is not None else not_found("word")
 
     routes = [
         Route("/", index), Route("/static/{name}", static), Route("/api/models", model_list),
@@ -178,13 +176,16 @@ def _image(data: bytes) -> Any:
         return None
 
 
-def _overlay_png(place: Path, word: int) -> bytes:
+def _overlay_png(place: Path, word: int) -> bytes | None:
+    """Word ``word``'s attention over the run's image as PNG bytes, or None for no such word."""
     import numpy as np
     from PIL import Image
 
     from ..attention.maps import AttentionMaps, overlay
 
     maps = AttentionMaps.load(place)
+    if word >= len(maps.words[0]):
+        return None
     image = np.asarray(Image.open(place / "image.png").convert("RGB"))
     buffer = io.BytesIO()
     Image.fromarray(overlay(image, maps.word_heatmap(word))).resize((256, 256), Image.Resampling.NEAREST).save(

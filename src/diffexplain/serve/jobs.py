@@ -59,7 +59,8 @@ class Runner:
         self.models, self.results = dict(models), Path(results)
         self.results.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, Run] = {}
-        self._adapters: dict[str, Any] = {}
+        self._pipes: dict[str, Any] = {}
+        self._text_adapters: dict[str, Any] = {}  # one per model: its fingerprint is hashed once
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffexplain-run")
         self._lock = threading.Lock()
 
@@ -72,9 +73,9 @@ class Runner:
         if model not in self.models:
             raise ValueError(f"model must be one of {sorted(self.models)}, got {model!r}")
         with self._lock:
-            if model not in self._adapters:
-                self._adapters[model] = load_pipeline(self.models[model])
-        pipe = self._adapters[model]
+            if model not in self._pipes:
+                self._pipes[model] = load_pipeline(self.models[model])
+        pipe = self._pipes[model]
         takes_image = "image" in inspect.signature(pipe.__call__).parameters
         if takes_image:
             from ..models.edit_adapter import EditAdapter
@@ -86,7 +87,10 @@ class Runner:
             raise ValueError(f"model {model!r} generates from text alone: it takes no source image")
         from ..models.adapter import TextToImageAdapter
 
-        return TextToImageAdapter(pipe)
+        with self._lock:
+            if model not in self._text_adapters:
+                self._text_adapters[model] = TextToImageAdapter(pipe)
+        return self._text_adapters[model]
 
     def submit(self, request: dict[str, Any], source: Any = None) -> Run:
         """Validate a request (model, prompt and the ``ExplainSettings`` fields) and queue its run.
