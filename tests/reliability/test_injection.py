@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from diffexplain.cli.main import cli
+from diffexplain.report.html import EXPLORER_MARK
 
 # short: the tiny CLIP's small vocabulary splits them into many tokens, and its window is 77
 HOSTILE = "<script>__pwned=1;console.log('PWNED')</script>"
@@ -54,11 +55,18 @@ def check_page(driver, page: Path) -> None:
     driver.get(page.as_uri())
     policy = driver.execute_script(
         "var m = document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]'); return m && m.content")
-    assert policy and "default-src 'none'" in policy and "script-src 'none'" in policy, (page, policy)
+    from diffexplain.report.html import content_security_policy, explorer_script
+
+    # no script, or exactly the package's attention explorer (by hash): never 'unsafe-inline'
+    assert policy in (content_security_policy(), content_security_policy([explorer_script()])), (page, policy)
     flag = driver.execute_script("return window.__pwned === undefined ? null : window.__pwned")
     assert flag is None, f"{page}: injected script ran ({flag})"
     logs = driver.get_log("browser")
     assert not any("PWNED" in entry["message"] for entry in logs), (page, logs)
+    assert not [e for e in logs if e["level"] == "SEVERE"], (page, logs)  # a refused script or image lands here
+    if EXPLORER_MARK in page.read_text():  # the explorer ran: its script was allowed, the hostile words are text
+        assert driver.execute_script("return document.getElementById('dx-explorer').hidden") is False
+        assert driver.execute_script("return document.querySelector('.dx-heat').dataset.shown") == "0/0/0"
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,18 @@ def test_a_run_writes_what_the_cli_writes_and_serves_its_views(client):
     assert image.headers["content-type"] == "image/png"
     heat = [client.get(f"/api/runs/{status['id']}/heatmap/{k}").content for k in (2, 3)]
     assert heat[0] != heat[1] and Image.open(io.BytesIO(heat[0])).size == (256, 256)
+    recorded = client.get(f"/api/runs/{status['id']}/attention").json()
+    assert recorded["words"] == ["a", "big", "red", "circle"] and recorded["views"] == ["attention"]  # a UNet
+    groups, layers = recorded["time_groups"], len(recorded["layers"])
+    assert groups >= 2 and layers >= 2
+    base = f"/api/runs/{status['id']}/heatmap/2"
+    one_time, one_layer = client.get(base + "?time=0").content, client.get(base + "?layer=1").content
+    assert len({heat[0], one_time, one_layer, client.get(base + "?time=1&layer=0").content}) == 4
+    assert client.get(base + "?view=attention&time=all&layer=all").content == heat[0]
+    assert client.get(base + f"?time={groups}").status_code == 404  # no such group
+    assert client.get(base + f"?layer={layers}").status_code == 404
+    assert client.get(base + "?time=-1").status_code == 400 and client.get(base + "?layer=x").status_code == 400
+    assert client.get(base + "?view=output").status_code == 404  # no joint blocks: no output-space maps
     assert any(run["id"] == status["id"] for run in client.get("/api/runs").json()["runs"])
     again = _wait(client, client.post("/api/runs", data={"model": "tiny", "prompt": "a big red circle",
                                                            "method": "shapley", "seeds": "1"}).json()["id"])
@@ -102,3 +114,45 @@ def test_the_page_ships_its_own_script_under_a_strict_policy(client):
     assert "script-src 'self'" in policy and "default-src 'none'" in policy
     assert 'src="/static/app.js"' in page.text and "http" not in page.text.replace("http-equiv", "")
     assert "textContent" in client.get("/static/app.js").text
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    """An app with an audit folder made by the CLI."""
+    from click.testing import CliRunner
+
+    from diffexplain.cli.main import cli
+    from tests.helpers import tiny_text2image
+
+    root = tmp_path_factory.mktemp("audited")
+    _, _, text = tiny_text2image(root / "text")
+    prompts = root / "prompts.txt"
+    prompts.write_text("a big red circle\na blue square\n")
+    run = CliRunner().invoke(cli, ["audit", str(prompts), "--model", str(text), "--method", "shapley", "--seeds", "1",
+                                   "--embedder", "pixel", "--steps", "2", "--out", str(root / "audit"), "--yes"])
+    assert run.exit_code == 0, run.output
+    app = create_app({"tiny": str(text)}, root / "results", audits={"colours": root / "audit"})
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_an_audit_is_browsed_word_table_and_prompt_pages(audited):
+    assert audited.get("/api/audits").json() == {"audits": [{"name": "colours", "n_prompts": 2, "method": "shapley"}]}
+    body = audited.get("/api/audits/colours").json()
+    assert [p["prompt"] for p in body["prompts"]] == ["a big red circle", "a blue square"]
+    assert {w["word"] for w in body["summary"]["words"]} >= {"red", "circle", "blue", "square"}
+    second = audited.get("/api/audits/colours/prompts/1").json()
+    assert second["features"] == ["a", "blue", "square"] and second["metadata"]["prompt"] == "a blue square"
+
+
+@pytest.mark.parametrize("path", ["/api/audits/nope", "/api/audits/colours/prompts/2",
+                                  "/api/audits/colours/prompts/../../../../etc",
+                                  "/api/audits/..%2f..%2fetc/prompts/0", "/api/audits/colours/prompts/%2e%2e%2f0",
+                                  "/api/audits/colours/prompts/0000001"])
+def test_no_audit_path_outside_its_folder_is_served(audited, path):
+    assert audited.get(path).status_code == 404
+
+
+def test_an_audit_folder_without_a_summary_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="holds no summary.json"):
+        create_app({"tiny": "shapes"}, tmp_path / "results", audits={"x": tmp_path})

@@ -1,6 +1,8 @@
 """The web app in a real browser (headless Chromium driven by Selenium, as the report tests):
-run a prompt, watch it finish, click words, open a past run, upload a non-image, and a hostile
-prompt shown as text with no script run."""
+run a prompt, watch it finish, click words and move the time / layer sliders, open a past run,
+browse an audit, upload a non-image, a hostile prompt shown as text with no script run, and two
+browser sessions at once finishing with the command line's values. Screenshots go to
+``$DIFFEXPLAIN_SCREENSHOTS`` when set."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from tests.reliability.test_injection import HOSTILE, IMG, browser_or_skip  # no
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     import uvicorn
+    from click.testing import CliRunner
 
+    from diffexplain.cli.main import cli
     from diffexplain.serve.app import create_app
     from tests.families import tiny_sd
     from tests.helpers import tiny_image_pipeline
@@ -27,7 +31,13 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
     text = tiny_sd(root / "text").config["_name_or_path"]  # a real CLIP tokenizer: any text is a prompt
     edit = tiny_image_pipeline(root / "edit", "pix2pix")
-    app = create_app({"tiny": str(text), "edit": str(edit.config["_name_or_path"])}, root / "results")
+    prompts = root / "prompts.txt"
+    prompts.write_text("a red circle\na big blue square\n")
+    audit = CliRunner().invoke(cli, ["audit", str(prompts), "--model", str(text), "--method", "shapley", "--seeds",
+                                     "1", "--embedder", "pixel", "--out", str(root / "audit"), "--yes"])
+    assert audit.exit_code == 0, audit.output
+    app = create_app({"tiny": str(text), "edit": str(edit.config["_name_or_path"])}, root / "results",
+                     audits={"colours": root / "audit"})
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -36,7 +46,7 @@ def server(tmp_path_factory):
     thread.start()
     while not instance.started:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", root
+    yield f"http://127.0.0.1:{port}/", root, str(text)
     instance.should_exit = True
     thread.join(timeout=30)
 
@@ -66,6 +76,17 @@ def _run(browser, url, model, prompt, method="shapley", source=None):
     browser.find_element(By.ID, "start").click()
 
 
+def _screenshot(driver, name: str) -> None:
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("DIFFEXPLAIN_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.set_window_size(1200, 1000)
+        driver.save_screenshot(str(Path(folder) / name))
+
+
 def _wait_done(browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -77,7 +98,7 @@ def test_a_prompt_runs_to_done_and_each_word_shows_its_own_map(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, _ = server
+    url, _, _ = server
     _run(browser, url, "tiny", "a big red circle")
     assert _wait_done(browser) == "done"
     words = browser.find_elements(By.CSS_SELECTOR, "button.word")
@@ -89,8 +110,15 @@ def test_a_prompt_runs_to_done_and_each_word_shows_its_own_map(server, browser):
         WebDriverWait(browser, 30).until(lambda d: d.execute_script(
             "var i = document.getElementById('heatmap'); return i.complete && i.naturalWidth > 0"))
         sources.append(heat.get_attribute("src"))
-    assert sources[0].endswith("/heatmap/2") and sources[1].endswith("/heatmap/3")
+    assert "/heatmap/2?view=attention" in sources[0] and "/heatmap/3?view=attention" in sources[1]
     assert "red" not in browser.find_element(By.ID, "heatmap-caption").text  # now the circle's
+    for slider, query in (("time", "time=0"), ("layer", "layer=0")):  # position 1: the first group / layer
+        browser.execute_script("var s = document.getElementById(arguments[0]); s.value = 1;"
+                               "s.dispatchEvent(new Event('input'));", slider)
+        assert query in browser.find_element(By.ID, "heatmap").get_attribute("src")
+    assert browser.find_element(By.ID, "time-text").text == "0"
+    assert not browser.find_element(By.ID, "view-label").is_displayed()  # a UNet: no output-space maps
+    _screenshot(browser, "app-run.png")
     links = browser.find_elements(By.CSS_SELECTOR, "a.past-run")
     assert links and "a big red circle" in links[0].text
     browser.get(url)
@@ -103,7 +131,7 @@ def test_a_prompt_runs_to_done_and_each_word_shows_its_own_map(server, browser):
 def test_a_hostile_prompt_is_text_and_runs_no_script(server, browser):
     from selenium.webdriver.common.by import By
 
-    url, _ = server
+    url, _, _ = server
     _run(browser, url, "tiny", f"{HOSTILE} {IMG}", method="kernelshap")
     state = _wait_done(browser)
     shown = browser.find_element(By.ID, "result-title").text if state == "done" else \
@@ -116,9 +144,69 @@ def test_a_hostile_prompt_is_text_and_runs_no_script(server, browser):
 def test_uploading_a_non_image_is_an_error_on_the_page(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    url, _ = server
+    url, _, _ = server
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     _run(browser, url, "edit", "make it red", source=text)
     assert _wait_done(browser) == "refused"
     assert "not an image" in browser.find_element(By.ID, "error").text
+
+
+def test_an_audit_is_browsed_sorted_and_its_prompts_opened(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _, _ = server
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "a.audit-link"))
+    browser.find_element(By.CSS_SELECTOR, "a.audit-link").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#audit-words tbody tr"))
+    table = browser.find_element(By.ID, "audit-words")
+    assert table.get_attribute("data-sorted") == "mean:desc"
+    browser.find_element(By.CSS_SELECTOR, "#audit-words th[data-key=word]").click()
+    words = [r.find_elements(By.TAG_NAME, "td")[0].text for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert words == sorted(words) and table.get_attribute("data-sorted") == "word:asc"
+    browser.find_element(By.CSS_SELECTOR, "#audit-words th[data-key=count]").click()
+    counts = [int(r.find_elements(By.TAG_NAME, "td")[3].text) for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert counts == sorted(counts, reverse=True)
+    prompts = browser.find_elements(By.CSS_SELECTOR, "a.audit-prompt")
+    assert [p.text for p in prompts] == ["a red circle", "a big blue square"]
+    prompts[1].click()
+    WebDriverWait(browser, 30).until(lambda d: "a big blue square" in d.find_element(By.ID, "result-title").text)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#words tbody tr")
+    cells = [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows]
+    assert cells == ["a", "big", "blue", "square"]
+    _screenshot(browser, "app-audit.png")
+
+
+def test_two_browser_sessions_at_once_both_finish_with_the_command_lines_values(server, tmp_path):
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from diffexplain.cli.main import cli
+
+    url, _, model = server
+    prompts = ["a small green triangle", "a blue circle on the left"]
+    first, second = browser_or_skip(), browser_or_skip()
+    try:
+        for browser, prompt in zip((first, second), prompts):
+            _run(browser, url, "tiny", prompt, method="kernelshap")
+        states = [_wait_done(first), _wait_done(second)]
+        assert states == ["done", "done"]
+        shown = []
+        for browser in (first, second):
+            values = browser.execute_script(
+                "return Array.from(document.querySelectorAll('#words tbody tr')).map("
+                "r => Number(r.children[1].textContent))")
+            shown.append(values)
+    finally:
+        first.quit()
+        second.quit()
+    for prompt, values in zip(prompts, shown):
+        out = tmp_path / prompt.replace(" ", "_")
+        result = CliRunner().invoke(cli, ["explain", prompt, "--model", model, "--seeds", "1", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        expected = json.loads((out / "explanation.json").read_text())["values"]
+        np.testing.assert_allclose(values, np.round(expected, 4), atol=1.5e-4)  # the page shows 4 decimals

@@ -96,8 +96,9 @@ def command(prompts_file, model, executor, workers, address, gpus_per_worker, cp
 
             explainer.progress = update
             if settings.tolerance is not None:  # anytime: each prompt's rounds and its worst standard error
-                explainer.on_round = lambda budget, worst: progress.console.print(
-                    f"  {budget} coalitions: worst standard error {worst:.4f} (tolerance {settings.tolerance:g})")
+                explainer.on_round = lambda budget, worst, moved: progress.console.print(
+                    f"  {budget} coalitions: worst standard error {worst:.1%}, largest change {moved:.1%} of the "
+                    f"total (tolerance {settings.tolerance:.1%})")
             start = time.perf_counter()
             summary = audit(explainer, prompts, out, on_prompt=next_prompt)
     finally:

@@ -61,8 +61,9 @@ def explanation_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="full | auto | steps=K | size=S | model=DIR: exact Shapley of a cheaper version of the "
                           "model, corrected by KernelSHAP on few full generations (--budget counts those)"),
         click.option("--tolerance", type=float, default=None,
-                     help="sampled methods: double the budget until every standard error is below this, or the "
-                          "ranking is stable (--budget caps it)"),
+                     help="sampled methods: add d coalitions a round until every standard error, or every "
+                          "value's change since the last round, is below this fraction of the total attribution "
+                          "(e.g. 0.1; --budget caps it)"),
         click.option("--steps", type=int, default=None,
                      help=_family_defaults("denoising steps", "num_inference_steps", "d")),
         click.option("--guidance", type=float, default=None,
@@ -150,8 +151,9 @@ def run_explanation(adapter: Adapter, prompt: str, settings: Any, *, cache: Any,
         return None
     confirm_start(planned, yes, ", or lower --seeds / --budget")
     if settings.tolerance is not None:
-        explainer.on_round = lambda budget, worst: console.print(
-            f"  {budget} coalitions: worst standard error {worst:.4f} (tolerance {settings.tolerance:g})")
+        explainer.on_round = lambda budget, worst, moved: console.print(
+            f"  {budget} coalitions: worst standard error {worst:.1%}, largest change {moved:.1%} of the total "
+            f"(tolerance {settings.tolerance:.1%})")
     with progress_bar(f"generating ({method})") as update:
         explainer.progress = update
         start = time.perf_counter()

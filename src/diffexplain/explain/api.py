@@ -72,7 +72,8 @@ class PromptExplainer:
         self.cache: Cache = cache if cache is not None else GenerationCache()
         self.progress = progress
         self.executor = executor
-        self.on_round: Callable[[int, float], None] | None = None  # anytime rounds: (budget, worst stderr)
+        # anytime rounds: (budget, worst standard error, largest move since the last round), both relative
+        self.on_round: Callable[[int, float, float], None] | None = None
 
     def game(self, prompt: str, settings: ExplainSettings | None = None) -> PromptGame:
         """The cooperative game over the words of ``prompt`` (validated by the adapter)."""
@@ -132,9 +133,9 @@ class PromptExplainer:
         stated = min(1.0, cheap.num_inference_steps / self.adapter.num_inference_steps
                      * cheap.height * cheap.width / (self.adapter.height * self.adapter.width))
         d = game.n_players
-        budget = 2 * d + 2 if settings.budget is None else settings.budget
+        budget = 2 * d if settings.budget is None else settings.budget
         result = MultiFidelityShapley(cheap_game, cheap_cost=stated, **options).explain(
-            game, budget=min(budget, 2 ** d), seed=settings.sampler_seed)
+            game, budget=budget, seed=settings.sampler_seed)
         info = dict(result.info, fidelity=fidelity.spec, cheap_settings=cheap.settings(), cost_ratio_stated=stated)
         if game.generated and cheap_game.generated:  # seconds per new image, measured on this run
             ratio = (cheap_game.generation_seconds / cheap_game.generated) / (game.generation_seconds / game.generated)
@@ -143,31 +144,33 @@ class PromptExplainer:
         return dataclasses.replace(result, info=info)
 
     def _anytime(self, game: PromptGame, settings: ExplainSettings, options: dict[str, Any]) -> Explanation:
-        """A sampled method at doubling budgets until every standard error is below the tolerance,
-        or the ranking is stable (adjacent values at least two standard errors apart), or the budget
-        cap (the settings' budget, else 64 d) is reached. Coalitions already generated come from the
-        cache, so a round costs only its new coalitions."""
+        """A sampled method at growing budgets (d + 2, then d more coalitions a round) until every
+        standard error is below ``tolerance`` times the values' L1 norm, or no value moved by more
+        than that since the previous round (the ranking is stable under the tolerance), or the
+        budget cap (the settings' budget, else 64 d) is reached. Coalitions already generated come
+        from the cache, so a round costs only its new coalitions."""
         assert settings.tolerance is not None
         d = game.n_players
         cap = min(settings.budget or 64 * d, 2 ** d if settings.method in ("kernelshap", "lime", "smile")
                   else 64 * d)
-        budget = min(cap, max(2 * d, d + 2))
-        rounds = []
+        step = max(d, 1)
+        budget = min(cap, 2 * d if settings.method == "permutation" else d + 2)
+        rounds: list[dict[str, Any]] = []
+        previous = None
         while True:
             result = METHODS[settings.method](**options).explain(game, budget=budget, seed=settings.sampler_seed)
+            scale = float(np.abs(result.values).sum()) or 1.0
             stderr = np.nan_to_num(result.stderr if result.stderr is not None else np.zeros(d), nan=np.inf)
-            worst = float(stderr.max()) if d else 0.0
-            order = np.argsort(-result.values)
-            gaps = -np.diff(result.values[order])
-            separation = stderr[order][:-1] + stderr[order][1:]
-            stable = bool(d < 2 or np.all(gaps >= 2 * np.maximum(separation, 1e-12)))
-            rounds.append(dict(budget=budget, worst_stderr=worst, ranking_stable=stable))
+            worst = float(stderr.max()) / scale if d else 0.0
+            moved = float("inf") if previous is None else float(np.abs(result.values - previous).max()) / scale
+            rounds.append(dict(budget=budget, worst_stderr=worst, moved=moved))
             if self.on_round is not None:
-                self.on_round(budget, worst)
-            if worst <= settings.tolerance or stable or budget >= cap:
+                self.on_round(budget, worst, moved)
+            reached = worst <= settings.tolerance or moved <= settings.tolerance
+            if reached or budget >= cap:
                 break
-            budget = min(cap, 2 * budget)
-        reached = worst <= settings.tolerance or stable
+            previous = result.values
+            budget = min(cap, budget + step)
         return dataclasses.replace(result, info=dict(result.info, tolerance=settings.tolerance, rounds=rounds,
                                                      tolerance_reached=reached))
 

@@ -148,7 +148,8 @@ class KernelShapExplainer:
             method=self.name, features=feature_names(game, names), values=phi.mean(axis=1),
             base_value=float(empty_full[0].mean()), full_value=float(empty_full[1].mean()),
             stderr=combine_stderr(sampling, seed_stderr(phi)), n_generations=used, n_cached=cached,
-            info=dict(n_coalitions=memo.n_evaluated, n_sampled_coalitions=n_sampled, budget=budget),
+            info=dict(n_coalitions=memo.n_evaluated, n_sampled_coalitions=n_sampled, budget=budget,
+                      sampling_stderr=sampling.tolist()),
             coalitions=memo.evaluated_masks(),
             settings=dict(method=self.name, budget=budget, seed=seed, n_bootstrap=self.n_bootstrap),
         )

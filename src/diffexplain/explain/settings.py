@@ -44,10 +44,12 @@ class ExplainSettings:
         reference: "full" (the unperturbed prompt's image) or "source" (an edit adapter's source).
         fidelity: "full", or a cheap version of the model ("auto", "steps=K", "size=S",
             "model=DIR"): multi-fidelity KernelSHAP (``multifidelity``); ``budget`` then counts
-            full-fidelity coalitions (default 2d + 2).
-        tolerance: stop a sampled method once every value's standard error is below it, or the
-            ranking is stable (adjacent values two standard errors apart); ``budget`` then caps
-            the coalitions (default 64 d). None: a fixed budget.
+            full-generation equivalents (default 2d).
+        tolerance: anytime explanations: a sampled method runs at growing budgets (d + 2, then d
+            more coalitions a round) and stops once every value's standard error, or the largest
+            change of a value since the previous round, is below ``tolerance`` times the values' L1
+            norm (0.1: a tenth of the total attribution); ``budget`` then caps the coalitions
+            (default 64 d). None: a fixed budget.
     """
 
     method: str = DEFAULT_METHOD
@@ -95,7 +97,7 @@ class ExplainSettings:
                              f"on the full one: use method 'kernelshap', not {self.method!r}")
         if self.tolerance is not None:
             if isinstance(self.tolerance, bool) or not float(self.tolerance) > 0:
-                raise ValueError(f"tolerance must be > 0 (a standard error), got {self.tolerance!r}")
+                raise ValueError(f"tolerance must be > 0 (a fraction of the values' L1 norm), got {self.tolerance!r}")
             if self.method not in SAMPLED or not fidelity.is_full:
                 raise ValueError(f"tolerance applies to the sampled methods {SAMPLED} at full fidelity, "
                                  f"not {self.method!r} with fidelity {fidelity.spec!r}")

@@ -65,18 +65,105 @@ def ranks(scores: ArrayLike) -> np.ndarray:
     return np.array([1 + int(np.sum(scores > s)) for s in scores])
 
 
-def ranks_aligned(scores: ArrayLike, truth: ArrayLike) -> float:
-    """Fraction of words whose rank under ``scores`` equals their rank under ``truth`` (Gupta & Kanoria)."""
+def ranks_aligned(scores: ArrayLike, truth: ArrayLike, *, ties: str = "min") -> float:
+    """Fraction of words whose rank under ``scores`` equals their rank under ``truth`` (Gupta & Kanoria,
+    2024: *a cat's house* with truth (0.05, 0.45, 0.5) and Shapley values (0.13, 0.59, 0.28) gives 1/3).
+
+    Args:
+        scores: (d,) a method's attributions.
+        truth: (d,) ground-truth importance.
+        ties: "min" (tied words share the smallest rank, in both) or "range" (a word is aligned when
+            its rank under ``scores``, ties broken by word order, lies in the block of ranks its tied
+            group takes under ``truth``: ground truths with exact ties, such as several filler words
+            worth 0, then ask for no order among the tied words).
+    """
     scores, truth = _vector(scores, "scores"), _vector(truth, "truth")
     _same_length(scores, truth, "scores and truth")
-    return float(np.mean(ranks(scores) == ranks(truth)))
+    if ties == "min":
+        return float(np.mean(ranks(scores) == ranks(truth)))
+    if ties == "range":
+        order = np.empty(len(scores), dtype=np.int64)
+        order[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+        low = ranks(truth)
+        high = np.array([int(np.sum(truth >= t)) for t in truth])
+        return float(np.mean((order >= low) & (order <= high)))
+    raise ValueError(f"ties must be 'min' or 'range', got {ties!r}")
 
 
-def rmse_normalised(scores: ArrayLike, truth: ArrayLike) -> float:
-    """RMSE between scores and truth after normalising both to sum to 1 (Gupta & Kanoria)."""
+def rmse_normalised(scores: ArrayLike, truth: ArrayLike, *, mean: bool = True) -> float:
+    """RMSE between scores and truth after normalising both to sum to 1 (Gupta & Kanoria, 2024).
+
+    Args:
+        mean: True for the paper's formula, sqrt(sum of squared errors / N); False for the arithmetic
+            of its tables, sqrt(sum of squared errors) (its *a cat's house* example: 0.2728).
+    """
     scores, truth = _vector(scores, "scores"), _vector(truth, "truth")
     _same_length(scores, truth, "scores and truth")
-    return float(np.sqrt(np.mean((sum_to_one(scores) - sum_to_one(truth)) ** 2)))
+    squared = (sum_to_one(scores) - sum_to_one(truth)) ** 2
+    return float(np.sqrt(squared.mean() if mean else squared.sum()))
+
+
+def spearman(a: ArrayLike, b: ArrayLike) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN when either is constant."""
+    first, second = _vector(a, "a"), _vector(b, "b")
+    _same_length(first, second, "a and b")
+
+    def average_ranks(x: np.ndarray) -> np.ndarray:
+        order = np.argsort(x, kind="stable")
+        ranked = np.empty(len(x))
+        ranked[order] = np.arange(1, len(x) + 1)
+        for value in np.unique(x):  # ties share their mean rank
+            tied = x == value
+            ranked[tied] = ranked[tied].mean()
+        return ranked
+
+    ra, rb = average_ranks(first), average_ranks(second)
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, *, n_resamples: int = 2000,
+                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``statistic`` over resamples of n units.
+
+    Args:
+        statistic: maps (n,) indices of a resample (drawn with replacement from range(n)) to a number.
+        n: the number of units (tasks, prompts) resampled.
+
+    Returns:
+        (low, high); NaN resamples (a constant resample) are left out.
+    """
+    if n < 2 or n_resamples < 1 or not 0 < level < 1:
+        raise ValueError(f"bootstrap needs n >= 2, n_resamples >= 1 and level in (0, 1), got {n}, {n_resamples}, "
+                         f"{level}")
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_resamples)], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def frechet_distance(a: ArrayLike, b: ArrayLike) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (the FID formula of Heusel et
+    al., NeurIPS 2017, on whatever features are given): |mu_a - mu_b|^2 + tr(Sa + Sb - 2 (Sa Sb)^1/2).
+
+    Args:
+        a: (n, k) features; b: (m, k) features; n, m >= 2.
+    """
+    from scipy import linalg
+
+    first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if first.ndim != 2 or second.ndim != 2 or first.shape[1] != second.shape[1] or min(len(first), len(second)) < 2:
+        raise ValueError(f"a and b must be (n >= 2, k) feature arrays of the same k, got {first.shape} and "
+                         f"{second.shape}")
+    mu = first.mean(0) - second.mean(0)
+    sa, sb = np.atleast_2d(np.cov(first, rowvar=False)), np.atleast_2d(np.cov(second, rowvar=False))
+    root = linalg.sqrtm(sa @ sb)
+    root = np.real(root)  # sqrtm's imaginary part is round-off for PSD products
+    return float(mu @ mu + np.trace(sa) + np.trace(sb) - 2 * np.trace(root))
 
 
 def roc_auc(scores: ArrayLike, relevant: ArrayLike) -> float:

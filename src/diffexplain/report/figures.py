@@ -16,19 +16,43 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def image_grid(images: Sequence[Image.Image], columns: int, scale: int = 1, pad: int = 2) -> Image.Image:
-    """Tile equally sized images into a grid, each upscaled by ``scale`` (nearest neighbour)."""
+def image_grid(images: Sequence[Image.Image], columns: int, scale: int = 1, pad: int = 2,
+               labels: Sequence[str] | None = None) -> Image.Image:
+    """Tile equally sized images into a grid, each upscaled by ``scale`` (nearest neighbour), with
+    ``labels`` (one per image, wrapped to the tile's width) written under the tiles when given."""
+    from PIL import ImageDraw, ImageFont
+
     if not images:
         raise ValueError("images must not be empty")
     if columns < 1:
         raise ValueError(f"columns must be >= 1, got {columns}")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"labels must have one entry per image ({len(images)}), got {len(labels)}")
     width, height = images[0].width * scale, images[0].height * scale
+    font = ImageFont.load_default()
+    lines: list[list[str]] = []
+    for label in labels or ():
+        rows_of_text, current = [], ""
+        for word in str(label).split():
+            trial = f"{current} {word}".strip()
+            if current and font.getlength(trial) > width:
+                rows_of_text.append(current)
+                current = word
+            else:
+                current = trial
+        lines.append(rows_of_text + ([current] if current else []))
+    line_height = 12
+    text_height = max((len(x) for x in lines), default=0) * line_height + (4 if lines else 0)
     rows = (len(images) + columns - 1) // columns
-    grid = Image.new("RGB", (columns * (width + pad) + pad, rows * (height + pad) + pad), (255, 255, 255))
+    cell = height + text_height
+    grid = Image.new("RGB", (columns * (width + pad) + pad, rows * (cell + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
     for index, image in enumerate(images):
         r, c = divmod(index, columns)
-        tile = image.convert("RGB").resize((width, height), Image.Resampling.NEAREST)
-        grid.paste(tile, (pad + c * (width + pad), pad + r * (height + pad)))
+        x, y = pad + c * (width + pad), pad + r * (cell + pad)
+        grid.paste(image.convert("RGB").resize((width, height), Image.Resampling.NEAREST), (x, y))
+        for k, text in enumerate(lines[index] if lines else ()):
+            draw.text((x, y + height + 2 + k * line_height), text, fill=(30, 30, 30), font=font)
     return grid
 
 
@@ -83,7 +107,11 @@ def embedding_figure(embeddings: np.ndarray, masks: np.ndarray, words: Sequence[
         ax.set_yticks([])
     for index in range(len(words), rows * cols):
         axes[index // cols][index % cols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, ["coalitions without the word", "coalitions with the word"], loc="lower center", ncol=2,
+               fontsize=8, frameon=False)
     fig.suptitle("PCA of perturbed images' embeddings, by word presence", fontsize=10)
+    fig.subplots_adjust(bottom=0.1 if rows > 1 else 0.16)
     return fig
 
 
@@ -118,7 +146,6 @@ def view_grid(maps: AttentionMaps, view: str, words: Sequence[int], image: np.nd
                 ax.set_title(titles[c], fontsize=7)
             if c == 0:
                 ax.set_ylabel(maps.words[prompt_index][word], fontsize=9)
-    fig.suptitle(f"{view} view", fontsize=10)
     return fig
 
 

@@ -35,11 +35,29 @@ def render(template: str, **context) -> Markup:
     return Markup(_environment().get_template(template).render(**context))
 
 
-# Every page is self-contained: no script runs and nothing loads from anywhere (images are data:
-# URIs); inline style only, which cannot run code. A hostile prompt that slipped past escaping would
-# still execute nothing.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+# Every page is self-contained: nothing loads from anywhere (images are data: URIs) and inline style
+# cannot run code. The only script a page may run is the attention explorer's, shipped in the package
+# and allowed by its hash: a hostile prompt that slipped past escaping would still execute nothing.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src {scripts}; img-src data:; style-src 'unsafe-inline'; "
                            "base-uri 'none'; form-action 'none'")
+EXPLORER_MARK = "data-dx-explorer"  # a section holding the explorer, which the page then equips with its script
+
+
+@functools.lru_cache(maxsize=1)
+def explorer_script() -> str:
+    """The explorer's script (report/templates/explorer.js), inlined into pages that show it."""
+    from importlib.resources import files
+
+    return (files("diffexplain.report") / "templates" / "explorer.js").read_text(encoding="utf-8")
+
+
+def content_security_policy(scripts: Sequence[str] = ()) -> str:
+    """The page's policy: no script at all, or exactly the given inline scripts (by SHA-256)."""
+    import base64
+    import hashlib
+
+    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode('utf-8')).digest()).decode()}'" for s in scripts]
+    return CONTENT_SECURITY_POLICY.format(scripts=" ".join(hashes) or "'none'")
 
 
 def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading: str | None = None) -> Path:
@@ -50,9 +68,56 @@ def write_page(path: str | Path, title: str, sections: Sequence[Markup], heading
                              f"{type(section).__name__}: build them with report.html.render or tiles_section")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    scripts = [explorer_script()] if any(EXPLORER_MARK in section for section in sections) else []
     path.write_text(render("page.html", title=title, heading=heading, sections=list(sections),
-                           csp=CONTENT_SECURITY_POLICY))
+                           csp=content_security_policy(scripts), scripts=[Markup(s) for s in scripts]))
     return path
+
+
+def _script_json(value: Any) -> Markup:
+    """JSON safe inside a <script type="application/json"> element: no '<', '>' or '&' can close it."""
+    text = json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text)
+
+
+def explorer_section(maps: Any, image: np.ndarray, *, prompt_index: int = 0, layers: Sequence[str] | None = None,
+                     side: int = 32) -> Markup:
+    """The interactive attention explorer: every word's heatmap per time group and per layer (and
+    averaged over each), as small coloured overlays the page's script lays over the image.
+
+    Args:
+        maps: ``AttentionMaps`` of one generation; image: that generation, uint8 (H, W, 3).
+        layers: the layers the slider steps through (default every recorded layer).
+        side: the overlays' side in pixels (the browser scales them smoothly).
+    """
+    import matplotlib
+
+    from ..metrics.spatial import minmax_scale
+
+    names = list(maps.layers) if layers is None else [maps.layers[x] if isinstance(x, int) else x for x in layers]
+    n_groups = len(next(iter(maps.counts.values())))
+    colour = matplotlib.colormaps["jet"]
+    words = list(maps.words[prompt_index])
+
+    def tile(heatmap) -> str:
+        v = minmax_scale(heatmap).numpy()
+        rgba = colour(v)
+        rgba[..., 3] = 0.15 + 0.55 * v  # cold places let the image through
+        return png_data_uri((rgba * 255).round().astype(np.uint8))
+
+    grid = [[[tile(maps.word_heatmap(w, prompt_index=prompt_index, size=(side, side),
+                                     layers=names if layer is None else [layer],
+                                     time_groups=None if group is None else [group]))
+              for layer in [None, *names]] for group in [None, *range(n_groups)]] for w in range(len(words))]
+    data = dict(words=words, times=["all"] + [str(g) for g in range(n_groups)],
+                layers=["all"] + [_short_layer(n) for n in names], maps=grid)
+    return render("explorer.html", image=png_data_uri(image), words=words, times=data["times"],
+                  layers=data["layers"], data=_script_json(data))
+
+
+def _short_layer(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(p for p in parts if p not in ("attentions", "transformer_blocks", "attn2"))
 
 
 def tiles_section(items: Sequence[tuple[str, object]], title: str = "", *, level: str = "h2", note: str = "",
@@ -165,7 +230,8 @@ def attention_section(maps: Any, image: np.ndarray, *, views: Sequence[str] = ("
         region_block = dict(src=png_data_uri(Image.fromarray(colours).resize(size, Image.Resampling.NEAREST)),
                             rows=[dict(region=r, word=regions.words[w], score=float(regions.attention_scores[r, w]))
                                   for r, w in enumerate(regions.best_word)])
-    return render("attention.html", word_tiles=word_tiles, views=view_images, regions=region_block)
+    return render("attention.html", word_tiles=word_tiles, views=view_images, regions=region_block,
+                  explorer=explorer_section(maps, image, prompt_index=prompt_index, layers=layers))
 
 
 def i2am_report(path: str | Path, result: Any, adapter: PaintByExampleAdapter) -> Path:

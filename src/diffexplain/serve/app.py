@@ -12,19 +12,26 @@ Routes (JSON unless said):
     POST /api/runs/{id}/cancel      cancel a queued or running run
     GET  /api/runs/{id}/explanation the run's explanation.json
     GET  /api/runs/{id}/image.png   the prompt's image (PNG)
-    GET  /api/runs/{id}/heatmap/{k} word k's attention over the image (PNG)
+    GET  /api/runs/{id}/attention   the recorded maps: words, time groups, layers, views
+    GET  /api/runs/{id}/heatmap/{k} word k's map over the image (PNG); query: time (group index),
+                                    layer (index), view ("attention" or "output"); absent: averaged
+    GET  /api/audits                the audit folders the app was given (``--audit DIR``)
+    GET  /api/audits/{name}         an audit's summary (every word's share) and its prompts
+    GET  /api/audits/{name}/prompts/{i}  prompt i's explanation.json
 
-Run ids are 12 hexadecimal characters and files are read only from ``RESULTS/ID/`` under fixed
-names, so no request reaches a path outside the results folder.
+Run ids are 12 hexadecimal characters, audits are known by name and prompts by number, and files
+are read only under fixed names (``RESULTS/ID/...``, ``AUDIT/prompts/NNNN/explanation.json``), so no
+request reaches a path outside the results and audit folders.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,11 +54,22 @@ def _static(name: str) -> bytes:
     return resources.files("diffexplain.serve").joinpath("static", name).read_bytes()
 
 
-def create_app(models: dict[str, str], results: str | Path) -> Starlette:
-    """The app over ``models`` (``{name: registered name or pipeline folder}``), writing runs to ``results``."""
+def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[str, str | Path] | None = None,
+               ray: dict[str, Any] | None = None) -> Starlette:
+    """The app over ``models`` (``{name: registered name or pipeline folder}``), writing runs to
+    ``results``; ``audits`` (``{name: audit folder}``) can be browsed; ``ray``: ``RayExecutor``
+    options to generate text-to-image runs on Ray actors (None: in the app's worker thread).
+
+    Raises:
+        ValueError: no model, or an audit folder without ``summary.json``.
+    """
     if not models:
         raise ValueError("the app needs at least one model")
-    runner = Runner(models, Path(results))
+    audit_folders = {name: Path(at) for name, at in (audits or {}).items()}
+    for name, at in audit_folders.items():
+        if not (at / "summary.json").is_file():
+            raise ValueError(f"audit {name!r}: {str(at)!r} holds no summary.json (run diffexplain audit first)")
+    runner = Runner(models, Path(results), ray=ray)
 
     def folder(request: Request) -> Path | None:
         run_id = request.path_params["run_id"]
@@ -126,20 +144,75 @@ def create_app(models: dict[str, str], results: str | Path) -> Starlette:
         path = None if place is None else place / "image.png"
         return FileResponse(path) if path is not None and path.is_file() else not_found("image")
 
-    async def heatmap(request: Request) -> Response:
+    def maps_folder(request: Request, view: str) -> Path | None:
         place = folder(request)
-        if place is None or not (place / "attention.json").is_file() or not (place / "image.png").is_file():
+        if place is None or view not in ("attention", "output"):
+            return None
+        maps_at = place if view == "attention" else place / "output"
+        return maps_at if (maps_at / "attention.json").is_file() and (place / "image.png").is_file() else None
+
+    async def attention(request: Request) -> Response:
+        place = maps_folder(request, "attention")
+        if place is None:
             return not_found("attention maps")
+        maps = _maps(str(place))
+        views = ["attention"] + (["output"] if maps_folder(request, "output") is not None else [])
+        return JSONResponse(dict(words=list(maps.words[0]), time_groups=len(next(iter(maps.counts.values()))),
+                                 layers=list(maps.layers), views=views))
+
+    async def heatmap(request: Request) -> Response:
+        query = request.query_params
+        view = query.get("view", "attention")
+        place = maps_folder(request, view)
+        if place is None:
+            return not_found(f"{view} maps")
+        choice: dict[str, int | None] = {}
+        for key in ("time", "layer"):
+            value = query.get(key, "")
+            if value not in ("", "all") and not value.isdigit():
+                return JSONResponse({"error": f"{key} must be an index or 'all', got {value!r}"}, status_code=400)
+            choice[key] = int(value) if value.isdigit() else None
         word = request.path_params["word"]
-        png = _overlay_png(place, int(word)) if word.isdigit() else None
-        return Response(png, media_type="image/png") if png is not None else not_found("word")
+        png = _overlay_png(place, int(word), **choice) if word.isdigit() else None
+        return Response(png, media_type="image/png") if png is not None else not_found("word, time group or layer")
+
+    def audit_folder(request: Request) -> Path | None:
+        return audit_folders.get(request.path_params["name"])
+
+    async def audit_list(request: Request) -> JSONResponse:
+        rows = []
+        for name, place in sorted(audit_folders.items()):
+            summary = json.loads((place / "summary.json").read_text())
+            rows.append(dict(name=name, n_prompts=summary.get("n_prompts"), method=summary.get("method")))
+        return JSONResponse({"audits": rows})
+
+    async def audit_summary(request: Request) -> Response:
+        place = audit_folder(request)
+        if place is None:
+            return not_found("audit")
+        prompts = []
+        for path in sorted((place / "prompts").glob("[0-9][0-9][0-9][0-9]/explanation.json")):
+            saved = json.loads(path.read_text())
+            prompts.append(dict(index=int(path.parent.name), prompt=saved.get("metadata", {}).get("prompt", ""),
+                                method=saved.get("method")))
+        return JSONResponse(_strict(dict(summary=json.loads((place / "summary.json").read_text()), prompts=prompts)))
+
+    async def audit_prompt(request: Request) -> Response:
+        place = audit_folder(request)
+        index = request.path_params["index"]
+        if place is None or not index.isdigit() or len(index) > 6:
+            return not_found("audit prompt")
+        path = place / "prompts" / f"{int(index):04d}" / "explanation.json"
+        return JSONResponse(_strict(json.loads(path.read_text()))) if path.is_file() else not_found("audit prompt")
 
     routes = [
         Route("/", index), Route("/static/{name}", static), Route("/api/models", model_list),
         Route("/api/runs", runs, methods=["GET"]), Route("/api/runs", start, methods=["POST"]),
         Route("/api/runs/{run_id}", status), Route("/api/runs/{run_id}/cancel", cancel, methods=["POST"]),
         Route("/api/runs/{run_id}/explanation", explanation), Route("/api/runs/{run_id}/image.png", image),
-        Route("/api/runs/{run_id}/heatmap/{word}", heatmap),
+        Route("/api/runs/{run_id}/attention", attention), Route("/api/runs/{run_id}/heatmap/{word}", heatmap),
+        Route("/api/audits", audit_list), Route("/api/audits/{name}", audit_summary),
+        Route("/api/audits/{name}/prompts/{index}", audit_prompt),
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -176,18 +249,31 @@ def _image(data: bytes) -> Any:
         return None
 
 
-def _overlay_png(place: Path, word: int) -> bytes | None:
-    """Word ``word``'s attention over the run's image as PNG bytes, or None for no such word."""
+@functools.lru_cache(maxsize=8)
+def _maps(folder: str) -> Any:
+    """A run's recorded maps, read once (run folders are written once, then only read)."""
+    from ..attention.maps import AttentionMaps
+
+    return AttentionMaps.load(folder)
+
+
+def _overlay_png(place: Path, word: int, *, time: int | None = None, layer: int | None = None) -> bytes | None:
+    """Word ``word``'s map over the run's image as PNG bytes (one time group and one layer, or
+    averaged), or None for no such word, group or layer."""
     import numpy as np
     from PIL import Image
 
-    from ..attention.maps import AttentionMaps, overlay
+    from ..attention.maps import overlay
 
-    maps = AttentionMaps.load(place)
-    if word >= len(maps.words[0]):
+    maps = _maps(str(place))
+    n_groups = len(next(iter(maps.counts.values())))
+    if word >= len(maps.words[0]) or (time is not None and time >= n_groups) or \
+            (layer is not None and layer >= len(maps.layers)):
         return None
-    image = np.asarray(Image.open(place / "image.png").convert("RGB"))
+    image_at = place if (place / "image.png").is_file() else place.parent  # output maps live in a sub-folder
+    image = np.asarray(Image.open(image_at / "image.png").convert("RGB"))
+    heatmap = maps.word_heatmap(word, time_groups=None if time is None else [time],
+                                layers=None if layer is None else [maps.layers[layer]])
     buffer = io.BytesIO()
-    Image.fromarray(overlay(image, maps.word_heatmap(word))).resize((256, 256), Image.Resampling.NEAREST).save(
-        buffer, format="PNG")
+    Image.fromarray(overlay(image, heatmap)).resize((256, 256), Image.Resampling.NEAREST).save(buffer, format="PNG")
     return buffer.getvalue()

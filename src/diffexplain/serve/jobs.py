@@ -53,10 +53,14 @@ class Runner:
     Args:
         models: ``{name: model}`` (a registered name or a pipeline folder) the app offers.
         results: the results folder (one sub-folder per run, and the shared cache).
+        ray: ``RayExecutor`` options (workers, address, ...) to generate text-to-image runs on Ray
+            actors, one set per model started at its first run; None: in the worker thread. Edit
+            models (a source image per run) always generate in the worker thread.
     """
 
-    def __init__(self, models: dict[str, str], results: Path):
-        self.models, self.results = dict(models), Path(results)
+    def __init__(self, models: dict[str, str], results: Path, ray: dict[str, Any] | None = None):
+        self.models, self.results, self.ray = dict(models), Path(results), ray
+        self._executors: dict[str, Any] = {}
         self.results.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, Run] = {}
         self._pipes: dict[str, Any] = {}
@@ -92,6 +96,16 @@ class Runner:
                 self._text_adapters[model] = TextToImageAdapter(pipe)
         return self._text_adapters[model]
 
+    def executor(self, model: str, adapter: Any) -> Any:
+        """Where a run's generations go: None (in this thread) or the model's ``RayExecutor``."""
+        if self.ray is None or getattr(adapter, "takes_source", False):
+            return None
+        if model not in self._executors:
+            from ..executors import RayExecutor, spec_of
+
+            self._executors[model] = RayExecutor(spec_of(adapter, self.models[model]), **self.ray)
+        return self._executors[model]
+
     def submit(self, request: dict[str, Any], source: Any = None) -> Run:
         """Validate a request (model, prompt and the ``ExplainSettings`` fields) and queue its run.
 
@@ -125,7 +139,6 @@ class Runner:
     def _work(self, run: Run, adapter: Any, settings: Any) -> None:
         from PIL import Image
 
-        from ..attention import record_prompt
         from ..cache import GenerationCache
         from ..explain.api import PromptExplainer
 
@@ -142,11 +155,14 @@ class Runner:
             if run.cancel.is_set():
                 raise Cancelled()
             cache = GenerationCache(self.results / "cache.sqlite")
-            explanation = PromptExplainer(adapter, settings, cache=cache, progress=progress).explain(
+            explanation = PromptExplainer(adapter, settings, cache=cache, progress=progress,
+                                          executor=self.executor(run.request["model"], adapter)).explain(
                 run.request["prompt"])
             explanation.save(folder)
-            image, maps = record_prompt(adapter, run.request["prompt"], settings.image_seeds[0])
+            image, maps, output = record_views(adapter, run.request["prompt"], settings.image_seeds[0])
             maps.save(folder)
+            if output is not None:
+                output.save(folder / "output")
             Image.fromarray(image).save(folder / "image.png")
             run.state = "done"
         except Cancelled:
@@ -182,6 +198,26 @@ class Runner:
         for run in self.runs.values():
             run.cancel.set()
         self._pool.shutdown(wait=True)
+        for executor in self._executors.values():
+            executor.close()
+
+
+def record_views(adapter: Any, prompt: str, seed: int) -> tuple[Any, Any, Any]:
+    """One generation recording the attention maps and, on families with joint-attention blocks,
+    ConceptAttention's output-space maps too (both recorders only observe): (image, maps, output
+    maps or None)."""
+    import contextlib
+
+    from ..attention.concept import ConceptAttentionRecorder
+    from ..attention.recorder import AttentionRecorder
+
+    try:
+        concept: Any = ConceptAttentionRecorder(adapter)
+    except ValueError:  # no joint blocks (UNet families): the attention view only
+        concept = None
+    with AttentionRecorder(adapter) as recorder, concept if concept is not None else contextlib.nullcontext():
+        image = adapter.generate([prompt], [seed])[0]
+    return image, recorder.maps(), None if concept is None else concept.maps()
 
 
 def _recorded(path: Path) -> dict[str, Any]:

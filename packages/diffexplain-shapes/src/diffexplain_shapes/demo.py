@@ -51,7 +51,7 @@ def command(out: Path, seed: int) -> None:
         verdicts = {a: getattr(result, a) for a in ("colour", "count", "shape", "size", "position")}
         rows.append(dict(caption=caption, image=f"sample_{index}.png", **verdicts))
         table.add_row(caption, *("-" if v is None else ("ok" if v else "[red]wrong[/]") for v in verdicts.values()))
-    image_grid(images, columns=4, scale=3).save(out / "samples.png")
+    image_grid(images, columns=4, scale=3, labels=list(DEMO_CAPTIONS)).save(out / "samples.png")
     console.print(table)
 
     # Which words drive the image, and where they land: one held-out caption, scored against the
@@ -144,8 +144,8 @@ def _edit_section(console, out: Path, seed: int) -> dict:
     edited = adapter.generate([edit.instruction], [seed])[0]
     verdict = check(edited, edit.target.caption)
     done = verdict.edit_ok
-    image_grid([Image.fromarray(edit.source.render()), Image.fromarray(edited)], columns=2, scale=3).save(
-        out / "edit.png")
+    image_grid([Image.fromarray(edit.source.render()), Image.fromarray(edited)], columns=2, scale=3,
+               labels=["source", f"edited: {edit.instruction}"]).save(out / "edit.png")
     console.print(f"\n[bold]edit[/] {edit.instruction!r} on {edit.source.caption!r}: "
                   f"{'done' if done else '[red]not done[/]'} (checker reads {edit.target.caption!r})")
     explanation = explain_prompt(adapter, edit.instruction, method="kernelshap", seeds=1,
@@ -184,7 +184,9 @@ def _insertion_section(console, out: Path, seed: int) -> dict:
              result.image, overlay(result.image, torch.from_numpy(result.r2g)),
              overlay(result.image, torch.from_numpy(result.guidance)),
              overlay(adapter.reference, torch.from_numpy(result.g2r))]
-    image_grid([Image.fromarray(t) for t in tiles], columns=7, scale=3).save(out / "insertion.png")
+    image_grid([Image.fromarray(t) for t in tiles], columns=7, scale=3,
+               labels=["source", "mask", "reference", "generated", "reference to generated (I2AM)",
+                       "guidance difference", "generated to reference (I2AM)"]).save(out / "insertion.png")
     console.print(f"\n[bold]insertion[/] of the {scene.objects[index].colour} {scene.objects[index].shape} into "
                   f"{scene.caption!r}: {'done' if done else '[red]not done[/]'}; IMACS of I2AM's "
                   f"reference-to-generated map {result.imacs_r2g:+.2f}, of the guidance difference "
@@ -222,7 +224,9 @@ def _inpainting_section(console, out: Path, seed: int) -> dict:
     heat = sum(maps.word_heatmap(int(i), layers=layers) for i in words) / len(words)
     score = imacs(heat.numpy(), box, 3.0)
     tiles = [adapter.source, (box[..., None].repeat(3, axis=2) * 255).astype(np.uint8), pasted, overlay(image, heat)]
-    image_grid([Image.fromarray(t) for t in tiles], columns=4, scale=3).save(out / "inpainting.png")
+    image_grid([Image.fromarray(t) for t in tiles], columns=4, scale=3,
+               labels=["source", "mask", "repainted (pasted)", "masked object's words' attention"]).save(
+        out / "inpainting.png")
     obj = scene.objects[index]
     console.print(f"\n[bold]inpainting[/] the {obj.colour} {obj.shape}'s box of {scene.caption!r} from the caption: "
                   f"{'done' if done else '[red]not done[/]'}; IMACS of its colour, shape and size words' attention "

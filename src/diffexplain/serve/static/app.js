@@ -5,6 +5,8 @@
 const $ = (id) => document.getElementById(id);
 let current = null;   // the run shown
 let polling = null;
+let shownWord = null; // [index, word] of the map shown
+let maps = null;      // the run's recorded maps: words, time groups, layers, views
 
 function showError(message) { $("error").textContent = message || ""; }
 
@@ -66,11 +68,28 @@ async function poll(id) {
 async function showRun(id) {
   const explanation = await json(`/api/runs/${id}/explanation`);
   current = id;
+  showExplanation(explanation);
+  $("image").hidden = false;
+  $("image").src = `/api/runs/${id}/image.png`;
+  maps = await json(`/api/runs/${id}/attention`).catch(() => null);
+  $("map-controls").hidden = maps === null;
+  if (maps !== null) {
+    $("time").max = String(maps.time_groups);
+    $("layer").max = String(maps.layers.length);
+    $("time").value = "0";
+    $("layer").value = "0";
+    $("view").value = "attention";
+    $("view-label").hidden = maps.views.length < 2;
+    describeSliders();
+  }
+}
+
+function showExplanation(explanation, withMaps = true) {
   $("result").hidden = false;
   $("result-title").textContent = `${explanation.method} on “${explanation.metadata.prompt}”`;
-  $("image").src = `/api/runs/${id}/image.png`;
   $("heatmap").removeAttribute("src");
-  $("heatmap-caption").textContent = "click a word";
+  shownWord = null;
+  $("heatmap-caption").textContent = withMaps ? "click a word" : "";
   const body = $("words").querySelector("tbody");
   body.replaceChildren();
   const scale = Math.max(...explanation.values.map(Math.abs), 1e-12);
@@ -78,10 +97,10 @@ async function showRun(id) {
     const row = document.createElement("tr");
     const cells = [word, explanation.values[index].toFixed(4),
       explanation.stderr && explanation.stderr[index] != null ? explanation.stderr[index].toFixed(4) : "",
-      explanation.pvalues ? explanation.pvalues[index].toFixed(3) : ""];
+      explanation.pvalues && explanation.pvalues[index] != null ? explanation.pvalues[index].toFixed(3) : ""];
     cells.forEach((text, column) => {
       const cell = document.createElement("td");
-      if (column === 0) {
+      if (column === 0 && withMaps) {
         const button = document.createElement("button");
         button.type = "button";
         button.className = "word";
@@ -104,9 +123,98 @@ async function showRun(id) {
   });
 }
 
+function describeSliders() {
+  const time = Number($("time").value), layer = Number($("layer").value);
+  $("time-text").textContent = time === 0 ? "all" : String(time - 1);
+  $("layer-text").textContent = layer === 0 ? "all" : maps.layers[layer - 1];
+}
+
+function mapQuery() {
+  const time = Number($("time").value), layer = Number($("layer").value);
+  const query = new URLSearchParams({ view: $("view").value });
+  if (time > 0) { query.set("time", String(time - 1)); }
+  if (layer > 0) { query.set("layer", String(layer - 1)); }
+  return query.toString();
+}
+
+function redraw() {
+  if (maps !== null) { describeSliders(); }
+  if (shownWord !== null) { showWord(shownWord[0], shownWord[1]); }
+}
+
 function showWord(index, word) {
-  $("heatmap").src = `/api/runs/${current}/heatmap/${index}`;
+  shownWord = [index, word];
+  $("heatmap").src = `/api/runs/${current}/heatmap/${index}?${mapQuery()}`;
   $("heatmap-caption").textContent = `where “${word}” lands`;
+}
+
+async function loadAudits() {
+  const { audits } = await json("/api/audits");
+  $("audits-section").hidden = audits.length === 0;
+  const list = $("audits");
+  list.replaceChildren();
+  for (const audit of audits) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = "#audit-" + audit.name;
+    link.className = "audit-link";
+    link.textContent = `${audit.name}: ${audit.n_prompts} prompts (${audit.method})`;
+    link.addEventListener("click", (event) => { event.preventDefault(); showAudit(audit.name); });
+    item.appendChild(link);
+    list.appendChild(item);
+  }
+}
+
+let auditWords = [];
+let auditSort = { key: "mean", descending: true };
+
+function drawAuditWords() {
+  const { key, descending } = auditSort;
+  const rows = [...auditWords].sort((a, b) => {
+    const order = key === "word" ? String(a.word).localeCompare(String(b.word)) : a[key] - b[key];
+    return descending ? -order : order;
+  });
+  const body = $("audit-words").querySelector("tbody");
+  body.replaceChildren();
+  for (const row of rows) {
+    const line = document.createElement("tr");
+    for (const text of [row.word, row.mean.toFixed(3), row.std.toFixed(3), String(row.count)]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      line.appendChild(cell);
+    }
+    body.appendChild(line);
+  }
+  $("audit-words").dataset.sorted = `${key}:${descending ? "desc" : "asc"}`;
+}
+
+async function showAudit(name) {
+  const { summary, prompts } = await json(`/api/audits/${encodeURIComponent(name)}`);
+  $("audit").hidden = false;
+  $("audit-title").textContent = `${name}: ${summary.n_prompts} prompts, ${summary.method}`;
+  auditWords = summary.words;
+  drawAuditWords();
+  const list = $("audit-prompts");
+  list.replaceChildren();
+  for (const prompt of prompts) {
+    const item = document.createElement("li");
+    item.value = prompt.index;
+    const link = document.createElement("a");
+    link.href = `#audit-${name}-${prompt.index}`;
+    link.className = "audit-prompt";
+    link.textContent = prompt.prompt;
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const explanation = await json(`/api/audits/${encodeURIComponent(name)}/prompts/${prompt.index}`);
+      current = null;
+      maps = null;
+      $("image").hidden = true;
+      $("map-controls").hidden = true;
+      showExplanation(explanation, false);
+    });
+    item.appendChild(link);
+    list.appendChild(item);
+  }
 }
 
 async function start(event) {
@@ -136,5 +244,13 @@ async function cancel() {
 document.addEventListener("DOMContentLoaded", () => {
   $("run-form").addEventListener("submit", start);
   $("cancel").addEventListener("click", cancel);
-  loadModels().then(loadRuns).catch((error) => showError(error.message));
+  for (const id of ["time", "layer", "view"]) { $(id).addEventListener("input", redraw); }
+  for (const header of document.querySelectorAll("#audit-words th")) {
+    header.addEventListener("click", () => {
+      const key = header.dataset.key;
+      auditSort = { key, descending: auditSort.key === key ? !auditSort.descending : key !== "word" };
+      drawAuditWords();
+    });
+  }
+  loadModels().then(loadRuns).then(loadAudits).catch((error) => showError(error.message));
 });
