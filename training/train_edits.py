@@ -389,6 +389,25 @@ def _feature_extractor():
                               crop_size={"height": REFERENCE_SIZE, "width": REFERENCE_SIZE})
 
 
+def attribution_consistency(difference: torch.Tensor, mask: torch.Tensor, lam: float = 3.0) -> torch.Tensor:
+    """-IMACS of the guidance-difference map, differentiable: the model-debugging term of I2AM (Park &
+    Jang, ICLR 2025; their consistency loss, weight 0.01) for a single-token reference, whose
+    attention map is flat, so the map is |pred(reference) - pred(unconditional)| (channel mean),
+    min-max scaled per sample; S_in / S_out its mean inside / outside the mask.
+
+    Args:
+        difference: (B, C, h, w) conditional minus unconditional prediction.
+        mask: (B, 1, h, w) the inpainting mask at latent resolution (1 = repaint).
+    """
+    heat = difference.abs().mean(dim=1, keepdim=True)
+    low = heat.amin(dim=(2, 3), keepdim=True)
+    high = heat.amax(dim=(2, 3), keepdim=True)
+    heat = (heat - low) / (high - low + 1e-8)
+    inside = (heat * mask).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1)
+    outside = (heat * (1 - mask)).sum(dim=(1, 2, 3)) / (1 - mask).sum(dim=(1, 2, 3)).clamp(min=1)
+    return (lam * outside - inside).mean()
+
+
 def train(args) -> None:
     from diffusers import DDIMScheduler
 
@@ -460,7 +479,13 @@ def train(args) -> None:
         lr = float(args.lr * min(1.0, (step + 1) / args.warmup) * (0.5 * (1 + np.cos(np.pi * step / args.steps))))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = denoising_loss(models["unet"](model_input, t, context).sample, target, noise, abar, 5.0, prediction)
+        pred = models["unet"](model_input, t, context).sample
+        loss = denoising_loss(pred, target, noise, abar, 5.0, prediction)
+        if args.attribution_weight > 0:  # paint_by_example: keep the reference's effect inside the mask
+            uncond = models["image_encoder"].uncond_vector.expand(len(items), 1, -1)
+            free = models["unet"](model_input, t, uncond).sample
+            mask = torch.stack([i["mask"] for i in items])
+            loss = loss + args.attribution_weight * attribution_consistency(pred - free, mask)
         optimise(loss, optimizer, models.parameters(), ema, models, args.ema, step)
         pool.refresh(step, args.refresh)
         step += 1
@@ -575,6 +600,9 @@ def main(argv=None) -> None:
                              "(unnamed kinds 1; default uniform)")
     parser.add_argument("--init-from", default=None,
                         help="an exported pipeline of the same kind to start from (fresh optimizer and LR schedule)")
+    parser.add_argument("--attribution-weight", type=float, default=0.0,
+                        help="paint_by_example: weight of the attribution-consistency term (I2AM's model "
+                             "debugging: -IMACS of the guidance difference; the paper's 0.01)")
     parser.add_argument("--dest", default=None)
     parser.add_argument("--channels", type=int, default=4, help="for narrow: latent channels to keep")
     parser.add_argument("--calib", type=int, default=2048, help="for narrow: training scenes for the PCA")
@@ -592,6 +620,8 @@ def main(argv=None) -> None:
         args.kind = args.stage
     elif args.stage == "export" and args.kind is None:
         parser.error("export needs --kind")
+    if args.attribution_weight and args.stage != "paint_by_example":
+        parser.error("--attribution-weight applies to paint_by_example only")
     if args.stage != "pix2pix" and (args.filler_drop or args.kind_weights):
         parser.error("--filler-drop and --kind-weights apply to pix2pix only")
     if args.average_with and args.stage != "export":

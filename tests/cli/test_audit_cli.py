@@ -44,4 +44,4 @@ def test_audit_to_a_tolerance_records_each_prompts_rounds(tmp_path):
     assert run.exit_code == 0, run.output
     assert "coalitions: worst standard error" in run.output
     first = json.loads((out / "prompts" / "0000" / "explanation.json").read_text())
-    assert first["settings"]["tolerance"] == 1e-9 and [r["budget"] for r in first["info"]["rounds"]] == [9, 16, 20]
+    assert first["settings"]["tolerance"] == 1e-9 and [r["budget"] for r in first["info"]["rounds"]] == [16, 20]

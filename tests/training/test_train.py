@@ -254,3 +254,26 @@ def test_install_vae_copies_a_decoder_finetune_and_refuses_another_encoder(tmp_p
     with pytest.raises(ValueError, match="encoder differs"):
         train.main(["install-vae", "--run-dir", str(run), "--dest", str(other)])
     assert json.loads((other / "training.json").read_text()) == {}
+
+
+def test_the_attribution_consistency_term_is_minus_imacs_of_the_guidance_difference():
+    import numpy as np
+    import torch
+
+    from diffexplain.metrics import imacs
+    from training.train_edits import attribution_consistency
+
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:6, 2:6] = 1
+    rng = np.random.default_rng(0)
+    difference = torch.tensor(rng.normal(size=(2, 4, 8, 8)), dtype=torch.float32, requires_grad=True)
+    loss = attribution_consistency(difference, mask)
+    heat = difference.detach().abs().mean(1).numpy()
+    expected = -np.mean([imacs(heat[b], mask[b, 0].numpy().astype(bool), 3.0) for b in range(2)])
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+    loss.backward()
+    assert difference.grad is not None and difference.grad.abs().sum() > 0
+    inside = torch.zeros(1, 4, 8, 8)
+    inside[:, :, 2:6, 2:6] = 1.0  # the reference's effect only inside the mask: the best score
+    outside = 1.0 - inside
+    assert attribution_consistency(inside, mask[:1]) < attribution_consistency(outside, mask[:1])

@@ -144,21 +144,28 @@ class PromptExplainer:
         return dataclasses.replace(result, info=info)
 
     def _anytime(self, game: PromptGame, settings: ExplainSettings, options: dict[str, Any]) -> Explanation:
-        """A sampled method at growing budgets (d + 2, then d more coalitions a round) until every
-        standard error is below ``tolerance`` times the values' L1 norm, or no value moved by more
-        than that since the previous round (the ranking is stable under the tolerance), or the
-        budget cap (the settings' budget, else 64 d) is reached. Coalitions already generated come
-        from the cache, so a round costs only its new coalitions."""
+        """A sampled method at growing budgets (KernelSHAP 2d + 2, permutation 2d, LIME / SMILE d + 2,
+        then d more coalitions a round) until every standard error is below ``tolerance`` times the
+        values' L1 norm, or no value moved by more than that since the previous round (the ranking is
+        stable under the tolerance), or the budget cap (the settings' budget, else 64 d) is reached.
+        A first round that sampled its coalitions never stops the run. Coalitions already
+        generated come from the cache, so a round costs only its new coalitions; the result counts the
+        images of every round (``n_generations``: the coalitions of all rounds x seeds)."""
         assert settings.tolerance is not None
         d = game.n_players
         cap = min(settings.budget or 64 * d, 2 ** d if settings.method in ("kernelshap", "lime", "smile")
                   else 64 * d)
         step = max(d, 1)
-        budget = min(cap, 2 * d if settings.method == "permutation" else d + 2)
+        # KernelSHAP's first round enumerates sizes 1 and d - 1 (exact for games of order <= 2)
+        first = {"permutation": 2 * d, "kernelshap": 2 * d + 2}.get(settings.method, d + 2)
+        budget = min(cap, first)
         rounds: list[dict[str, Any]] = []
         previous = None
+        asked: set[bytes] = set()  # every coalition of every round
         while True:
             result = METHODS[settings.method](**options).explain(game, budget=budget, seed=settings.sampler_seed)
+            if result.coalitions is not None:
+                asked.update(row.tobytes() for row in np.asarray(result.coalitions, dtype=bool))
             scale = float(np.abs(result.values).sum()) or 1.0
             stderr = np.nan_to_num(result.stderr if result.stderr is not None else np.zeros(d), nan=np.inf)
             worst = float(stderr.max()) / scale if d else 0.0
@@ -166,13 +173,18 @@ class PromptExplainer:
             rounds.append(dict(budget=budget, worst_stderr=worst, moved=moved))
             if self.on_round is not None:
                 self.on_round(budget, worst, moved)
-            reached = worst <= settings.tolerance or moved <= settings.tolerance
+            # a first round that sampled coalitions does not stop: its bootstrap error, from so few, is not
+            # to be trusted; one that enumerated its coalitions has no sampling error left, only the seeds'
+            trusted = len(rounds) >= 2 or result.info.get("n_sampled_coalitions") == 0
+            reached = trusted and (worst <= settings.tolerance or moved <= settings.tolerance)
             if reached or budget >= cap:
                 break
             previous = result.values
             budget = min(cap, budget + step)
-        return dataclasses.replace(result, info=dict(result.info, tolerance=settings.tolerance, rounds=rounds,
-                                                     tolerance_reached=reached))
+        images = len(asked) * len(settings.image_seeds) if asked else result.n_generations
+        return dataclasses.replace(result, n_generations=images, info=dict(
+            result.info, tolerance=settings.tolerance, rounds=rounds, tolerance_reached=reached,
+            n_coalitions_all_rounds=len(asked)))
 
 
 def explain_prompt(adapter: Adapter, prompt: str, settings: ExplainSettings | None = None, *,

@@ -45,11 +45,12 @@ class ExplainSettings:
         fidelity: "full", or a cheap version of the model ("auto", "steps=K", "size=S",
             "model=DIR"): multi-fidelity KernelSHAP (``multifidelity``); ``budget`` then counts
             full-generation equivalents (default 2d).
-        tolerance: anytime explanations: a sampled method runs at growing budgets (d + 2, then d
-            more coalitions a round) and stops once every value's standard error, or the largest
-            change of a value since the previous round, is below ``tolerance`` times the values' L1
-            norm (0.1: a tenth of the total attribution); ``budget`` then caps the coalitions
-            (default 64 d). None: a fixed budget.
+        tolerance: anytime explanations: a sampled method runs at growing budgets (KernelSHAP
+            from 2d + 2 coalitions, then d more a round) and stops once every value's standard
+            error, or the largest change of a value since the previous round, is below
+            ``tolerance`` times the values' L1 norm (0.2: a fifth of the total attribution); a
+            first round that sampled its coalitions never stops it; ``budget`` then caps the
+            coalitions (default 64 d). None: a fixed budget.
     """
 
     method: str = DEFAULT_METHOD
