@@ -79,7 +79,12 @@ def parts_and_name(description: str, parts: tuple[str, ...], argv=None) -> tuple
     parser.add_argument("--parts", default=",".join(parts), help=f"comma-separated, among {parts}")
     parser.add_argument("--name", default=None, help="an ad-hoc run's name (written to runs/benchmarks/)")
     args = parser.parse_args(argv)
-    chosen = [p for p in args.parts.split(",") if p]
+    return chosen_parts(parser, args.parts, parts), args.name
+
+
+def chosen_parts(parser, spec: str, parts: tuple[str, ...]) -> list[str]:
+    """The comma-separated ``spec`` of ``--parts`` as a list, or the parser's usage error."""
+    chosen = [p for p in spec.split(",") if p]
     if not chosen or not set(chosen) <= set(parts):
-        parser.error(f"--parts must name some of {parts}, got {args.parts!r}")
-    return chosen, args.name
+        parser.error(f"--parts must name some of {parts}, got {spec!r}")
+    return chosen

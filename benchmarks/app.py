@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,20 +28,9 @@ PROMPT = "a big red circle on the left and a small blue square"  # 12 words
 
 
 def _server(results: Path):
-    import uvicorn
+    from diffexplain.serve.app import create_app, serve_in_thread
 
-    from diffexplain.serve.app import create_app
-
-    app = create_app({"shapes": "shapes"}, results)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}/"
+    return serve_in_thread(create_app({"shapes": "shapes"}, results))
 
 
 def _browser():

@@ -122,13 +122,15 @@ def flux_localisation_part(args, pipe) -> tuple[dict, str]:
     lines = [f"# Flux attention localisation: both views on {len(scenes)} held-out rendered scenes "
              f"(sigma in {SIGMAS})", "",
              f"Layers, time groups and tau chosen per view and per word role (colour / shape) on "
-             f"{len(selection_scenes)} training-split scenes (mIoU); held-out scores of that choice, and of every "
+             f"{len(selection_scenes)} training-split scenes (mIoU; and, in the \"by pointing\" row, layers and "
+             "time chosen by the pointing game on the same scenes); held-out scores of each choice, and of every "
              "layer subset with all time groups at the colour words' tau.", "",
              "| view | layers | time groups | tau | colour mIoU | colour pointing | shape mIoU | shape pointing | "
              "mass ratio (colour / shape) |", "|---|---|---|---|---|---|---|---|---|"]
     for view in VIEWS:
         choices = []
         selection = collections.defaultdict(list)
+        pointing = collections.defaultdict(list)  # the pointing game needs no tau: chosen on its own too
         for scene in selection_scenes:
             maps = record_rendered_flux(pipe, scene, view, window)
             if not choices:
@@ -143,12 +145,15 @@ def flux_localisation_part(args, pipe) -> tuple[dict, str]:
                     continue
                 for (lname, layers), (tname, groups) in choices:
                     heatmap = maps.word_heatmap(index, layers=list(layers), time_groups=groups)
+                    pointing[(word.role, lname, tname)].append(float(pointing_game(heatmap, masks[word.object_index])))
                     for tau in TAUS:
                         selection[(word.role, lname, tname, tau)].append(
                             iou(threshold(heatmap, tau).numpy(), masks[word.object_index]))
         # each word role (colour, shape) chooses its own layers, time and tau on the training scenes
         best_by_role = {role: max((k for k in selection if k[0] == role), key=lambda k: np.mean(selection[k]))[1:]
                         for role in ROLES}
+        best_pointing = {role: max((k for k in pointing if k[0] == role), key=lambda k: np.mean(pointing[k]))[1:]
+                         for role in ROLES}
         best = best_by_role["colour"]
         layer_lookup = {lname: layers for (lname, layers), _ in choices}
         time_lookup = {tname: groups for _, (tname, groups) in choices}
@@ -165,6 +170,10 @@ def flux_localisation_part(args, pipe) -> tuple[dict, str]:
                 rows[("chosen", word.role)].append(score(
                     maps.word_heatmap(index, layers=list(layer_lookup[chosen[0]]), time_groups=time_lookup[chosen[1]]),
                     mask, chosen[2]))
+                by_pointing = best_pointing[word.role]
+                rows[("chosen for pointing", word.role)].append(score(
+                    maps.word_heatmap(index, layers=list(layer_lookup[by_pointing[0]]),
+                                      time_groups=time_lookup[by_pointing[1]]), mask, chosen[2]))
                 for subset in subsets:
                     rows[(subset, word.role)].append(score(
                         maps.word_heatmap(index, layers=flux_layers(maps, subset)), mask, best[2]))
@@ -173,13 +182,20 @@ def flux_localisation_part(args, pipe) -> tuple[dict, str]:
                   for (name, role), values in rows.items()}
         payload["views"][view] = dict(chosen={role: dict(layers=b[0], time=b[1], tau=b[2],
                                                          selection_miou=float(np.mean(selection[(role, *b)])))
-                                              for role, b in best_by_role.items()}, held_out=result)
-        for name in ["chosen"] + subsets:
+                                              for role, b in best_by_role.items()},
+                                      chosen_for_pointing={role: dict(layers=b[0], time=b[1],
+                                                                      selection_pointing=float(np.mean(
+                                                                          pointing[(role, *b)])))
+                                                           for role, b in best_pointing.items()}, held_out=result)
+        for name in ["chosen", "chosen for pointing"] + subsets:
             c, s = result[f"{name}|colour"], result[f"{name}|shape"]
-            shape_best = best_by_role["shape"]
-            layers_label = f"{best[0]} / {shape_best[0]}" if name == "chosen" else name
-            time_label = f"{best[1]} / {shape_best[1]}" if name == "chosen" else "all"
-            tau_label = f"{best[2]} / {shape_best[2]}" if name == "chosen" else best[2]
+            picks = best_by_role if name == "chosen" else best_pointing
+            first, second = picks["colour"], picks["shape"]
+            layers_label = f"{first[0]} / {second[0]}" if name.startswith("chosen") else name
+            time_label = f"{first[1]} / {second[1]}" if name.startswith("chosen") else "all"
+            tau_label = f"{best[2]} / {best_by_role['shape'][2]}" if name.startswith("chosen") else best[2]
+            if name == "chosen for pointing":
+                layers_label = f"by pointing: {layers_label}"
             lines.append(f"| {view} | {layers_label} | {time_label} | {tau_label} | {c['iou']:.3f} | "
                          f"{c['pointing']:.3f} | {s['iou']:.3f} | {s['pointing']:.3f} | "
                          f"{c['mass']:.2f} / {s['mass']:.2f} |")

@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from ._common import machine, write
+from ._common import chosen_parts, machine, write
 
 TABLES = Path("runs/estimators_tables.npz")
 FACTORS = (1, 2, 4, 8)
@@ -381,9 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default="runs/estimators_cache.sqlite")
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
-    parts = [p for p in args.parts.split(",") if p]
-    if not parts or not set(parts) <= set(PARTS):
-        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
+    parts = chosen_parts(parser, args.parts, PARTS)
     torch.set_flush_denormal(True)
     for part in parts:
         payload, table = {"tables": tables_part, "errors": errors_part, "tolerance": tolerance_part}[part](args)

@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from ._common import machine, write
+from ._common import chosen_parts, machine, write
 
 PARTS = ("gupta", "smile", "imacs")
 
@@ -444,13 +444,17 @@ def ladder_part(kind: str, draw: int, args, embedder) -> tuple[dict, list[str]]:
     score_keys = [k for k in models[0]["rows"][0] if k.startswith("imacs")]
     everything = np.arange(len(tasks))
     table = [dict(name=m["name"], **_model_summary(m, target_features, everything)) for m in models]
-    correlations: dict = {}
-    for key in score_keys:
-        for quality in QUALITY:
-            rho = functools.partial(_ladder_correlation, models, target_features, key, quality)
-            correlations[f"{key}~{quality}"] = dict(rho=rho(everything),
-                                                    ci=bootstrap_ci(rho, len(tasks), n_resamples=args.bootstrap))
-    result = dict(models=[dict(t, overrides=m["overrides"], rows=m["rows"]) for t, m in zip(table, models)],
+    # over every model, and over the models that differ in their weights only (same sampler settings)
+    groups = {"all": models, "weights": [m for m in models if not m["overrides"]]}
+    correlations: dict = {name: {} for name in groups}
+    for name, members in groups.items():
+        for key in score_keys:
+            for quality in QUALITY:
+                rho = functools.partial(_ladder_correlation, members, target_features, key, quality)
+                correlations[name][f"{key}~{quality}"] = dict(
+                    rho=rho(everything), ci=bootstrap_ci(rho, len(tasks), n_resamples=args.bootstrap))
+    result = dict(models=[dict(t, overrides=m["overrides"], rows=m["rows"], features=m["features"].tolist())
+                          for t, m in zip(table, models)], target_features=target_features.tolist(),
                   correlations=correlations, tasks=len(tasks), draw=draw, wall_s=round(time.perf_counter() - start, 1))
     lines = [f"## {kind.capitalize()}: {len(models)} models, {len(tasks)} held-out tasks", "",
              "| model | success | masked pixel error | Frechet (EfficientNet, PCA-16) | "
@@ -458,13 +462,16 @@ def ladder_part(kind: str, draw: int, args, embedder) -> tuple[dict, list[str]]:
     for t in table:
         lines.append(f"| {t['name']} | {t['success']:.1%} | {t['pixel_error']:.3f} | {t['frechet']:.2f} | "
                      + " | ".join(f"{t[k]:.3f}" for k in score_keys) + " |")
-    lines += ["", "Spearman's rho over the models between mean IMACS and quality (signed so that + means "
-              "higher IMACS, better model), 95% bootstrap CI over tasks:", "",
-              "| IMACS | success | lower pixel error | lower Frechet |", "|---|---|---|---|"]
-    for key in score_keys:
-        cells = [f"{correlations[f'{key}~{q}']['rho']:.2f} [{correlations[f'{key}~{q}']['ci'][0]:.2f}, "
-                 f"{correlations[f'{key}~{q}']['ci'][1]:.2f}]" for q in QUALITY]
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "Spearman's rho between mean IMACS and quality (signed so that + means higher IMACS, better "
+              "model), 95% bootstrap CI over tasks; over every model, and over those that differ in their weights "
+              f"only ({len(groups['weights'])}: the training states and the damaged ones, at the shipped sampler "
+              "settings):", "",
+              "| models | IMACS | success | lower pixel error | lower Frechet |", "|---|---|---|---|---|"]
+    for name in groups:
+        for key in score_keys:
+            cells = [f"{correlations[name][f'{key}~{q}']['rho']:.2f} [{correlations[name][f'{key}~{q}']['ci'][0]:.2f}, "
+                     f"{correlations[name][f'{key}~{q}']['ci'][1]:.2f}]" for q in QUALITY]
+            lines.append(f"| {name} | {key} | " + " | ".join(cells) + " |")
     return result, lines + [""]
 
 
@@ -546,9 +553,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default="runs/estimators_cache.sqlite", help="shared with benchmarks.estimators")
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
-    parts = [p for p in args.parts.split(",") if p]
-    if not parts or not set(parts) <= set(PARTS):
-        parser.error(f"--parts must name some of {PARTS}, got {args.parts!r}")
+    parts = chosen_parts(parser, args.parts, PARTS)
     torch.set_flush_denormal(True)
     canonical = args.name is None and args.captions == 50 and args.tasks == 80 and args.smile_tasks == 8
     for part in parts:

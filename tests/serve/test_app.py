@@ -45,6 +45,10 @@ def test_a_run_writes_what_the_cli_writes_and_serves_its_views(client):
     assert status["state"] == "done" and status["total"] > 0
     explanation = client.get(f"/api/runs/{status['id']}/explanation").json()
     assert explanation["features"] == ["a", "big", "red", "circle"] and explanation["n_generations"] == 16
+    from diffexplain.cache import GenerationCache
+
+    # the app made exactly the generations the explanation asked for (the CLI's), nothing beside them
+    assert len(GenerationCache(client.app.state.runner.results / "cache.sqlite")) == 16
     image = client.get(f"/api/runs/{status['id']}/image.png")
     assert image.headers["content-type"] == "image/png"
     heat = [client.get(f"/api/runs/{status['id']}/heatmap/{k}").content for k in (2, 3)]

@@ -6,10 +6,6 @@ browser sessions at once finishing with the command line's values. Screenshots g
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 
 pytest.importorskip("starlette")
@@ -20,11 +16,10 @@ from tests.reliability.test_injection import HOSTILE, IMG, browser_or_skip  # no
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
     from click.testing import CliRunner
 
     from diffexplain.cli.main import cli
-    from diffexplain.serve.app import create_app
+    from diffexplain.serve.app import create_app, serve_in_thread
     from tests.families import tiny_sd
     from tests.helpers import tiny_image_pipeline
 
@@ -38,15 +33,8 @@ def server(tmp_path_factory):
     assert audit.exit_code == 0, audit.output
     app = create_app({"tiny": str(text), "edit": str(edit.config["_name_or_path"])}, root / "results",
                      audits={"colours": root / "audit"})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    while not instance.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", root, str(text)
+    instance, thread, url = serve_in_thread(app)
+    yield url, root, str(text)
     instance.should_exit = True
     thread.join(timeout=30)
 

@@ -58,8 +58,9 @@ def explanation_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--perturbation", default=defaults.perturbation_spec, show_default=True,
                      help=perturbations),
         click.option("--fidelity", default="full", show_default=True,
-                     help="full | auto | steps=K | size=S | model=DIR: exact Shapley of a cheaper version of the "
-                          "model, corrected by KernelSHAP on few full generations (--budget counts those)"),
+                     help="full | auto | steps=K | size=S | model=DIR: a cheaper version of the model as a control "
+                          "variate, corrected on few full generations (--budget counts full-generation "
+                          "equivalents, default 2d)"),
         click.option("--tolerance", type=float, default=None,
                      help="sampled methods: add d coalitions a round until every standard error, or every "
                           "value's change since the last round, is below this fraction of the total attribution "

@@ -224,6 +224,29 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
     return app
 
 
+def serve_in_thread(app: Starlette, host: str = "127.0.0.1") -> tuple[Any, Any, str]:
+    """Run ``app`` on a free port of ``host`` in a daemon thread (tests, benchmarks, notebooks).
+
+    Returns:
+        (server, thread, url); stop with ``server.should_exit = True`` then ``thread.join()``.
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, thread, f"http://{host}:{port}/"
+
+
 def _strict(value: Any) -> Any:
     """``value`` with every non-finite float replaced by None: JSON as browsers parse it."""
     import math

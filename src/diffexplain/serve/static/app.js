@@ -26,20 +26,25 @@ async function loadModels() {
   }
 }
 
+function listLink(list, text, className, href, onClick) {
+  const item = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = href;
+  link.className = className;
+  link.textContent = text;
+  link.addEventListener("click", (event) => { event.preventDefault(); onClick(); });
+  item.appendChild(link);
+  list.appendChild(item);
+  return item;
+}
+
 async function loadRuns() {
   const { runs } = await json("/api/runs");
   const list = $("runs");
   list.replaceChildren();
   for (const run of runs) {
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.href = "#" + run.id;
-    link.className = "past-run";
-    link.dataset.run = run.id;
-    link.textContent = `${run.request.prompt} (${run.request.model}, ${run.request.method || "kernelshap"}: ${run.state})`;
-    link.addEventListener("click", (event) => { event.preventDefault(); showRun(run.id); });
-    item.appendChild(link);
-    list.appendChild(item);
+    const text = `${run.request.prompt} (${run.request.model}, ${run.request.method || "kernelshap"}: ${run.state})`;
+    listLink(list, text, "past-run", "#" + run.id, () => showRun(run.id));
   }
 }
 
@@ -154,14 +159,8 @@ async function loadAudits() {
   const list = $("audits");
   list.replaceChildren();
   for (const audit of audits) {
-    const item = document.createElement("li");
-    const link = document.createElement("a");
-    link.href = "#audit-" + audit.name;
-    link.className = "audit-link";
-    link.textContent = `${audit.name}: ${audit.n_prompts} prompts (${audit.method})`;
-    link.addEventListener("click", (event) => { event.preventDefault(); showAudit(audit.name); });
-    item.appendChild(link);
-    list.appendChild(item);
+    listLink(list, `${audit.name}: ${audit.n_prompts} prompts (${audit.method})`, "audit-link", "#audit-" + audit.name,
+      () => showAudit(audit.name));
   }
 }
 
@@ -197,14 +196,7 @@ async function showAudit(name) {
   const list = $("audit-prompts");
   list.replaceChildren();
   for (const prompt of prompts) {
-    const item = document.createElement("li");
-    item.value = prompt.index;
-    const link = document.createElement("a");
-    link.href = `#audit-${name}-${prompt.index}`;
-    link.className = "audit-prompt";
-    link.textContent = prompt.prompt;
-    link.addEventListener("click", async (event) => {
-      event.preventDefault();
+    const item = listLink(list, prompt.prompt, "audit-prompt", `#audit-${name}-${prompt.index}`, async () => {
       const explanation = await json(`/api/audits/${encodeURIComponent(name)}/prompts/${prompt.index}`);
       current = null;
       maps = null;
@@ -212,8 +204,7 @@ async function showAudit(name) {
       $("map-controls").hidden = true;
       showExplanation(explanation, false);
     });
-    item.appendChild(link);
-    list.appendChild(item);
+    item.value = prompt.index;
   }
 }
 
