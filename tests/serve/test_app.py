@@ -53,6 +53,14 @@ def test_a_run_writes_what_the_cli_writes_and_serves_its_views(client):
     assert image.headers["content-type"] == "image/png"
     heat = [client.get(f"/api/runs/{status['id']}/heatmap/{k}").content for k in (2, 3)]
     assert heat[0] != heat[1] and Image.open(io.BytesIO(heat[0])).size == (256, 256)
+    coalitions = client.get(f"/api/runs/{status['id']}/coalitions").json()["coalitions"]
+    assert len(coalitions) == 16 and {c["text"] for c in coalitions} >= {"", "a big red circle", "red circle"}
+    full = next(c for c in coalitions if c["text"] == "a big red circle")
+    assert full["mask"] == [True] * 4
+    picture = client.get(f"/api/runs/{status['id']}/coalition/{full['index']}.png")
+    assert picture.headers["content-type"] == "image/png" and Image.open(io.BytesIO(picture.content)).size == (16, 16)
+    assert client.get(f"/api/runs/{status['id']}/coalition/16.png").status_code == 404
+    assert client.get(f"/api/runs/{status['id']}/coalition/x.png").status_code == 404
     recorded = client.get(f"/api/runs/{status['id']}/attention").json()
     assert recorded["words"] == ["a", "big", "red", "circle"] and recorded["views"] == ["attention"]  # a UNet
     groups, layers = recorded["time_groups"], len(recorded["layers"])
@@ -160,3 +168,35 @@ def test_no_audit_path_outside_its_folder_is_served(audited, path):
 def test_an_audit_folder_without_a_summary_is_refused(tmp_path):
     with pytest.raises(ValueError, match="holds no summary.json"):
         create_app({"tiny": "shapes"}, tmp_path / "results", audits={"x": tmp_path})
+
+
+def test_a_reference_image_model_gives_i2am_maps_in_the_app(tmp_path):
+    from tests.helpers import tiny_paint_by_example
+
+    pipe = tiny_paint_by_example(tmp_path)
+    app = create_app({"pbe": str(pipe.config["_name_or_path"])}, tmp_path / "results")
+
+    def png(array: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    source = png(np.full((16, 16, 3), 200, np.uint8))
+    mask = np.zeros((16, 16, 3), np.uint8)
+    mask[4:12, 4:12] = 255
+    files = {"source": ("s.png", source, "image/png"), "mask": ("m.png", png(mask), "image/png"),
+             "reference": ("r.png", png(np.full((16, 16, 3), 30, np.uint8)), "image/png")}
+    with TestClient(app) as client:
+        missing = client.post("/api/runs", data={"model": "pbe"}, files={"source": files["source"]})
+        assert missing.status_code == 400 and "upload mask, reference" in missing.json()["error"]
+        start = client.post("/api/runs", data={"model": "pbe", "seeds": "1"}, files=files)
+        assert start.status_code == 202, start.text
+        status = _wait(client, start.json()["id"])
+        assert status["state"] == "done", status
+        found = client.get(f"/api/runs/{status['id']}/i2am").json()
+        assert isinstance(found["imacs_r2g"], float) and set(found["maps"]) >= {"r2g", "g2r"}
+        for name in found["maps"]:
+            picture = client.get(f"/api/runs/{status['id']}/i2am/{name}.png")
+            assert Image.open(io.BytesIO(picture.content)).size == (256, 256)
+        assert client.get(f"/api/runs/{status['id']}/i2am/..%2fimage.png").status_code == 404
+        assert client.get(f"/api/runs/{status['id']}/explanation").status_code == 404  # no words to explain

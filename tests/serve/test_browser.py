@@ -21,7 +21,7 @@ def server(tmp_path_factory):
     from diffexplain.cli.main import cli
     from diffexplain.serve.app import create_app, serve_in_thread
     from tests.families import tiny_sd
-    from tests.helpers import tiny_image_pipeline
+    from tests.helpers import tiny_image_pipeline, tiny_paint_by_example
 
     root = tmp_path_factory.mktemp("app")
     text = tiny_sd(root / "text").config["_name_or_path"]  # a real CLIP tokenizer: any text is a prompt
@@ -31,8 +31,9 @@ def server(tmp_path_factory):
     audit = CliRunner().invoke(cli, ["audit", str(prompts), "--model", str(text), "--method", "shapley", "--seeds",
                                      "1", "--embedder", "pixel", "--out", str(root / "audit"), "--yes"])
     assert audit.exit_code == 0, audit.output
-    app = create_app({"tiny": str(text), "edit": str(edit.config["_name_or_path"])}, root / "results",
-                     audits={"colours": root / "audit"})
+    pbe = tiny_paint_by_example(root / "pbe")
+    app = create_app({"tiny": str(text), "edit": str(edit.config["_name_or_path"]),
+                      "pbe": str(pbe.config["_name_or_path"])}, root / "results", audits={"colours": root / "audit"})
     instance, thread, url = serve_in_thread(app)
     yield url, root, str(text)
     instance.should_exit = True
@@ -106,6 +107,11 @@ def test_a_prompt_runs_to_done_and_each_word_shows_its_own_map(server, browser):
         assert query in browser.find_element(By.ID, "heatmap").get_attribute("src")
     assert browser.find_element(By.ID, "time-text").text == "0"
     assert not browser.find_element(By.ID, "view-label").is_displayed()  # a UNet: no output-space maps
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "var i = document.querySelectorAll('#coalitions img'); return i.length === 16 && "
+        "Array.from(i).every(x => x.complete && x.naturalWidth > 0)"))  # the coalitions' images, from the cache
+    captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#coalitions figcaption")]
+    assert "a big red circle" in captions and "(empty)" in captions
     _screenshot(browser, "app-run.png")
     links = browser.find_elements(By.CSS_SELECTOR, "a.past-run")
     assert links and "a big red circle" in links[0].text
@@ -198,3 +204,30 @@ def test_two_browser_sessions_at_once_both_finish_with_the_command_lines_values(
         assert result.exit_code == 0, result.output
         expected = json.loads((out / "explanation.json").read_text())["values"]
         np.testing.assert_allclose(values, np.round(expected, 4), atol=1.5e-4)  # the page shows 4 decimals
+
+
+def test_a_reference_insertion_shows_its_i2am_maps(server, browser, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    url, _, _ = server
+    mask = np.zeros((16, 16, 3), np.uint8)
+    mask[4:12, 4:12] = 255
+    for name, array in (("source", np.full((16, 16, 3), 200, np.uint8)), ("mask", mask),
+                        ("reference", np.full((16, 16, 3), 40, np.uint8))):
+        Image.fromarray(array).save(tmp_path / f"{name}.png")
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+    browser.execute_script("delete document.body.dataset.lastState")
+    Select(browser.find_element(By.ID, "model")).select_by_visible_text("pbe")
+    for name in ("source", "mask", "reference"):
+        browser.find_element(By.ID, name).send_keys(str(tmp_path / f"{name}.png"))
+    browser.find_element(By.ID, "start").click()
+    assert _wait_done(browser) == "done"
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return ['i2am-r2g', 'i2am-g2r'].every(i => { var x = document.getElementById(i); "
+        "return x.complete && x.naturalWidth > 0; })"))
+    assert "IMACS" in browser.find_element(By.ID, "i2am-scores").text
+    assert "I2AM" in browser.find_element(By.ID, "result-title").text

@@ -6,7 +6,8 @@ Routes (JSON unless said):
     GET  /static/{name}             the page's script and style (only the shipped files)
     GET  /api/models                the models the app offers
     POST /api/runs                  start a run: form fields model, prompt, method, budget, seeds, seed,
-                                    perturbation, and a source image for edit models; 400 with the reason
+                                    perturbation, and a source image for edit models (and a mask and a
+                                    reference for reference-image models); 400 with the reason
     GET  /api/runs                  every run of the results folder, newest first
     GET  /api/runs/{id}             a run's status (done / total, time left, state, message)
     POST /api/runs/{id}/cancel      cancel a queued or running run
@@ -15,6 +16,11 @@ Routes (JSON unless said):
     GET  /api/runs/{id}/attention   the recorded maps: words, time groups, layers, views
     GET  /api/runs/{id}/heatmap/{k} word k's map over the image (PNG); query: time (group index),
                                     layer (index), view ("attention" or "output"); absent: averaged
+    GET  /api/runs/{id}/coalitions  the coalitions the explanation evaluated: each one's text and word mask
+    GET  /api/runs/{id}/coalition/{k}.png  coalition k's image (first seed), from the shared cache
+    GET  /api/runs/{id}/i2am        a reference-image run's IMACS (Paint-by-Example: source, mask and
+                                    reference uploaded; no words)
+    GET  /api/runs/{id}/i2am/{m}.png  its map m: r2g (over the image), g2r (over the reference), guidance
     GET  /api/audits                the audit folders the app was given (``--audit DIR``)
     GET  /api/audits/{name}         an audit's summary (every word's share) and its prompts
     GET  /api/audits/{name}/prompts/{i}  prompt i's explanation.json
@@ -93,16 +99,16 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
     async def start(request: Request) -> JSONResponse:
         form = await request.form()
         fields: dict[str, Any] = {}
-        source = None
+        images: dict[str, Any] = {}
         for key, value in form.multi_items():
-            if key == "source":
+            if key in ("source", "mask", "reference"):
                 if not hasattr(value, "read"):
                     continue
                 data = await value.read()
                 if data:
-                    source = _image(data)
-                    if source is None:
-                        return JSONResponse({"error": "source: the uploaded file is not an image (PNG, JPEG...)"},
+                    images[key] = _image(data)
+                    if images[key] is None:
+                        return JSONResponse({"error": f"{key}: the uploaded file is not an image (PNG, JPEG...)"},
                                             status_code=400)
                 continue
             fields[key] = value
@@ -113,7 +119,7 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
                 except ValueError:
                     return JSONResponse({"error": f"{key} must be an integer, got {fields[key]!r}"}, status_code=400)
         try:
-            run = runner.submit(fields, source)
+            run = runner.submit(fields, images.get("source"), images.get("mask"), images.get("reference"))
         except ValueError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         return JSONResponse(run.status(), status_code=202)
@@ -176,6 +182,44 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
         png = _overlay_png(place, int(word), **choice) if word.isdigit() else None
         return Response(png, media_type="image/png") if png is not None else not_found("word, time group or layer")
 
+    def saved_explanation(request: Request) -> dict | None:
+        place = folder(request)
+        path = None if place is None else place / "explanation.json"
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
+    async def coalitions(request: Request) -> Response:
+        saved = saved_explanation(request)
+        if saved is None or saved.get("coalitions") is None:
+            return not_found("coalitions")
+        texts = saved.get("coalition_texts") or [""] * len(saved["coalitions"])
+        return JSONResponse({"coalitions": [dict(index=k, text=t, mask=[bool(x) for x in m])
+                                            for k, (t, m) in enumerate(zip(texts, saved["coalitions"]))]})
+
+    async def coalition_image(request: Request) -> Response:
+        from ..cache import GenerationCache
+
+        saved = saved_explanation(request)
+        index = request.path_params["index"]
+        keys = None if saved is None else saved.get("coalition_keys")
+        if keys is None or not index.isdigit() or int(index) >= len(keys):
+            return not_found("coalition")
+        key = keys[int(index)][0]
+        found = GenerationCache(runner.results / "cache.sqlite").get_images([key])
+        if key not in found:
+            return not_found("coalition image")
+        return Response(_png(found[key]), media_type="image/png")
+
+    async def i2am(request: Request) -> Response:
+        place = folder(request)
+        path = None if place is None else place / "i2am.json"
+        return JSONResponse(_strict(json.loads(path.read_text()))) if path is not None and path.is_file() \
+            else not_found("I2AM maps")
+
+    async def i2am_map(request: Request) -> Response:
+        place, name = folder(request), request.path_params["name"]
+        path = None if place is None or name not in ("r2g", "g2r", "guidance") else place / f"i2am_{name}.png"
+        return FileResponse(path) if path is not None and path.is_file() else not_found("I2AM map")
+
     def audit_folder(request: Request) -> Path | None:
         return audit_folders.get(request.path_params["name"])
 
@@ -211,6 +255,9 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
         Route("/api/runs/{run_id}", status), Route("/api/runs/{run_id}/cancel", cancel, methods=["POST"]),
         Route("/api/runs/{run_id}/explanation", explanation), Route("/api/runs/{run_id}/image.png", image),
         Route("/api/runs/{run_id}/attention", attention), Route("/api/runs/{run_id}/heatmap/{word}", heatmap),
+        Route("/api/runs/{run_id}/coalitions", coalitions),
+        Route("/api/runs/{run_id}/coalition/{index}.png", coalition_image),
+        Route("/api/runs/{run_id}/i2am", i2am), Route("/api/runs/{run_id}/i2am/{name}.png", i2am_map),
         Route("/api/audits", audit_list), Route("/api/audits/{name}", audit_summary),
         Route("/api/audits/{name}/prompts/{index}", audit_prompt),
     ]
@@ -245,6 +292,15 @@ def serve_in_thread(app: Starlette, host: str = "127.0.0.1") -> tuple[Any, Any, 
     while not server.started:
         time.sleep(0.05)
     return server, thread, f"http://{host}:{port}/"
+
+
+def _png(image: Any) -> bytes:
+    """A uint8 (H, W, 3) array as PNG bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _strict(value: Any) -> Any:

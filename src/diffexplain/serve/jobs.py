@@ -68,8 +68,9 @@ class Runner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffexplain-run")
         self._lock = threading.Lock()
 
-    def adapter(self, model: str, source: Any = None) -> Any:
-        """The model's adapter (loaded once; an ``EditAdapter`` when the pipeline takes a source image)."""
+    def adapter(self, model: str, source: Any = None, mask: Any = None, reference: Any = None) -> Any:
+        """The model's adapter (loaded once): a ``PaintByExampleAdapter`` when the pipeline takes a
+        reference image, an ``EditAdapter`` when it takes a source image, else a ``TextToImageAdapter``."""
         import inspect
 
         from ..models.loading import load_pipeline
@@ -80,7 +81,19 @@ class Runner:
             if model not in self._pipes:
                 self._pipes[model] = load_pipeline(self.models[model])
         pipe = self._pipes[model]
-        takes_image = "image" in inspect.signature(pipe.__call__).parameters
+        parameters = inspect.signature(pipe.__call__).parameters
+        if "example_image" in parameters:  # a reference image: I2AM maps, no words
+            from ..models.edit_adapter import PaintByExampleAdapter
+
+            missing = [name for name, value in (("source", source), ("mask", mask), ("reference", reference))
+                       if value is None]
+            if missing:
+                raise ValueError(f"model {model!r} inserts a reference into a masked source: upload "
+                                 f"{', '.join(missing)}")
+            return PaintByExampleAdapter(pipe, image=source, mask=mask, reference=reference)
+        if mask is not None or reference is not None:
+            raise ValueError(f"model {model!r} takes no mask or reference image")
+        takes_image = "image" in parameters
         if takes_image:
             from ..models.edit_adapter import EditAdapter
 
@@ -106,7 +119,7 @@ class Runner:
             self._executors[model] = RayExecutor(spec_of(adapter, self.models[model]), **self.ray)
         return self._executors[model]
 
-    def submit(self, request: dict[str, Any], source: Any = None) -> Run:
+    def submit(self, request: dict[str, Any], source: Any = None, mask: Any = None, reference: Any = None) -> Run:
         """Validate a request (model, prompt and the ``ExplainSettings`` fields) and queue its run.
 
         Raises:
@@ -118,13 +131,16 @@ class Runner:
         unknown = sorted(set(request) - allowed)
         if unknown:
             raise ValueError(f"unknown request fields {unknown}; the fields are {sorted(allowed)}")
-        prompt = request.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("prompt must be a non-empty text")
         settings = ExplainSettings(**{k: v for k, v in request.items() if k not in ("model", "prompt")
                                       and v not in (None, "")})
-        adapter = self.adapter(str(request.get("model")), source)
-        adapter.words(prompt)  # a word the model does not know, or a prompt too long: refused here
+        adapter = self.adapter(str(request.get("model")), source, mask, reference)
+        if not hasattr(adapter, "words"):  # a reference-image model: I2AM, the prompt is not used
+            request = dict(request, prompt="")
+        else:
+            prompt = request.get("prompt")
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError("prompt must be a non-empty text")
+            adapter.words(prompt)  # a word the model does not know, or a prompt too long: refused here
         run = Run(id=secrets.token_hex(RUN_ID_LENGTH // 2), request=dict(request))
         self.runs[run.id] = run
         folder = self.results / run.id
@@ -154,6 +170,11 @@ class Runner:
         try:
             if run.cancel.is_set():
                 raise Cancelled()
+            if not hasattr(adapter, "words"):
+                self._i2am(adapter, settings.image_seeds[0], folder)
+                run.state = "done"
+                self._write(run)
+                return
             cache = GenerationCache(self.results / "cache.sqlite")
             explanation = PromptExplainer(adapter, settings, cache=cache, progress=progress,
                                           executor=self.executor(run.request["model"], adapter)).explain(
@@ -170,6 +191,26 @@ class Runner:
         except Exception as error:  # noqa: BLE001 - shown on the page, never a traceback
             run.state, run.message = "error", f"{type(error).__name__}: {error}"
         self._write(run)
+
+    @staticmethod
+    def _i2am(adapter: Any, seed: int, folder: Path) -> None:
+        """I2AM maps of one generation: the image, the maps as overlays and their IMACS (i2am.json)."""
+        import torch
+        from PIL import Image
+
+        from ..attention.maps import overlay
+        from ..image2image.i2am import i2am_paint_by_example
+
+        result = i2am_paint_by_example(adapter, seed=seed)
+        Image.fromarray(result.image).save(folder / "image.png")
+        views = {"r2g": overlay(result.image, torch.from_numpy(result.r2g)),
+                 "g2r": overlay(adapter.reference, torch.from_numpy(result.g2r))}
+        if result.guidance is not None:
+            views["guidance"] = overlay(result.image, torch.from_numpy(result.guidance))
+        for name, view in views.items():
+            Image.fromarray(view).resize((256, 256), Image.Resampling.NEAREST).save(folder / f"i2am_{name}.png")
+        (folder / "i2am.json").write_text(json.dumps(dict(
+            imacs_r2g=result.imacs_r2g, imacs_guidance=result.imacs_guidance, maps=sorted(views)), indent=2) + "\n")
 
     def status(self, run_id: str) -> dict[str, Any] | None:
         """A run's live status, or the one its folder recorded (a past run), or None."""

@@ -43,7 +43,8 @@ async function loadRuns() {
   const list = $("runs");
   list.replaceChildren();
   for (const run of runs) {
-    const text = `${run.request.prompt} (${run.request.model}, ${run.request.method || "kernelshap"}: ${run.state})`;
+    const what = run.request.prompt || "reference insertion (I2AM)";
+    const text = `${what} (${run.request.model}, ${run.request.method || "kernelshap"}: ${run.state})`;
     listLink(list, text, "past-run", "#" + run.id, () => showRun(run.id));
   }
 }
@@ -70,12 +71,38 @@ async function poll(id) {
   document.body.dataset.lastState = status.state;  // set last: the page shows the run by now
 }
 
+async function showI2am(id) {
+  const found = await json(`/api/runs/${id}/i2am`);
+  current = id;
+  maps = null;
+  $("result").hidden = false;
+  $("result-title").textContent = "Paint-by-Example insertion: how the reference is used (I2AM)";
+  $("image").hidden = false;
+  $("image").src = `/api/runs/${id}/image.png`;
+  $("heatmap").removeAttribute("src");
+  $("heatmap-caption").textContent = "";
+  $("map-controls").hidden = true;
+  $("words").querySelector("tbody").replaceChildren();
+  $("coalitions").replaceChildren();
+  $("coalitions-title").hidden = true;
+  for (const name of ["r2g", "g2r", "guidance"]) {
+    const image = $(`i2am-${name}`);
+    image.hidden = !found.maps.includes(name);
+    if (found.maps.includes(name)) { image.src = `/api/runs/${id}/i2am/${name}.png`; }
+  }
+  const guidance = found.imacs_guidance == null ? "" : `, of the guidance difference ${found.imacs_guidance.toFixed(3)}`;
+  $("i2am-scores").textContent = `IMACS (lambda 3, against the mask) of reference to generated ${found.imacs_r2g.toFixed(3)}${guidance}`;
+  $("i2am").hidden = false;
+}
+
 async function showRun(id) {
-  const explanation = await json(`/api/runs/${id}/explanation`);
+  const explanation = await json(`/api/runs/${id}/explanation`).catch(() => null);
+  if (explanation === null) { await showI2am(id); return; }
   current = id;
   showExplanation(explanation);
   $("image").hidden = false;
   $("image").src = `/api/runs/${id}/image.png`;
+  showCoalitions(id);
   maps = await json(`/api/runs/${id}/attention`).catch(() => null);
   $("map-controls").hidden = maps === null;
   if (maps !== null) {
@@ -91,6 +118,7 @@ async function showRun(id) {
 
 function showExplanation(explanation, withMaps = true) {
   $("result").hidden = false;
+  $("i2am").hidden = true;
   $("result-title").textContent = `${explanation.method} on “${explanation.metadata.prompt}”`;
   $("heatmap").removeAttribute("src");
   shownWord = null;
@@ -126,6 +154,26 @@ function showExplanation(explanation, withMaps = true) {
     row.appendChild(bar);
     body.appendChild(row);
   });
+}
+
+async function showCoalitions(id) {
+  const grid = $("coalitions");
+  grid.replaceChildren();
+  const found = await json(`/api/runs/${id}/coalitions`).catch(() => null);
+  $("coalitions-title").hidden = found === null;
+  if (found === null) { return; }
+  for (const coalition of found.coalitions.slice(0, 32)) {
+    const figure = document.createElement("figure");
+    const image = document.createElement("img");
+    image.src = `/api/runs/${id}/coalition/${coalition.index}.png`;
+    image.alt = coalition.text || "(empty prompt)";
+    image.width = 96;
+    image.height = 96;
+    const caption = document.createElement("figcaption");
+    caption.textContent = coalition.text || "(empty)";
+    figure.append(image, caption);
+    grid.appendChild(figure);
+  }
 }
 
 function describeSliders() {
@@ -202,6 +250,8 @@ async function showAudit(name) {
       maps = null;
       $("image").hidden = true;
       $("map-controls").hidden = true;
+      $("coalitions").replaceChildren();
+      $("coalitions-title").hidden = true;
       showExplanation(explanation, false);
     });
     item.value = prompt.index;
@@ -212,7 +262,7 @@ async function start(event) {
   event.preventDefault();
   showError("");
   const form = new FormData($("run-form"));
-  if (!$("source").files.length) { form.delete("source"); }
+  for (const key of ["source", "mask", "reference"]) { if (!$(key).files.length) { form.delete(key); } }
   for (const key of ["budget"]) { if (!form.get(key)) { form.delete(key); } }
   try {
     const status = await json("/api/runs", { method: "POST", body: form });
