@@ -73,6 +73,12 @@ def test_a_run_writes_what_the_cli_writes_and_serves_its_views(client):
     assert client.get(base + f"?layer={layers}").status_code == 404
     assert client.get(base + "?time=-1").status_code == 400 and client.get(base + "?layer=x").status_code == 400
     assert client.get(base + "?view=output").status_code == 404  # no joint blocks: no output-space maps
+    heads = recorded["heads"]
+    assert len(heads) == layers and min(heads) >= 1
+    one_head = client.get(base + "?layer=0&head=0").content
+    assert one_head != one_layer or heads[0] == 1
+    assert client.get(base + "?head=0").status_code == 404  # a head needs its layer
+    assert client.get(base + f"?layer=0&head={heads[0]}").status_code == 404
     assert any(run["id"] == status["id"] for run in client.get("/api/runs").json()["runs"])
     again = _wait(client, client.post("/api/runs", data={"model": "tiny", "prompt": "a big red circle",
                                                            "method": "shapley", "seeds": "1"}).json()["id"])

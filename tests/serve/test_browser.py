@@ -106,6 +106,10 @@ def test_a_prompt_runs_to_done_and_each_word_shows_its_own_map(server, browser):
                                "s.dispatchEvent(new Event('input'));", slider)
         assert query in browser.find_element(By.ID, "heatmap").get_attribute("src")
     assert browser.find_element(By.ID, "time-text").text == "0"
+    head = browser.find_element(By.ID, "head")
+    assert head.is_enabled()  # a layer is chosen: its heads can be
+    browser.execute_script("var s = document.getElementById('head'); s.value = 1; s.dispatchEvent(new Event('input'));")
+    assert "head=0" in browser.find_element(By.ID, "heatmap").get_attribute("src")
     assert not browser.find_element(By.ID, "view-label").is_displayed()  # a UNet: no output-space maps
     WebDriverWait(browser, 30).until(lambda d: d.execute_script(
         "var i = document.querySelectorAll('#coalitions img'); return i.length === 16 && "

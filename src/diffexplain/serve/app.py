@@ -164,7 +164,8 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
         maps = _maps(str(place))
         views = ["attention"] + (["output"] if maps_folder(request, "output") is not None else [])
         return JSONResponse(dict(words=list(maps.words[0]), time_groups=len(next(iter(maps.counts.values()))),
-                                 layers=list(maps.layers), views=views))
+                                 layers=list(maps.layers), heads=[int(maps.means[n].shape[2]) for n in maps.layers],
+                                 views=views))
 
     async def heatmap(request: Request) -> Response:
         query = request.query_params
@@ -173,7 +174,7 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
         if place is None:
             return not_found(f"{view} maps")
         choice: dict[str, int | None] = {}
-        for key in ("time", "layer"):
+        for key in ("time", "layer", "head"):
             value = query.get(key, "")
             if value not in ("", "all") and not value.isdigit():
                 return JSONResponse({"error": f"{key} must be an index or 'all', got {value!r}"}, status_code=400)
@@ -336,9 +337,10 @@ def _maps(folder: str) -> Any:
     return AttentionMaps.load(folder)
 
 
-def _overlay_png(place: Path, word: int, *, time: int | None = None, layer: int | None = None) -> bytes | None:
-    """Word ``word``'s map over the run's image as PNG bytes (one time group and one layer, or
-    averaged), or None for no such word, group or layer."""
+def _overlay_png(place: Path, word: int, *, time: int | None = None, layer: int | None = None,
+                 head: int | None = None) -> bytes | None:
+    """Word ``word``'s map over the run's image as PNG bytes (one time group, one layer and one of its
+    heads, or averaged), or None for no such word, group, layer or head (a head needs a layer)."""
     import numpy as np
     from PIL import Image
 
@@ -349,10 +351,13 @@ def _overlay_png(place: Path, word: int, *, time: int | None = None, layer: int 
     if word >= len(maps.words[0]) or (time is not None and time >= n_groups) or \
             (layer is not None and layer >= len(maps.layers)):
         return None
+    if head is not None and (layer is None or head >= maps.means[maps.layers[layer]].shape[2]):
+        return None
     image_at = place if (place / "image.png").is_file() else place.parent  # output maps live in a sub-folder
     image = np.asarray(Image.open(image_at / "image.png").convert("RGB"))
     heatmap = maps.word_heatmap(word, time_groups=None if time is None else [time],
-                                layers=None if layer is None else [maps.layers[layer]])
+                                layers=None if layer is None else [maps.layers[layer]],
+                                heads=None if head is None else [head])
     buffer = io.BytesIO()
     Image.fromarray(overlay(image, heatmap)).resize((256, 256), Image.Resampling.NEAREST).save(buffer, format="PNG")
     return buffer.getvalue()

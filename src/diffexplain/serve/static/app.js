@@ -110,6 +110,7 @@ async function showRun(id) {
     $("layer").max = String(maps.layers.length);
     $("time").value = "0";
     $("layer").value = "0";
+    $("head").value = "0";
     $("view").value = "attention";
     $("view-label").hidden = maps.views.length < 2;
     describeSliders();
@@ -140,6 +141,7 @@ function showExplanation(explanation, withMaps = true) {
         button.dataset.index = String(index);
         button.textContent = text;
         button.addEventListener("click", () => showWord(index, word));
+        button.addEventListener("mouseenter", () => showWord(index, word));
         cell.appendChild(button);
       } else {
         cell.textContent = text;
@@ -151,6 +153,22 @@ function showExplanation(explanation, withMaps = true) {
     fill.className = explanation.values[index] >= 0 ? "bar positive" : "bar negative";
     fill.style.width = `${Math.round(120 * Math.abs(explanation.values[index]) / scale)}px`;
     bar.appendChild(fill);
+    const error = explanation.stderr ? explanation.stderr[index] : null;
+    if (error != null) {  // the error bar: +- one standard error around the bar's end
+      const whisker = document.createElement("span");
+      whisker.className = "whisker";
+      whisker.style.width = `${Math.max(1, Math.round(2 * 120 * error / scale))}px`;
+      whisker.style.marginLeft = `-${Math.round(120 * error / scale)}px`;
+      whisker.title = `± ${error.toFixed(4)}`;
+      bar.appendChild(whisker);
+    }
+    if (explanation.pvalues && explanation.pvalues[index] != null && explanation.pvalues[index] < 0.05) {
+      const star = document.createElement("span");
+      star.className = "significant";
+      star.textContent = "*";
+      star.title = "p < 0.05";
+      bar.appendChild(star);
+    }
     row.appendChild(bar);
     body.appendChild(row);
   });
@@ -180,13 +198,21 @@ function describeSliders() {
   const time = Number($("time").value), layer = Number($("layer").value);
   $("time-text").textContent = time === 0 ? "all" : String(time - 1);
   $("layer-text").textContent = layer === 0 ? "all" : maps.layers[layer - 1];
+  // heads belong to a layer: the head slider steps through the chosen layer's heads
+  const heads = layer === 0 ? 0 : maps.heads[layer - 1];
+  $("head").disabled = heads === 0;
+  $("head").max = String(heads);
+  if (Number($("head").value) > heads) { $("head").value = "0"; }
+  const head = Number($("head").value);
+  $("head-text").textContent = head === 0 ? "all" : String(head - 1);
 }
 
 function mapQuery() {
-  const time = Number($("time").value), layer = Number($("layer").value);
+  const time = Number($("time").value), layer = Number($("layer").value), head = Number($("head").value);
   const query = new URLSearchParams({ view: $("view").value });
   if (time > 0) { query.set("time", String(time - 1)); }
   if (layer > 0) { query.set("layer", String(layer - 1)); }
+  if (layer > 0 && head > 0) { query.set("head", String(head - 1)); }
   return query.toString();
 }
 
@@ -285,7 +311,7 @@ async function cancel() {
 document.addEventListener("DOMContentLoaded", () => {
   $("run-form").addEventListener("submit", start);
   $("cancel").addEventListener("click", cancel);
-  for (const id of ["time", "layer", "view"]) { $(id).addEventListener("input", redraw); }
+  for (const id of ["time", "layer", "head", "view"]) { $(id).addEventListener("input", redraw); }
   for (const header of document.querySelectorAll("#audit-words th")) {
     header.addEventListener("click", () => {
       const key = header.dataset.key;
