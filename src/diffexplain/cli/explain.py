@@ -64,7 +64,7 @@ def explanation_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tolerance", type=float, default=None,
                      help="sampled methods: add d coalitions a round until every standard error, or every "
                           "value's change since the last round, is below this fraction of the total attribution "
-                          "(e.g. 0.1; --budget caps it)"),
+                          "(e.g. 0.2; --budget caps it)"),
         click.option("--steps", type=int, default=None,
                      help=_family_defaults("denoising steps", "num_inference_steps", "d")),
         click.option("--guidance", type=float, default=None,
