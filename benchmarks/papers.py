@@ -399,6 +399,20 @@ def run_task(kind: str, pipe, overrides: dict, task, seed: int) -> dict:
     return dict(success=bool(check(pasted, scene.caption).edit_ok), pixel_error=float(error), pasted=pasted, **scores)
 
 
+def _feature_space(tasks: list, embedder) -> tuple:
+    """(images -> 16-d features, the targets' features): EfficientNet features of images (n, H, W, 3)
+    projected on the first 16 principal axes of the tasks' exact target renders, where a Frechet
+    distance over 80 images is defined."""
+    targets = embedder.embed(np.stack([t[0].render() for t in tasks]))
+    centre = targets.mean(0)
+    basis = np.linalg.svd(targets - centre, full_matrices=False)[2][:16]
+
+    def project(images: np.ndarray) -> np.ndarray:
+        return (embedder.embed(images) - centre) @ basis.T
+
+    return project, (targets - centre) @ basis.T
+
+
 def _model_summary(model: dict, target_features: np.ndarray, pick: np.ndarray) -> dict:
     """A ladder model's quality and mean IMACS on the tasks ``pick`` (indices, repeats allowed)."""
     from diffexplain.metrics import frechet_distance
@@ -430,14 +444,11 @@ def ladder_part(kind: str, draw: int, args, embedder) -> tuple[dict, list[str]]:
 
     start = time.perf_counter()
     tasks = ladder_tasks(kind, args.tasks, draw)
-    targets = embedder.embed(np.stack([t[0].render() for t in tasks]))
-    centre = targets.mean(0)
-    basis = np.linalg.svd(targets - centre, full_matrices=False)[2][:16]
-    target_features = (targets - centre) @ basis.T
+    project, target_features = _feature_space(tasks, embedder)
     models = []
     for name, pipe, overrides in ladder(kind):
         rows = [run_task(kind, pipe, overrides, task, seed=i) for i, task in enumerate(tasks)]
-        features = (embedder.embed(np.stack([r.pop("pasted") for r in rows])) - centre) @ basis.T
+        features = project(np.stack([r.pop("pasted") for r in rows]))
         models.append(dict(name=name, overrides=overrides, rows=rows, features=features))
         print(f"imacs {kind} {name}: success {np.mean([r['success'] for r in rows]):.2f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
@@ -483,17 +494,14 @@ def debugging_part(args, embedder) -> tuple[dict, list[str]]:
 
     with_term, without_term = args.finetunes.split(",")
     tasks = ladder_tasks("insertion", args.tasks, 9090)
-    targets = embedder.embed(np.stack([t[0].render() for t in tasks]))
-    centre = targets.mean(0)
-    basis = np.linalg.svd(targets - centre, full_matrices=False)[2][:16]
-    target_features = (targets - centre) @ basis.T
+    project, target_features = _feature_space(tasks, embedder)
     everything = np.arange(len(tasks))
     rows = []
     for name, model in (("shipped", "paint_by_example"), ("fine-tuned without the term (control)", without_term),
                         ("fine-tuned with the attribution-consistency term", with_term)):
         pipe = load_pipeline(model)
         results = [run_task("insertion", pipe, {}, task, seed=i) for i, task in enumerate(tasks)]
-        features = (embedder.embed(np.stack([r.pop("pasted") for r in results])) - centre) @ basis.T
+        features = project(np.stack([r.pop("pasted") for r in results]))
         rows.append(dict(name=name, model=model,
                          **_model_summary(dict(rows=results, features=features), target_features, everything)))
     keys = [k for k in rows[0] if k.startswith("imacs")]

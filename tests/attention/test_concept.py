@@ -61,3 +61,26 @@ def test_output_view_needs_joint_attention(tmp_path):
     adapter = TextToImageAdapter(pipe, num_inference_steps=2, height=16, width=16)
     with pytest.raises(ValueError, match="view must be"):
         record_prompt(adapter, PROMPT, 0, view="values")
+
+
+def test_record_views_gives_both_views_from_one_unchanged_generation(mmdit):
+    from diffexplain.attention.record import record_views
+
+    _, adapter = mmdit
+    plain = adapter.generate([PROMPT], [1])[0]
+    image, attention, output = record_views(adapter, PROMPT, 1)
+    np.testing.assert_array_equal(image, plain)  # two observing recorders: the image is untouched
+    _, alone = record_prompt(adapter, PROMPT, 1)
+    _, output_alone = record_prompt(adapter, PROMPT, 1, view="output")
+    assert output is not None
+    torch.testing.assert_close(attention.word_heatmap("red"), alone.word_heatmap("red"))
+    torch.testing.assert_close(output.word_heatmap("red"), output_alone.word_heatmap("red"))
+
+
+def test_record_views_has_no_output_view_without_joint_attention(tmp_path):
+    from diffexplain.attention.record import record_views
+    from tests.families import tiny_sd
+
+    adapter = TextToImageAdapter(tiny_sd(tmp_path), num_inference_steps=2)  # a UNet: cross-attention only
+    image, attention, output = record_views(adapter, PROMPT, 0)
+    assert output is None and image.dtype == np.uint8 and attention.words[0] == ("a", "big", "red", "circle")

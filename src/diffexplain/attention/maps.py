@@ -101,6 +101,15 @@ class AttentionMaps:
         )
 
     # -- selection ------------------------------------------------------------------------------
+    @property
+    def n_time_groups(self) -> int:
+        """Time groups of the recording (every layer has the same)."""
+        return len(next(iter(self.counts.values())))
+
+    def n_heads(self, layer: str | int) -> int:
+        """Attention heads of one recorded layer (by name or index)."""
+        return int(self.means[self._layer_names([layer])[0]].shape[2])
+
     def word_index(self, prompt_index: int, word: WordRef) -> int:
         words = self.words[prompt_index]
         if isinstance(word, int):
@@ -178,14 +187,13 @@ class AttentionMaps:
 
     def time_view(self, word: WordRef, **kwargs) -> torch.Tensor:
         """(G, H, W): one heatmap per time group (group 0 = noisiest)."""
-        n_groups = len(next(iter(self.counts.values())))
-        return torch.stack([self.word_heatmap(word, time_groups=[g], **kwargs) for g in range(n_groups)])
+        return torch.stack([self.word_heatmap(word, time_groups=[g], **kwargs) for g in range(self.n_time_groups)])
 
     def head_view(self, word: WordRef, layer: str | int, **kwargs) -> torch.Tensor:
         """(heads, H, W): one heatmap per head of one layer."""
         name = self._layer_names([layer])[0]
-        n_heads = self.means[name].shape[2]
-        return torch.stack([self.word_heatmap(word, layers=[name], heads=[h], **kwargs) for h in range(n_heads)])
+        return torch.stack([self.word_heatmap(word, layers=[name], heads=[h], **kwargs)
+                            for h in range(self.n_heads(name))])
 
     def layer_view(self, word: WordRef, **kwargs) -> torch.Tensor:
         """(L, H, W): one heatmap per layer."""

@@ -36,3 +36,22 @@ def record_prompt(adapter: Adapter, prompt: str, seed: int, *, view: str = "atte
     with recorder_class(adapter) as recorder:
         image = adapter.generate([prompt], [seed])[0]
     return image, recorder.maps()
+
+
+def record_views(adapter: Adapter, prompt: str, seed: int) -> tuple[np.ndarray, AttentionMaps, AttentionMaps | None]:
+    """One generation recording both views where the family has them: the attention maps and, on
+    families with joint-attention blocks, ConceptAttention's output-space maps (both recorders only
+    observe, so the image is the one ``record_prompt`` gives).
+
+    Returns:
+        (image uint8 (H, W, 3), attention maps, output-space maps or None on families without joint blocks).
+    """
+    import contextlib
+
+    try:
+        concept: ConceptAttentionRecorder | None = ConceptAttentionRecorder(adapter)
+    except ValueError:  # no joint blocks (UNet families): the attention view only
+        concept = None
+    with AttentionRecorder(adapter) as recorder, concept if concept is not None else contextlib.nullcontext():
+        image = adapter.generate([prompt], [seed])[0]
+    return image, recorder.maps(), None if concept is None else concept.maps()

@@ -12,7 +12,8 @@ from the few paired evaluations of the difference game. Where the two games are 
 difference game has little variance, and its estimate little error: the control-variate idea of
 multi-fidelity Monte Carlo (Peherstorfer, Willcox & Gunzburger, SIAM Review 2018). ``alpha`` is
 the least-squares coefficient of ``f`` on ``c`` over the paired coalitions (the control-variate
-optimum), 0 when the cheap game does not vary. Efficiency holds exactly, and with every coalition
+optimum), shrunk by its standard error, 0 when the cheap game does not vary (1 where only the
+empty and full coalitions are paired: ``MultiFidelityShapley``). Efficiency holds exactly, and with every coalition
 evaluated at full fidelity the result is exact Shapley of the full game.
 
 Cost is counted in full-generation equivalents: a full evaluation counts 1, a cheap one its
@@ -119,8 +120,8 @@ class MultiFidelityShapley:
     (positive-part James-Stein: a noisy correction costs more than the bias it removes), as far as
     the paired values' correlation (squared) says the cheap level is worth shrinking towards;
     ``alpha`` itself is shrunk by its standard error, so an unrelated cheap game falls back to
-    KernelSHAP on the full coalitions. Otherwise
-    the full game is evaluated on the empty and the full coalition only (its efficiency total,
+    KernelSHAP on the full coalitions. Otherwise the full game is evaluated on the empty and the
+    full coalition only (its efficiency total,
     shared equally: the cheap level's bias is not estimable from so few) and the cheap game's
     values come from KernelSHAP on as many cheap coalitions as the budget buys. On held-out shapes
     captions the cheap level's ranking differs little from the full one's, and this order of
@@ -199,7 +200,7 @@ class MultiFidelityShapley:
                 return full(masks) - alpha * cheap(masks)
 
         difference = Difference()
-        total = (difference(ends)[1] - difference(ends)[0]).mean()
+        total = float(np.diff(difference(ends), axis=0).mean())  # the difference game's efficiency total
         shrink, correction_error = 0.0, np.zeros(d)
         deviation = np.zeros(d)
         if n_full > 2:

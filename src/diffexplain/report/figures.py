@@ -125,7 +125,7 @@ def view_grid(maps: AttentionMaps, view: str, words: Sequence[int], image: np.nd
             stack = maps.time_view(word, prompt_index=prompt_index)
             titles = [f"t-group {g}" for g in range(len(stack))]
         elif view == "layer":
-            stack, titles = maps.layer_view(word, prompt_index=prompt_index), [_short(n) for n in maps.layers]
+            stack, titles = maps.layer_view(word, prompt_index=prompt_index), [layer_label(n)[:18] for n in maps.layers]
         elif view == "head":
             layer = max(maps.layers, key=lambda n: maps.grids[n][0] * maps.grids[n][1])
             stack = maps.head_view(word, layer, prompt_index=prompt_index)
@@ -149,6 +149,7 @@ def view_grid(maps: AttentionMaps, view: str, words: Sequence[int], image: np.nd
     return fig
 
 
-def _short(name: str) -> str:
+def layer_label(name: str) -> str:
+    """A layer's name without the parts every layer shares ("attentions", "transformer_blocks", "attn2")."""
     parts = name.split(".")
-    return ".".join(p for p in parts if p not in ("attentions", "transformer_blocks", "attn2"))[:18]
+    return ".".join(p for p in parts if p not in ("attentions", "transformer_blocks", "attn2"))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..plots import png_data_uri
 from ..types import Explanation
-from .figures import attribution_figure, embedding_figure, surrogate_figure, view_grid
+from .figures import attribution_figure, embedding_figure, layer_label, surrogate_figure, view_grid
 
 if TYPE_CHECKING:
     from ..models.edit_adapter import PaintByExampleAdapter
@@ -95,7 +95,7 @@ def explorer_section(maps: Any, image: np.ndarray, *, prompt_index: int = 0, lay
     from ..metrics.spatial import minmax_scale
 
     names = list(maps.layers) if layers is None else [maps.layers[x] if isinstance(x, int) else x for x in layers]
-    n_groups = len(next(iter(maps.counts.values())))
+    n_groups = maps.n_time_groups
     colour = matplotlib.colormaps["jet"]
     words = list(maps.words[prompt_index])
 
@@ -110,14 +110,9 @@ def explorer_section(maps: Any, image: np.ndarray, *, prompt_index: int = 0, lay
                                      time_groups=None if group is None else [group]))
               for layer in [None, *names]] for group in [None, *range(n_groups)]] for w in range(len(words))]
     data = dict(words=words, times=["all"] + [str(g) for g in range(n_groups)],
-                layers=["all"] + [_short_layer(n) for n in names], maps=grid)
+                layers=["all"] + [layer_label(n) for n in names], maps=grid)
     return render("explorer.html", image=png_data_uri(image), words=words, times=data["times"],
                   layers=data["layers"], data=_script_json(data))
-
-
-def _short_layer(name: str) -> str:
-    parts = name.split(".")
-    return ".".join(p for p in parts if p not in ("attentions", "transformer_blocks", "attn2"))
 
 
 def tiles_section(items: Sequence[tuple[str, object]], title: str = "", *, level: str = "h2", note: str = "",

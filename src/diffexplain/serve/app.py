@@ -138,12 +138,14 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
             return not_found("running run")
         return JSONResponse({"cancelling": place.name})
 
+    def json_file(path: Path | None, what: str) -> Response:
+        """A written JSON file as browsers parse JSON (NaN, e.g. one seed's spread, becomes null)."""
+        return JSONResponse(_strict(_read_json(str(path)))) if path is not None and path.is_file() \
+            else not_found(what)
+
     async def explanation(request: Request) -> Response:
         place = folder(request)
-        path = None if place is None else place / "explanation.json"
-        if path is None or not path.is_file():
-            return not_found("explanation")
-        return JSONResponse(_strict(json.loads(path.read_text())))  # NaN (one seed: no spread) -> null
+        return json_file(None if place is None else place / "explanation.json", "explanation")
 
     async def image(request: Request) -> Response:
         place = folder(request)
@@ -163,9 +165,8 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
             return not_found("attention maps")
         maps = _maps(str(place))
         views = ["attention"] + (["output"] if maps_folder(request, "output") is not None else [])
-        return JSONResponse(dict(words=list(maps.words[0]), time_groups=len(next(iter(maps.counts.values()))),
-                                 layers=list(maps.layers), heads=[int(maps.means[n].shape[2]) for n in maps.layers],
-                                 views=views))
+        return JSONResponse(dict(words=list(maps.words[0]), time_groups=maps.n_time_groups,
+                                 layers=list(maps.layers), heads=[maps.n_heads(n) for n in maps.layers], views=views))
 
     async def heatmap(request: Request) -> Response:
         query = request.query_params
@@ -186,7 +187,7 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
     def saved_explanation(request: Request) -> dict | None:
         place = folder(request)
         path = None if place is None else place / "explanation.json"
-        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+        return _read_json(str(path)) if path is not None and path.is_file() else None
 
     async def coalitions(request: Request) -> Response:
         saved = saved_explanation(request)
@@ -197,24 +198,20 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
                                             for k, (t, m) in enumerate(zip(texts, saved["coalitions"]))]})
 
     async def coalition_image(request: Request) -> Response:
-        from ..cache import GenerationCache
-
         saved = saved_explanation(request)
         index = request.path_params["index"]
         keys = None if saved is None else saved.get("coalition_keys")
         if keys is None or not index.isdigit() or int(index) >= len(keys):
             return not_found("coalition")
         key = keys[int(index)][0]
-        found = GenerationCache(runner.results / "cache.sqlite").get_images([key])
+        found = runner.cache.get_images([key])
         if key not in found:
             return not_found("coalition image")
         return Response(_png(found[key]), media_type="image/png")
 
     async def i2am(request: Request) -> Response:
         place = folder(request)
-        path = None if place is None else place / "i2am.json"
-        return JSONResponse(_strict(json.loads(path.read_text()))) if path is not None and path.is_file() \
-            else not_found("I2AM maps")
+        return json_file(None if place is None else place / "i2am.json", "I2AM maps")
 
     async def i2am_map(request: Request) -> Response:
         place, name = folder(request), request.path_params["name"]
@@ -247,8 +244,7 @@ def create_app(models: dict[str, str], results: str | Path, *, audits: Mapping[s
         index = request.path_params["index"]
         if place is None or not index.isdigit() or len(index) > 6:
             return not_found("audit prompt")
-        path = place / "prompts" / f"{int(index):04d}" / "explanation.json"
-        return JSONResponse(_strict(json.loads(path.read_text()))) if path.is_file() else not_found("audit prompt")
+        return json_file(place / "prompts" / f"{int(index):04d}" / "explanation.json", "audit prompt")
 
     routes = [
         Route("/", index), Route("/static/{name}", static), Route("/api/models", model_list),
@@ -329,6 +325,13 @@ def _image(data: bytes) -> Any:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _read_json(path: str) -> Any:
+    """A run's or an audit's JSON file, read once (they are written once, then only read; a run's
+    coalition images ask for its explanation once each)."""
+    return json.loads(Path(path).read_text())
+
+
 @functools.lru_cache(maxsize=8)
 def _maps(folder: str) -> Any:
     """A run's recorded maps, read once (run folders are written once, then only read)."""
@@ -347,17 +350,14 @@ def _overlay_png(place: Path, word: int, *, time: int | None = None, layer: int 
     from ..attention.maps import overlay
 
     maps = _maps(str(place))
-    n_groups = len(next(iter(maps.counts.values())))
-    if word >= len(maps.words[0]) or (time is not None and time >= n_groups) or \
+    if word >= len(maps.words[0]) or (time is not None and time >= maps.n_time_groups) or \
             (layer is not None and layer >= len(maps.layers)):
         return None
-    if head is not None and (layer is None or head >= maps.means[maps.layers[layer]].shape[2]):
+    if head is not None and (layer is None or head >= maps.n_heads(layer)):
         return None
     image_at = place if (place / "image.png").is_file() else place.parent  # output maps live in a sub-folder
     image = np.asarray(Image.open(image_at / "image.png").convert("RGB"))
     heatmap = maps.word_heatmap(word, time_groups=None if time is None else [time],
                                 layers=None if layer is None else [maps.layers[layer]],
                                 heads=None if head is None else [head])
-    buffer = io.BytesIO()
-    Image.fromarray(overlay(image, heatmap)).resize((256, 256), Image.Resampling.NEAREST).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return _png(np.asarray(Image.fromarray(overlay(image, heatmap)).resize((256, 256), Image.Resampling.NEAREST)))

@@ -59,9 +59,12 @@ class Runner:
     """
 
     def __init__(self, models: dict[str, str], results: Path, ray: dict[str, Any] | None = None):
+        from ..cache import GenerationCache
+
         self.models, self.results, self.ray = dict(models), Path(results), ray
         self._executors: dict[str, Any] = {}
         self.results.mkdir(parents=True, exist_ok=True)
+        self.cache = GenerationCache(self.results / "cache.sqlite")  # every run's, and the page's images
         self.runs: dict[str, Run] = {}
         self._pipes: dict[str, Any] = {}
         self._text_adapters: dict[str, Any] = {}  # one per model: its fingerprint is hashed once
@@ -155,7 +158,7 @@ class Runner:
     def _work(self, run: Run, adapter: Any, settings: Any) -> None:
         from PIL import Image
 
-        from ..cache import GenerationCache
+        from ..attention.record import record_views
         from ..explain.api import PromptExplainer
 
         folder = self.results / run.id
@@ -175,8 +178,7 @@ class Runner:
                 run.state = "done"
                 self._write(run)
                 return
-            cache = GenerationCache(self.results / "cache.sqlite")
-            explanation = PromptExplainer(adapter, settings, cache=cache, progress=progress,
+            explanation = PromptExplainer(adapter, settings, cache=self.cache, progress=progress,
                                           executor=self.executor(run.request["model"], adapter)).explain(
                 run.request["prompt"])
             explanation.save(folder)
@@ -241,24 +243,6 @@ class Runner:
         self._pool.shutdown(wait=True)
         for executor in self._executors.values():
             executor.close()
-
-
-def record_views(adapter: Any, prompt: str, seed: int) -> tuple[Any, Any, Any]:
-    """One generation recording the attention maps and, on families with joint-attention blocks,
-    ConceptAttention's output-space maps too (both recorders only observe): (image, maps, output
-    maps or None)."""
-    import contextlib
-
-    from ..attention.concept import ConceptAttentionRecorder
-    from ..attention.recorder import AttentionRecorder
-
-    try:
-        concept: Any = ConceptAttentionRecorder(adapter)
-    except ValueError:  # no joint blocks (UNet families): the attention view only
-        concept = None
-    with AttentionRecorder(adapter) as recorder, concept if concept is not None else contextlib.nullcontext():
-        image = adapter.generate([prompt], [seed])[0]
-    return image, recorder.maps(), None if concept is None else concept.maps()
 
 
 def _recorded(path: Path) -> dict[str, Any]:
