@@ -1,7 +1,7 @@
 """Shapley estimators side by side on full game tables of held-out shapes captions.
 
-Usage: python -m benchmarks.estimators [--parts tables,errors,tolerance] [--captions 30] [--min-words 5]
-       [--max-words 8] [--long 2] [--long-max-words 10]
+Usage: python -m benchmarks.estimators [--parts tables,errors,tolerance,levels] [--captions 30] [--min-words 5]
+       [--max-words 8] [--long 2] [--long-max-words 10] [--longest 1] [--longest-max-words 12]
        [--cheap-steps 4] [--draws 8] [--name NAME]
 
 - tables: every coalition of each caption's words generated at full fidelity (the shipped text2image
@@ -14,6 +14,9 @@ Usage: python -m benchmarks.estimators [--parts tables,errors,tolerance] [--capt
   PermutationExplainer, captum's KernelShap and ShapleyValueSampling (the ``bench`` extra). Error:
   mean absolute error against exact Shapley of the full table, L1-normalised by the exact values;
   mean and sd over ``--draws`` sampler seeds; plus word-relevance ROC-AUC against the world's truth.
+- tolerance: ``--tolerance`` against the fixed default budget on 50 held-out captions.
+- levels: the other cheap versions (``--levels``, default 2 steps and 32 px) on the first
+  ``--levels-captions`` captions: cost, correlation, cheap-only and multi-fidelity errors.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ def tables_part(args) -> tuple[dict, str]:
     scenes = captions(args.captions, args.min_words, args.max_words, seed=2024)  # the accuracy part's draw
     if args.long:  # longer prompts: their tables cost 2^d coalitions, so fewer of them
         scenes += captions(args.long, args.max_words + 1, args.long_max_words, seed=2025)
+    for words in range(args.long_max_words + 1, args.longest_max_words + 1):  # a draw of their own, per length,
+        scenes += captions(args.longest, words, words, seed=2026)  # so the groups above keep their captions
     full_tables, cheap_tables, relevance, texts = [], [], [], []
     seconds = {"full": [0.0, 0], "cheap": [0.0, 0]}
     ratio = None
@@ -120,7 +125,8 @@ def tables_part(args) -> tuple[dict, str]:
     return payload, table
 
 
-def _ours(method: str, full: TableGame, cheap: TableGame, budget: int, ratio: float, seed: int) -> np.ndarray | None:
+def _ours(method: str, full: TableGame, cheap: TableGame | None, budget: int, ratio: float, seed: int,
+          **options) -> np.ndarray | None:
     from diffexplain.explain.kernel_shap import KernelShapExplainer
     from diffexplain.explain.multifidelity import MultiFidelityShapley
     from diffexplain.explain.permutation import PermutationExplainer
@@ -130,10 +136,10 @@ def _ours(method: str, full: TableGame, cheap: TableGame, budget: int, ratio: fl
         return None if budget < d + 2 else KernelShapExplainer(0).explain(full, budget=min(budget, 2 ** d),
                                                                            seed=seed).values
     if method == "permutation":
-        return None if budget < 2 * d else PermutationExplainer().explain(full, budget=budget, seed=seed).values
+        return None if budget < d + 2 else PermutationExplainer().explain(full, budget=budget, seed=seed).values
     try:  # multi-fidelity spends the budget itself (cheap level first)
-        return MultiFidelityShapley(cheap, cheap_cost=ratio, n_bootstrap=0).explain(full, budget=budget,
-                                                                                    seed=seed).values
+        return MultiFidelityShapley(cheap, cheap_cost=ratio, n_bootstrap=0, **options).explain(
+            full, budget=budget, seed=seed).values
     except ValueError:
         return None  # too small a budget to buy a cheap level
 
@@ -305,6 +311,107 @@ def errors_part(args) -> tuple[dict, str]:
     return payload, "\n".join(lines + [""])
 
 
+LEVELS = Path("runs/estimators_levels.npz")
+
+
+def levels_part(args) -> tuple[dict, str]:
+    """The other cheap versions the tool offers, on the first ``--levels-captions`` captions of the
+    tables' draw: every coalition at each of ``--levels`` (``--fidelity`` specs), 2 seeds, its cost
+    ratio measured against the full level on fresh interleaved batches; then, from the stored full
+    tables, each level's coalition-value correlation, its cheap-only explanation (Spearman and error
+    vs exact Shapley of the full table) and multi-fidelity at 2d and 4d (mean over ``--draws``)."""
+    from diffexplain.cache import GenerationCache
+    from diffexplain.explain.api import build_embedder
+    from diffexplain.explain.multifidelity import cheap_adapter, fidelity_from
+    from diffexplain.explain.prompt_game import PromptGame
+    from diffexplain.explain.settings import ExplainSettings
+    from diffexplain.explain.shapley import shapley_from_table
+    from diffexplain.metrics import spearman
+    from diffexplain.metrics.functional import all_masks
+    from diffexplain.models.adapter import TextToImageAdapter
+    from diffexplain.models.loading import load_pipeline
+
+    data = np.load(TABLES)
+    n = min(args.levels_captions, len(data["captions"]))
+    texts = [str(t) for t in data["captions"][:n]]
+    adapter = TextToImageAdapter(load_pipeline("shapes"))
+    settings = ExplainSettings(seeds=2)
+    embedder = build_embedder(settings, adapter)
+    cache = GenerationCache(args.cache)
+    specs = [f"steps={int(data['cheap_steps'])}"] + [s for s in args.levels.split(",") if s]
+    stored = dict(np.load(LEVELS)) if LEVELS.exists() else {}
+    rows: dict = {}
+    for spec in specs:
+        level = cheap_adapter(adapter, fidelity_from(spec))
+        if spec == specs[0]:
+            ratio = float(data["cost_ratio"])  # the tables' own level and measured ratio
+            tables = [data[f"cheap_{i}"] for i in range(n)]
+        else:
+            tables = []
+            for i, text in enumerate(texts):
+                key = f"{spec}_{i}"
+                if key not in stored:
+                    game = PromptGame(level, text, settings, embedder=embedder, cache=cache)
+                    stored[key] = game(all_masks(int(np.log2(len(data[f"full_{i}"])))))
+                    partial = LEVELS.with_suffix(".partial.npz")
+                    np.savez_compressed(partial, **stored)
+                    partial.replace(LEVELS)
+                tables.append(stored[key])
+                print(f"{spec}: {i + 1}/{n}", flush=True)
+            ratio = stored.get(f"{spec}_ratio")
+            if ratio is None:
+                ratio = measure_ratio(adapter, level, texts[0])
+                stored[f"{spec}_ratio"] = np.array(ratio)
+                np.savez_compressed(LEVELS.with_suffix(".partial.npz"), **stored)
+                LEVELS.with_suffix(".partial.npz").replace(LEVELS)
+            ratio = float(ratio)
+        correlation, rho, cheap_error, mf = [], [], [], {2: [], 4: []}
+        for i in range(n):
+            full_table, cheap_table = data[f"full_{i}"], tables[i]
+            d = int(np.log2(len(full_table)))
+            truth = shapley_from_table(full_table, d).mean(axis=1)
+            scale = np.abs(truth).sum() or 1.0
+            cheap_truth = shapley_from_table(cheap_table, d).mean(axis=1)
+            correlation.append(float(np.corrcoef(full_table.mean(1), cheap_table.mean(1))[0, 1]))
+            rho.append(spearman(cheap_truth, truth))
+            cheap_error.append(float(np.abs(cheap_truth - truth).sum() / scale / d))
+            for factor in mf:
+                per = [_ours("multifidelity", TableGame(full_table), TableGame(cheap_table), factor * d, ratio, draw,
+                             full_only_share=None) for draw in range(args.draws)]
+                mf[factor].append(np.mean([np.abs(e - truth).sum() / scale / d for e in per]))
+        rows[spec] = dict(cost_ratio=ratio, value_correlation=float(np.median(correlation)),
+                          cheap_only_spearman=float(np.median(rho)), cheap_only_error=float(np.mean(cheap_error)),
+                          multifidelity_2d=float(np.mean(mf[2])), multifidelity_4d=float(np.mean(mf[4])))
+    kernel: dict = {2: [], 4: []}  # KernelSHAP on the full model alone, the same captions
+    for i in range(n):
+        full_table = data[f"full_{i}"]
+        d = int(np.log2(len(full_table)))
+        truth = shapley_from_table(full_table, d).mean(axis=1)
+        for factor in kernel:
+            per = [_ours("kernelshap", TableGame(full_table), None, factor * d, 1.0, draw)
+                   for draw in range(args.draws)]
+            kernel[factor].append(np.mean([np.abs(e - truth).sum() / (np.abs(truth).sum() or 1.0) / d for e in per]))
+    kernel = {f: float(np.mean(v)) for f, v in kernel.items()}
+    words = [int(np.log2(len(data[f"full_{i}"]))) for i in range(n)]
+    payload = dict(n_captions=n, captions=texts, words=words, levels=rows, kernelshap=kernel, draws=args.draws,
+                   machine=machine())
+    lines = [f"# The cheap levels side by side ({n} held-out captions of {min(words)}-{max(words)} words)", "",
+             "Every coalition at each level, 2 seeds. Multi-fidelity here always uses the cheap level "
+             "(no full-only switch), so the levels compare; error vs exact Shapley of the full table, "
+             f"L1-normalised, mean over {args.draws} draws. KernelSHAP on the full model alone: "
+             f"{kernel[2]:.4f} at 2d, {kernel[4]:.4f} at 4d.", "",
+             "| cheap level | cost (full-generation equivalents) | coalition-value correlation (median) | "
+             "cheap-only Spearman (median) | cheap-only error | multi-fidelity 2d | multi-fidelity 4d |",
+             "|---|---|---|---|---|---|---|"]
+    for spec, row in rows.items():
+        lines.append(f"| {spec} | {row['cost_ratio']:.2f} | {row['value_correlation']:.3f} | "
+                     f"{row['cheap_only_spearman']:.3f} | {row['cheap_only_error']:.4f} | "
+                     f"{row['multifidelity_2d']:.4f} | {row['multifidelity_4d']:.4f} |")
+    lines += ["", "No smaller pipeline of the shapes model's family exists to measure `model=DIR` with; the "
+              "tests load one (a tiny random pipeline saved to disk) through the same path."]
+    return payload, "\n".join(lines + [""])
+
+
 TOLERANCES = (0.3, 0.2, 0.1)
 
 
@@ -364,7 +471,7 @@ def tolerance_part(args) -> tuple[dict, str]:
     return payload, "\n".join(lines + [""])
 
 
-PARTS = ("tables", "errors", "tolerance")
+PARTS = ("tables", "errors", "tolerance", "levels")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -375,16 +482,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--captions", type=int, default=30)
     parser.add_argument("--long", type=int, default=2, help="more captions, of max-words+1 .. --long-max-words")
     parser.add_argument("--long-max-words", type=int, default=10)
+    parser.add_argument("--longest", type=int, default=1,
+                        help="captions of each length from --long-max-words+1 to --longest-max-words")
+    parser.add_argument("--longest-max-words", type=int, default=12)
     parser.add_argument("--cheap-steps", type=int, default=4)
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--tolerance-captions", type=int, default=50)
+    parser.add_argument("--levels", default="steps=2,size=32", help="cheap levels beside the tables' own")
+    parser.add_argument("--levels-captions", type=int, default=8)
     parser.add_argument("--cache", default="runs/estimators_cache.sqlite")
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
     parts = chosen_parts(parser, args.parts, PARTS)
     torch.set_flush_denormal(True)
     for part in parts:
-        payload, table = {"tables": tables_part, "errors": errors_part, "tolerance": tolerance_part}[part](args)
+        payload, table = {"tables": tables_part, "errors": errors_part, "tolerance": tolerance_part,
+                          "levels": levels_part}[part](args)
         write(f"{args.name or 'estimators'}_{part}", payload, table, current=args.name is None)
 
 

@@ -36,7 +36,7 @@ def exact(values: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("d", [4, 6])
 def test_every_full_coalition_gives_exact_shapley_whatever_the_cheap_game(d):
     full, cheap = random_table(d, 1), random_table(d, 2)
-    mf = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2)
+    mf = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2, full_only_share=None)
     assert mf.allocation(d, 2 ** d * 1.2) == (2 ** d, 2 ** d)
     result = mf.explain(table_game(full), budget=2 ** d * 1.2)
     np.testing.assert_allclose(result.values, exact(full), atol=1e-6)
@@ -47,7 +47,8 @@ def test_a_cheap_game_equal_to_the_full_one_gives_exactly_the_cheap_estimate():
     d = 7
     full = random_table(d, 6)
     for budget in (2 * d, 0.2 * 2 ** d + d + 2, 0.2 * 2 ** d + 4 * d):  # both spending modes
-        result = MultiFidelityShapley(table_game(full), cheap_cost=0.2).explain(table_game(full), budget=budget)
+        mf = MultiFidelityShapley(table_game(full), cheap_cost=0.2, full_only_share=None)
+        result = mf.explain(table_game(full), budget=budget)
         if result.info["cheap_exact"]:
             np.testing.assert_allclose(result.values, exact(full), atol=1e-9)
         else:
@@ -60,7 +61,7 @@ def test_a_cheap_game_affine_in_the_full_one_gives_exact_values_at_the_smallest_
     d = 7
     full = random_table(d, 3)
     cheap = 0.5 * full + 0.3  # perfectly correlated: the difference game is constant
-    result = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2).explain(table_game(full),
+    result = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2, full_only_share=None).explain(table_game(full),
                                                                               budget=0.2 * 2 ** d + d + 2)
     np.testing.assert_allclose(result.values, exact(full), atol=1e-9)
     assert result.info["alpha"] == pytest.approx(2.0)
@@ -70,7 +71,7 @@ def test_a_cheap_game_affine_in_the_full_one_gives_exact_values_at_the_smallest_
 def test_the_budget_buys_cheap_coalitions_first_and_is_counted_in_full_generation_equivalents():
     d = 6
     full, cheap = random_table(d, 4), random_table(d, 4) + 0.1 * random_table(d, 5)
-    mf = MultiFidelityShapley(table_game(cheap), cheap_cost=0.25)
+    mf = MultiFidelityShapley(table_game(cheap), cheap_cost=0.25, full_only_share=None)
     result = mf.explain(table_game(full), budget=0.25 * 2 ** d + 2 * d + 2)
     assert result.values.sum() == pytest.approx(full[-1] - full[0], abs=1e-5)
     assert result.info["cost_full"] == 2 * d + 2
@@ -117,12 +118,32 @@ def test_an_uncorrelated_cheap_game_does_no_harm_beyond_its_cost():
         truth = exact(full)
         scale = np.abs(truth).sum()
         for seed in range(10):
-            mf = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2).explain(
+            mf = MultiFidelityShapley(table_game(cheap), cheap_cost=0.2, full_only_share=None).explain(
                 table_game(full), budget=0.2 * 2 ** d + 4 * d, seed=seed)
             plain = KernelShapExplainer(0).explain(table_game(full), budget=mf.info["n_coalitions"], seed=seed)
             plain_errors.append(np.abs(plain.values - truth).mean() / scale)
             mf_errors.append(np.abs(mf.values - truth).mean() / scale)
     assert np.mean(mf_errors) < 1.1 * np.mean(plain_errors), (np.mean(mf_errors), np.mean(plain_errors))
+
+
+def test_a_budget_near_every_coalition_leaves_the_cheap_level_out():
+    d = 6
+    full = random_table(d, 8)
+
+    def never(mask):
+        raise AssertionError("the cheap level was evaluated")
+
+    mf = MultiFidelityShapley(FunctionGame(d, never), cheap_cost=0.2)  # a quarter of 2^6: 16
+    assert mf.allocation(d, 15) != (15, 0) and mf.allocation(d, 16) == (16, 0)
+    for budget in (16, 24, 64):
+        result = mf.explain(table_game(full), budget=budget, seed=3)
+        plain = KernelShapExplainer().explain(table_game(full), budget=budget, seed=3)
+        np.testing.assert_array_equal(result.values, plain.values)
+        assert result.method == "multifidelity" and result.info["plan"] == "full_only"
+        assert result.info["cost_total"] == result.info["n_coalitions"] <= budget
+        assert result.info["n_cheap_coalitions"] == 0
+    with pytest.raises(ValueError, match="full_only_share must be in"):
+        MultiFidelityShapley(FunctionGame(d, never), cheap_cost=0.2, full_only_share=0.0)
 
 
 @pytest.mark.parametrize("spec,parsed", [("full", Fidelity("full")), ("auto", Fidelity("auto")),
@@ -152,14 +173,17 @@ def test_a_prompt_explained_at_two_fidelities_records_both_levels(adapter):
     from diffexplain.explain.api import explain_prompt
 
     cache = GenerationCache()
-    prompt = "a big red circle"
-    result = explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity="steps=2", cache=cache)
+    long_prompt = "a big red circle on the left of a small square"  # 11 words: 2d is 1% of 2^d
+    result = explain_prompt(adapter, long_prompt, seeds=1, embedder="pixel", fidelity="steps=2", cache=cache)
     assert result.method == "multifidelity" and result.settings["fidelity"] == "steps=2"
     assert result.info["cheap_settings"]["num_inference_steps"] == 2
     assert result.info["cost_ratio_stated"] == pytest.approx(2 / 8)
-    assert result.info["n_cheap_coalitions"] == 16 and result.info["n_coalitions"] == 2  # default 2d
+    assert result.info["n_cheap_coalitions"] == 80 and result.info["n_coalitions"] == 2  # default 2d
     assert result.info["cost_ratio_measured"] > 0
     assert result.values.sum() == pytest.approx(result.full_value - result.base_value, abs=1e-6)
+    prompt = "a big red circle"  # 4 words: 2d buys half of the 16 coalitions, the full level alone
+    short = explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity="steps=2", cache=cache)
+    assert short.info["plan"] == "full_only" and short.info["n_cheap_coalitions"] == 0
     # every coalition at full fidelity: exact Shapley of the full model, from the cache
     everything = explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity="steps=2", budget=20,
                                 cache=cache)

@@ -144,7 +144,7 @@ class PromptExplainer:
         return dataclasses.replace(result, info=info)
 
     def _anytime(self, game: PromptGame, settings: ExplainSettings, options: dict[str, Any]) -> Explanation:
-        """A sampled method at growing budgets (KernelSHAP 2d + 2, permutation 2d, LIME / SMILE d + 2,
+        """A sampled method at growing budgets (KernelSHAP and permutation 2d + 2, LIME / SMILE d + 2,
         then d more coalitions a round) until every standard error is below ``tolerance`` times the
         values' L1 norm, or no value moved by more than that since the previous round (the ranking is
         stable under the tolerance), or the budget cap (the settings' budget, else 64 d) is reached.
@@ -156,8 +156,8 @@ class PromptExplainer:
         cap = min(settings.budget or 64 * d, 2 ** d if settings.method in ("kernelshap", "lime", "smile")
                   else 64 * d)
         step = max(d, 1)
-        # KernelSHAP's first round enumerates sizes 1 and d - 1 (exact for games of order <= 2)
-        first = {"permutation": 2 * d, "kernelshap": 2 * d + 2}.get(settings.method, d + 2)
+        # KernelSHAP's and permutation's first round evaluates sizes 1 and d - 1 (exact for games of order <= 2)
+        first = {"permutation": 2 * d + 2, "kernelshap": 2 * d + 2}.get(settings.method, d + 2)
         budget = min(cap, first)
         rounds: list[dict[str, Any]] = []
         previous = None

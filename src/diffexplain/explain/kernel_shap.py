@@ -4,7 +4,8 @@ Coalition sizes are visited from the heaviest Shapley-kernel mass inward; a size
 is enumerated completely when the budget allows, the rest of the budget is spent on paired
 samples (a subset and its complement, at every size) drawn in proportion to the remaining kernel
 mass, as in shap's KernelExplainer. Two departures from shap: sizes 1 and d-1 are enumerated
-whenever they fit (budget >= 2d + 2), and the middle size's samples are paired too. Sizes 1 and
+whenever they fit (budget >= 2d + 2; below it, every size-1 coalition and as many of size d-1 as
+fit), and the middle size's samples are paired too. Sizes 1 and
 d-1 alone give phi_i = (v(i) - v(0) + v(N) - v(N - i)) / 2, exact for every game of order <= 2,
 and paired rows keep it exact; shap's rule and unpaired middle-size samples leave errors of the
 size of the values themselves on such games. With every coalition enumerated the fit is exactly
@@ -84,6 +85,16 @@ class KernelShapExplainer:
         full_sizes = 0
         for index, size in enumerate(range(1, n_sizes + 1)):
             count = math.comb(d, size) * (2 if index < n_paired else 1)
+            if index == 0 and index < n_paired and d <= remaining < count:
+                # below 2d + 2: every word alone, then as many leave-one-out coalitions as fit
+                per_subset = mass[index] / count
+                for player in np.concatenate([np.arange(d), rng.permutation(d)[:remaining - d] + d]):
+                    mask = np.zeros(d, bool)
+                    mask[player % d] = True
+                    rows.append(mask if player < d else ~mask)
+                    weights.append(per_subset)
+                remaining = 0
+                break
             # shap enumerates a size only when its expected draws cover it; sizes 1 and d-1 are
             # enumerated whenever they fit, which makes the fit exact on games of order <= 2
             if remaining * left[index] / count < 1 - 1e-8 and not (index == 0 and remaining >= count):

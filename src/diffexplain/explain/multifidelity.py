@@ -110,6 +110,18 @@ def cheap_adapter(adapter: Any, fidelity: Fidelity) -> Any:
     raise ValueError(f"fidelity {fidelity.spec!r} has no cheap level")
 
 
+class _Width:
+    """Passes a game through and notes how many image seeds (columns) its values have."""
+
+    def __init__(self, game: Game):
+        self.game, self.n_players, self.n_seeds = game, game.n_players, 1
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        values = np.asarray(self.game(masks), dtype=np.float64)
+        self.n_seeds = values.shape[1] if values.ndim == 2 else 1
+        return values
+
+
 class MultiFidelityShapley:
     """Shapley values of a full game from many cheap evaluations and few full ones.
 
@@ -127,26 +139,41 @@ class MultiFidelityShapley:
     captions the cheap level's ranking differs little from the full one's, and this order of
     spending has the least error at small budgets (``benchmarks.estimators``).
 
+    Where the budget buys a large share of all 2^d coalitions at full fidelity, the cheap level is
+    left out: KernelSHAP's error falls to zero as it nears every coalition, the cheap level's bias
+    does not (the difference game is of high order: its KernelSHAP fit on few rows corrects
+    little). On the shapes model the cross-over lies near a quarter of the coalitions.
+
     Args:
         cheap: the cheap game (same players, same seeds).
         cheap_cost: what one cheap evaluation costs in full evaluations (e.g. 0.25).
         n_bootstrap: bootstrap refits of the KernelSHAP fits (their sampling error); the
             correction's shrinkage uses at least 50.
+        full_only_share: from a budget of this share of the 2^d coalitions, plain KernelSHAP on
+            the full game (``info["plan"] == "full_only"``); None: the cheap level at every budget.
     """
 
     name = "multifidelity"
 
-    def __init__(self, cheap: Game, *, cheap_cost: float, n_bootstrap: int = 200):
+    def __init__(self, cheap: Game, *, cheap_cost: float, n_bootstrap: int = 200,
+                 full_only_share: float | None = 0.25):
         if not 0 < cheap_cost <= 1:
             raise ValueError(f"cheap_cost must be in (0, 1] full evaluations, got {cheap_cost}")
+        if full_only_share is not None and not 0 < full_only_share <= 1:
+            raise ValueError(f"full_only_share must be in (0, 1] or None, got {full_only_share}")
         self.cheap, self.cheap_cost, self.n_bootstrap = cheap, cheap_cost, n_bootstrap
+        self.full_only_share = full_only_share
 
     def allocation(self, d: int, budget: float) -> tuple[int, int]:
-        """(full coalitions, cheap coalitions) for ``budget`` full-generation equivalents.
+        """(full coalitions, cheap coalitions) for ``budget`` full-generation equivalents; no cheap
+        coalition where the budget buys ``full_only_share`` of all 2^d coalitions at full fidelity.
 
         Raises:
             ValueError: where the budget buys neither d + 2 cheap coalitions beside the two full ones.
         """
+        share = self.full_only_share
+        if share is not None and budget >= share * 2 ** d and budget >= min(d + 2, 2 ** d):
+            return min(2 ** d, int(budget + 1e-6)), 0
         exact_cost = 2 ** d * self.cheap_cost
         if d <= MAX_EXACT_CHEAP and exact_cost + d + 2 <= budget:
             return min(2 ** d, int(budget - exact_cost + 1e-6)), 2 ** d
@@ -164,6 +191,18 @@ class MultiFidelityShapley:
         if self.cheap.n_players != d:
             raise ValueError(f"the cheap game has {self.cheap.n_players} players, the full game {d}")
         n_full, n_cheap = self.allocation(d, budget)
+        if n_cheap == 0:  # KernelSHAP nears every coalition; the cheap level's bias would not shrink
+            width = _Width(game)
+            plain = KernelShapExplainer(self.n_bootstrap).explain(width, budget=n_full, seed=seed,
+                                                                  feature_names_=feature_names(game, feature_names_))
+            used, cached = generation_counts(game, plain.info["n_coalitions"])
+            cost = float(plain.info["n_coalitions"] * width.n_seeds)
+            return dataclasses.replace(plain, method=self.name, n_generations=used, n_cached=cached, info=dict(
+                plain.info, plan="full_only", n_cheap_coalitions=0, alpha=0.0, shrinkage=1.0, cheap_exact=False,
+                cost_full=cost, cost_cheap=0.0, cost_total=cost, cheap_cost=self.cheap_cost,
+                cheap_generations=0, cheap_cached=0, correlation=float("nan")),
+                settings=dict(method=self.name, budget=budget, seed=seed, cheap_cost=self.cheap_cost,
+                              n_bootstrap=self.n_bootstrap, full_only_share=self.full_only_share))
         cheap, full = MemoGame(self.cheap), MemoGame(game)
         ends = np.stack([np.zeros(d, bool), np.ones(d, bool)])
         full_ends = full(ends)  # (2, K)
@@ -227,7 +266,7 @@ class MultiFidelityShapley:
                     cost_cheap=float(cheap.n_evaluated * n_seeds * self.cheap_cost),
                     cost_total=float((full.n_evaluated + cheap.n_evaluated * self.cheap_cost) * n_seeds),
                     cheap_cost=self.cheap_cost, cheap_generations=cheap_used, cheap_cached=cheap_cached,
-                    correlation=correlation)
+                    correlation=correlation, plan="cheap_exact" if n_cheap == 2 ** d else "cheap_sampled")
         return Explanation(
             method=self.name, features=feature_names(game, feature_names_), values=values,
             base_value=float(full_ends[0].mean()), full_value=float(full_ends[1].mean()), stderr=stderr,
