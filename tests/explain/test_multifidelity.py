@@ -221,3 +221,29 @@ def test_tolerance_stops_when_the_errors_are_small_and_caps_the_budget(adapter):
     assert [r["budget"] for r in lime.info["rounds"]] == [9, 16]
     with pytest.raises(ValueError, match="tolerance applies to the sampled methods"):
         explain_prompt(adapter, prompt, seeds=1, embedder="pixel", tolerance=0.1, method="shapley")
+
+
+def test_a_cheaper_pipeline_of_the_same_family_is_the_cheap_level_and_any_other_is_refused(adapter, tmp_path):
+    from diffexplain.cache import GenerationCache
+    from diffexplain.explain.api import explain_prompt
+    from tests.helpers import tiny_image_pipeline, tiny_text2image
+
+    _, _, sibling = tiny_text2image(tmp_path / "sibling", seed=5)  # another SD pipeline, saved to disk
+    prompt = "a big red circle on the left of a small square"
+    cache = GenerationCache()
+    result = explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity=f"model={sibling}", cache=cache)
+    assert result.settings["fidelity"] == f"model={sibling}" and result.info["plan"] == "cheap_sampled"
+    assert result.info["cost_ratio_stated"] == 1.0  # the same denoiser size, steps and pixels
+    assert result.info["n_cheap_coalitions"] == 20 and result.info["n_coalitions"] == 2  # (2d - 2) / 1
+    # the sibling's images are its own, none from the model's cache entries: 19 images for 20 coalitions,
+    # as the two singletons of "a" send the same text
+    assert (result.info["cheap_generations"], result.info["cheap_cached"]) == (19, 0)
+    tiny_image_pipeline(tmp_path / "other", "pix2pix")
+    other = tmp_path / "other" / "tiny-pix2pix"
+    with pytest.raises(ValueError, match="generates from a source image"):
+        explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity=f"model={other}")
+    from tests.families import tiny_flux
+
+    tiny_flux(tmp_path / "flux")
+    with pytest.raises(ValueError, match="a cheaper version must be of the same family"):
+        explain_prompt(adapter, prompt, seeds=1, embedder="pixel", fidelity=f"model={tmp_path / 'flux' / 'flux'}")

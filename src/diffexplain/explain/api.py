@@ -126,12 +126,19 @@ class PromptExplainer:
                        options: dict[str, Any]) -> Explanation:
         """Multi-fidelity KernelSHAP (``multifidelity.MultiFidelityShapley``): the cheap level's game
         shares the cache (its images are keyed by its own settings); its cost per image is measured
-        against the full level's on this run when both generated, else stated (steps / size ratio)."""
+        against the full level's on this run when both generated, else stated (the ratio of steps x pixels x
+        denoiser parameters)."""
         cheap = cheap_adapter(self.adapter, fidelity)
         cheap_game = PromptGame(cheap, prompt, settings, embedder=self.embedder, cache=self.cache,
                                 progress=self.progress, executor=self.executor)
+        from ..models.adapter import denoiser_of
+
+        def size(pipe: Any) -> int:  # a denoiser step's cost grows with its parameters
+            return sum(p.numel() for p in denoiser_of(pipe).parameters())
+
         stated = min(1.0, cheap.num_inference_steps / self.adapter.num_inference_steps
-                     * cheap.height * cheap.width / (self.adapter.height * self.adapter.width))
+                     * cheap.height * cheap.width / (self.adapter.height * self.adapter.width)
+                     * size(cheap.pipe) / size(self.adapter.pipe))
         d = game.n_players
         budget = 2 * d if settings.budget is None else settings.budget
         result = MultiFidelityShapley(cheap_game, cheap_cost=stated, **options).explain(
