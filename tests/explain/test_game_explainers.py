@@ -115,6 +115,9 @@ def test_below_2d_plus_2_both_estimators_buy_every_word_alone_then_leave_one_out
         sizes = sorted(rows.sum(axis=1).tolist())
         assert sizes == [0] + [1] * d + [d - 1] * 2 + [d], explainer.name
         assert abs(explanation.values.sum() - (table[-1] - table[0])) < 1e-5  # efficiency
+    # multi-fidelity's correction asks for paired samples instead: their bootstrap measures its error
+    sampled = KernelShapExplainer(singletons_first=False).explain(game, budget=d + 4, seed=2)
+    assert sampled.info["n_sampled_coalitions"] == d + 2 and np.asarray(sampled.info["sampling_stderr"]).max() > 0
 
 
 def test_balanced_orders_put_every_player_at_every_position_once_per_block():

@@ -56,8 +56,16 @@ class KernelShapExplainer:
 
     name = "kernelshap"
 
-    def __init__(self, n_bootstrap: int = 200):
+    def __init__(self, n_bootstrap: int = 200, singletons_first: bool = True):
+        """
+        Args:
+            n_bootstrap: refits on resampled sampled rows, for the sampling standard error.
+            singletons_first: below 2d + 2 coalitions, every word alone and then leave-one-out
+                coalitions (less error); False: paired samples at every size, whose bootstrap
+                measures the fit's sampling error (what multi-fidelity's shrinkage needs).
+        """
         self.n_bootstrap = n_bootstrap
+        self.singletons_first = singletons_first
 
     def explain(self, game: Game, *, budget: int, seed: int = 0,
                 feature_names_: Sequence[str] | None = None) -> Explanation:
@@ -85,7 +93,7 @@ class KernelShapExplainer:
         full_sizes = 0
         for index, size in enumerate(range(1, n_sizes + 1)):
             count = math.comb(d, size) * (2 if index < n_paired else 1)
-            if index == 0 and index < n_paired and d <= remaining < count:
+            if index == 0 and index < n_paired and d <= remaining < count and self.singletons_first:
                 # below 2d + 2: every word alone, then as many leave-one-out coalitions as fit
                 per_subset = mass[index] / count
                 for player in np.concatenate([np.arange(d), rng.permutation(d)[:remaining - d] + d]):
@@ -162,5 +170,6 @@ class KernelShapExplainer:
             info=dict(n_coalitions=memo.n_evaluated, n_sampled_coalitions=n_sampled, budget=budget,
                       sampling_stderr=sampling.tolist()),
             coalitions=memo.evaluated_masks(),
-            settings=dict(method=self.name, budget=budget, seed=seed, n_bootstrap=self.n_bootstrap),
+            settings=dict(method=self.name, budget=budget, seed=seed, n_bootstrap=self.n_bootstrap,
+                          singletons_first=self.singletons_first),
         )

@@ -217,7 +217,7 @@ class MultiFidelityShapley:
             cheap_sampling = np.nan_to_num(fitted.stderr if fitted.stderr is not None else np.zeros(d))
         if n_full > 2:
             # the full game's coalitions: KernelSHAP's draw, which does not depend on the values
-            KernelShapExplainer(0).explain(full, budget=n_full, seed=seed)
+            KernelShapExplainer(0, singletons_first=False).explain(full, budget=n_full, seed=seed)
         masks = full.evaluated_masks()
         f, c = full(masks).mean(axis=1), cheap(masks).mean(axis=1)
         correlation = (float(np.corrcoef(f, c)[0, 1]) if len(f) > 2 and np.var(c) > 1e-18 and np.var(f) > 1e-18
@@ -243,7 +243,9 @@ class MultiFidelityShapley:
         shrink, correction_error = 0.0, np.zeros(d)
         deviation = np.zeros(d)
         if n_full > 2:
-            fit = KernelShapExplainer(max(self.n_bootstrap, 50)).explain(difference, budget=n_full, seed=seed)
+            # paired samples below 2d + 2: their bootstrap is what the shrinkage reads
+            fit = KernelShapExplainer(max(self.n_bootstrap, 50), singletons_first=False).explain(
+                difference, budget=n_full, seed=seed)
             deviation = fit.values - total / d
             sampling = np.asarray(fit.info["sampling_stderr"])
             # positive-part James-Stein on the words' differences: 1 where the fit is exhaustive
