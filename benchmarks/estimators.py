@@ -37,6 +37,19 @@ TABLES = Path("runs/estimators_tables.npz")
 FACTORS = (1, 2, 4, 8)
 
 
+def _save(path: Path, **arrays) -> None:
+    """Written whole, then renamed: a crash keeps the last complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez_compressed(partial, **arrays)
+    partial.replace(path)
+
+
+def _error(estimate, truth: np.ndarray) -> float:
+    """Mean absolute error per word, L1-normalised by the exact values."""
+    return float(np.abs(np.asarray(estimate) - truth).sum() / (np.abs(truth).sum() or 1.0) / len(truth))
+
+
 class TableGame:
     """A game read from a full table (2^d coalitions indexed like ``all_masks``, K seeds)."""
 
@@ -99,14 +112,11 @@ def tables_part(args) -> tuple[dict, str]:
         print(f"{number + 1}/{len(scenes)} {scene.caption!r} ({time.perf_counter() - start:.0f} s)", flush=True)
         if ratio is None:
             ratio = measure_ratio(adapter, cheap, scenes[0].caption)
-        TABLES.parent.mkdir(parents=True, exist_ok=True)
-        partial = TABLES.with_suffix(".partial.npz")  # written whole, then renamed: a crash keeps the last
-        np.savez_compressed(partial, captions=np.array(texts), cheap_steps=args.cheap_steps,
-                            full_steps=adapter.num_inference_steps, cost_ratio=ratio,
-                            **{f"full_{i}": t for i, t in enumerate(full_tables)},
-                            **{f"cheap_{i}": t for i, t in enumerate(cheap_tables)},
-                            **{f"relevance_{i}": r for i, r in enumerate(relevance)})
-        partial.replace(TABLES)
+        _save(TABLES, captions=np.array(texts), cheap_steps=args.cheap_steps,
+              full_steps=adapter.num_inference_steps, cost_ratio=ratio,
+              **{f"full_{i}": t for i, t in enumerate(full_tables)},
+              **{f"cheap_{i}": t for i, t in enumerate(cheap_tables)},
+              **{f"relevance_{i}": r for i, r in enumerate(relevance)})
     per_image = {k: (s / n if n else float("nan")) for k, (s, n) in seconds.items()}
     per_image["ratio"] = ratio
     correlations = [float(np.corrcoef(f.mean(1), c.mean(1))[0, 1]) for f, c in zip(full_tables, cheap_tables)]
@@ -240,18 +250,17 @@ def errors_part(args) -> tuple[dict, str]:
         full_table, cheap_table, relevance = data[f"full_{i}"], data[f"cheap_{i}"], data[f"relevance_{i}"]
         d = int(np.log2(len(full_table)))
         truth = shapley_from_table(full_table, d).mean(axis=1)
-        scale = np.abs(truth).sum() or 1.0
         exact_auc.append(roc_auc(truth, relevance))
         cheap_truth = shapley_from_table(cheap_table, d).mean(axis=1)  # what explaining at 4 steps gives
         cheap_only.append(dict(spearman=spearman(cheap_truth, truth), auc=roc_auc(cheap_truth, relevance),
-                               error=float(np.abs(cheap_truth - truth).sum() / scale / d),
+                               error=_error(cheap_truth, truth),
                                value_correlation=float(np.corrcoef(full_table.mean(1), cheap_table.mean(1))[0, 1])))
         for t in BLENDS:  # a cheap level t of the way from the full game to the measured cheap one
             blended = TableGame(full_table + t * (cheap_table - full_table))
             for factor in (2, 4):
                 per = [_ours("multifidelity", TableGame(full_table), blended, factor * d, ratio, draw,
                              full_only_share=None) for draw in range(args.draws)]  # always the cheap level
-                blend_errors[(t, factor)].append([float(np.abs(e - truth).sum() / scale / d) for e in per])
+                blend_errors[(t, factor)].append([_error(e, truth) for e in per])
         for factor in FACTORS:
             budget = factor * d
             for method in methods + external:
@@ -263,7 +272,7 @@ def errors_part(args) -> tuple[dict, str]:
                         estimate = _external(method, full_table, budget, draw)
                     if estimate is None:
                         break
-                    per_draw.append(float(np.abs(np.asarray(estimate) - truth).sum() / scale / d))
+                    per_draw.append(_error(estimate, truth))
                     per_auc.append(roc_auc(np.asarray(estimate), relevance))
                 if per_draw:
                     errors[method][factor].append(per_draw)
@@ -341,6 +350,9 @@ def levels_part(args) -> tuple[dict, str]:
     cache = GenerationCache(args.cache)
     specs = [f"steps={int(data['cheap_steps'])}"] + [s for s in args.levels.split(",") if s]
     stored = dict(np.load(LEVELS)) if LEVELS.exists() else {}
+    fulls = [data[f"full_{i}"] for i in range(n)]
+    words = [int(np.log2(len(table))) for table in fulls]
+    truths = [shapley_from_table(table, d).mean(axis=1) for table, d in zip(fulls, words)]
     rows: dict = {}
     for spec in specs:
         level = cheap_adapter(adapter, fidelity_from(spec))
@@ -353,47 +365,33 @@ def levels_part(args) -> tuple[dict, str]:
                 key = f"{spec}_{i}"
                 if key not in stored:
                     game = PromptGame(level, text, settings, embedder=embedder, cache=cache)
-                    stored[key] = game(all_masks(int(np.log2(len(data[f"full_{i}"])))))
-                    partial = LEVELS.with_suffix(".partial.npz")
-                    np.savez_compressed(partial, **stored)
-                    partial.replace(LEVELS)
+                    stored[key] = game(all_masks(words[i]))
+                    _save(LEVELS, **stored)
                 tables.append(stored[key])
                 print(f"{spec}: {i + 1}/{n}", flush=True)
             ratio = stored.get(f"{spec}_ratio")
             if ratio is None:
                 ratio = measure_ratio(adapter, level, texts[0])
                 stored[f"{spec}_ratio"] = np.array(ratio)
-                np.savez_compressed(LEVELS.with_suffix(".partial.npz"), **stored)
-                LEVELS.with_suffix(".partial.npz").replace(LEVELS)
+                _save(LEVELS, **stored)
             ratio = float(ratio)
         correlation, rho, cheap_error, mf = [], [], [], {2: [], 4: []}
-        for i in range(n):
-            full_table, cheap_table = data[f"full_{i}"], tables[i]
-            d = int(np.log2(len(full_table)))
-            truth = shapley_from_table(full_table, d).mean(axis=1)
-            scale = np.abs(truth).sum() or 1.0
+        for full_table, cheap_table, d, truth in zip(fulls, tables, words, truths):
             cheap_truth = shapley_from_table(cheap_table, d).mean(axis=1)
             correlation.append(float(np.corrcoef(full_table.mean(1), cheap_table.mean(1))[0, 1]))
             rho.append(spearman(cheap_truth, truth))
-            cheap_error.append(float(np.abs(cheap_truth - truth).sum() / scale / d))
+            cheap_error.append(_error(cheap_truth, truth))
             for factor in mf:
-                per = [_ours("multifidelity", TableGame(full_table), TableGame(cheap_table), factor * d, ratio, draw,
-                             full_only_share=None) for draw in range(args.draws)]
-                mf[factor].append(np.mean([np.abs(e - truth).sum() / scale / d for e in per]))
+                mf[factor].append(np.mean([_error(_ours("multifidelity", TableGame(full_table), TableGame(cheap_table),
+                                                        factor * d, ratio, draw, full_only_share=None), truth)
+                                           for draw in range(args.draws)]))
         rows[spec] = dict(cost_ratio=ratio, value_correlation=float(np.median(correlation)),
                           cheap_only_spearman=float(np.median(rho)), cheap_only_error=float(np.mean(cheap_error)),
                           multifidelity_2d=float(np.mean(mf[2])), multifidelity_4d=float(np.mean(mf[4])))
-    kernel: dict = {2: [], 4: []}  # KernelSHAP on the full model alone, the same captions
-    for i in range(n):
-        full_table = data[f"full_{i}"]
-        d = int(np.log2(len(full_table)))
-        truth = shapley_from_table(full_table, d).mean(axis=1)
-        for factor in kernel:
-            per = [_ours("kernelshap", TableGame(full_table), None, factor * d, 1.0, draw)
-                   for draw in range(args.draws)]
-            kernel[factor].append(np.mean([np.abs(e - truth).sum() / (np.abs(truth).sum() or 1.0) / d for e in per]))
-    kernel = {f: float(np.mean(v)) for f, v in kernel.items()}
-    words = [int(np.log2(len(data[f"full_{i}"]))) for i in range(n)]
+    kernel = {factor: float(np.mean([np.mean([_error(_ours("kernelshap", TableGame(full_table), None, factor * d,
+                                                           1.0, draw), truth) for draw in range(args.draws)])
+                                     for full_table, d, truth in zip(fulls, words, truths)]))
+              for factor in (2, 4)}  # KernelSHAP on the full model alone, the same captions
     payload = dict(n_captions=n, captions=texts, words=words, levels=rows, kernelshap=kernel, draws=args.draws,
                    machine=machine())
     lines = [f"# The cheap levels side by side ({n} held-out captions of {min(words)}-{max(words)} words)", "",

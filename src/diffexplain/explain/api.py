@@ -21,7 +21,7 @@ from ..embed.embedders import Embedder
 from ..protocols import Adapter, Cache, Executor
 from ..types import Explanation
 from .methods import METHODS, default_budget
-from .multifidelity import Fidelity, MultiFidelityShapley, cheap_adapter, fidelity_from
+from .multifidelity import Fidelity, MultiFidelityShapley, cheap_adapter, fidelity_from, stated_cost
 from .prompt_game import PromptGame
 from .settings import ExplainSettings
 
@@ -131,14 +131,7 @@ class PromptExplainer:
         cheap = cheap_adapter(self.adapter, fidelity)
         cheap_game = PromptGame(cheap, prompt, settings, embedder=self.embedder, cache=self.cache,
                                 progress=self.progress, executor=self.executor)
-        from ..models.adapter import denoiser_of
-
-        def size(pipe: Any) -> int:  # a denoiser step's cost grows with its parameters
-            return sum(p.numel() for p in denoiser_of(pipe).parameters())
-
-        stated = min(1.0, cheap.num_inference_steps / self.adapter.num_inference_steps
-                     * cheap.height * cheap.width / (self.adapter.height * self.adapter.width)
-                     * size(cheap.pipe) / size(self.adapter.pipe))
+        stated = stated_cost(self.adapter, cheap)
         d = game.n_players
         budget = 2 * d if settings.budget is None else settings.budget
         result = MultiFidelityShapley(cheap_game, cheap_cost=stated, **options).explain(

@@ -95,12 +95,9 @@ class KernelShapExplainer:
             count = math.comb(d, size) * (2 if index < n_paired else 1)
             if index == 0 and index < n_paired and d <= remaining < count and self.singletons_first:
                 # below 2d + 2: every word alone, then as many leave-one-out coalitions as fit
-                per_subset = mass[index] / count
-                for player in np.concatenate([np.arange(d), rng.permutation(d)[:remaining - d] + d]):
-                    mask = np.zeros(d, bool)
-                    mask[player % d] = True
-                    rows.append(mask if player < d else ~mask)
-                    weights.append(per_subset)
+                eye = np.eye(d, dtype=bool)
+                rows += [*eye, *~eye[rng.permutation(d)[:remaining - d]]]
+                weights += [mass[index] / count] * remaining
                 remaining = 0
                 break
             # shap enumerates a size only when its expected draws cover it; sizes 1 and d-1 are

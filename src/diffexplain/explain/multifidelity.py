@@ -110,6 +110,19 @@ def cheap_adapter(adapter: Any, fidelity: Fidelity) -> Any:
     raise ValueError(f"fidelity {fidelity.spec!r} has no cheap level")
 
 
+def stated_cost(adapter: Any, cheap: Any) -> float:
+    """What one cheap image costs in full ones, before any is timed: the ratio of denoising steps x
+    pixels x denoiser parameters (a step's cost grows with each), at most 1."""
+    from ..models.adapter import denoiser_of
+
+    def parameters(pipe: Any) -> int:
+        return sum(p.numel() for p in denoiser_of(pipe).parameters())
+
+    return min(1.0, cheap.num_inference_steps / adapter.num_inference_steps
+               * cheap.height * cheap.width / (adapter.height * adapter.width)
+               * parameters(cheap.pipe) / parameters(adapter.pipe))
+
+
 class _Width:
     """Passes a game through and notes how many image seeds (columns) its values have."""
 

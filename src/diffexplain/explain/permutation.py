@@ -86,8 +86,8 @@ class PermutationExplainer:
                 loo[player] = empty_full[1] - memo(~eye[player:player + 1])[0]  # m_{d-1}
         have = ~np.isnan(loo[:, 0])
         if not have.all():  # a word without its leave-one-out: the others' mean end-to-end slope
-            slope = (loo[have] - single[have]).mean(axis=0) if have.any() else np.zeros_like(total)
-            loo[~have] = single[~have] + slope[None, :]
+            borrowed = (loo[have] - single[have]).mean(axis=0) if have.any() else np.zeros_like(total)
+            loo[~have] = single[~have] + borrowed[None, :]
         # residuals of the sampled middle positions, per player: (samples, K) each
         samples: list[list[np.ndarray]] = [[] for _ in range(d)]
         n_pairs, n_sampled = 0, 0
