@@ -65,6 +65,18 @@ def test_out_or_cache_that_cannot_be_written_is_refused_before_the_model_loads(t
     one_line_error(result, "--out" if where == "out" else "--cache")
 
 
+def test_runs_checking_one_folder_at_once_do_not_remove_each_others_probe(tmp_path):
+    """Two runs sharing a cache folder check it at the same moment; a probe file of one shared name
+    let one run delete the other's before it did, and that run stopped with "cannot be written"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from diffexplain.cli._common import writable_folder
+
+    with ThreadPoolExecutor(8) as pool:
+        checked = list(pool.map(lambda _: writable_folder(tmp_path / "shared", "--cache"), range(400)))
+    assert checked == [tmp_path / "shared"] * 400 and list((tmp_path / "shared").iterdir()) == []
+
+
 def test_garbage_cache_is_named_and_repair_keeps_the_readable_rows(tmp_path, model):
     out = tmp_path / "o"
     assert explain(model, out).exit_code == 0

@@ -24,6 +24,7 @@ def build_adapter(model: str, steps: int | None, guidance: float | None, batch_s
 def writable_folder(path: str | Path, argument: str) -> Path:
     """Create the folder ``path`` now, before any model loads; ValueError naming ``argument`` when it
     cannot be (under a regular file, a read-only or virtual file system such as /proc)."""
+    import tempfile
     from pathlib import Path
 
     path = Path(path)
@@ -34,9 +35,9 @@ def writable_folder(path: str | Path, argument: str) -> Path:
             break
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".diffexplain-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a probe of its own name: runs sharing the folder must not remove each other's
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".diffexplain-write-test-"):
+            pass
     except OSError as error:
         raise ValueError(f"{argument} {str(path)!r} cannot be written: {error.strerror or error}") from error
     return path
