@@ -7,7 +7,8 @@ Usage: python -m benchmarks.estimators [--parts tables,errors,tolerance,levels] 
 - tables: every coalition of each caption's words generated at full fidelity (the shipped text2image
   model's 20 steps) and at the cheap one (``--cheap-steps``), 2 image seeds, valued as
   ``explain_prompt`` values them (EfficientNet-128, -L2 to the full prompt's image); stored once in
-  ``runs/estimators_tables.npz`` with the measured seconds per image of each level.
+  ``benchmarks/results/estimators_tables.npz`` (kept in the repository: the other parts need no
+  generation) with the measured cost ratio of the two levels.
 - errors: every estimator on the stored tables (no generation) at budgets of d, 2d, 4d and 8d
   full-generation equivalents: ours (KernelSHAP, permutation, multi-fidelity: exact or KernelSHAP
   on the cheap table, KernelSHAP correction on the full one), shap's KernelExplainer and
@@ -33,7 +34,14 @@ import torch
 
 from ._common import chosen_parts, machine, write
 
-TABLES = Path("runs/estimators_tables.npz")
+
+def _stored(args, kind: str) -> Path:
+    """Where the game tables (``kind`` "tables") and the other levels' tables ("levels") are kept: beside
+    the current results for a run of the canonical command, so that the errors and levels parts re-run
+    on a fresh clone without generating; under the ignored ``runs/benchmarks`` for a named run."""
+    from . import _common
+
+    return (_common.RESULTS if args.name is None else _common.AD_HOC) / f"{args.name or 'estimators'}_{kind}.npz"
 FACTORS = (1, 2, 4, 8)
 
 
@@ -112,7 +120,7 @@ def tables_part(args) -> tuple[dict, str]:
         print(f"{number + 1}/{len(scenes)} {scene.caption!r} ({time.perf_counter() - start:.0f} s)", flush=True)
         if ratio is None:
             ratio = measure_ratio(adapter, cheap, scenes[0].caption)
-        _save(TABLES, captions=np.array(texts), cheap_steps=args.cheap_steps,
+        _save(_stored(args, "tables"), captions=np.array(texts), cheap_steps=args.cheap_steps,
               full_steps=adapter.num_inference_steps, cost_ratio=ratio,
               **{f"full_{i}": t for i, t in enumerate(full_tables)},
               **{f"cheap_{i}": t for i, t in enumerate(cheap_tables)},
@@ -228,7 +236,7 @@ BLENDS = (1.0, 0.5, 0.25, 0.1)
 def errors_part(args) -> tuple[dict, str]:
     from diffexplain.metrics import roc_auc, spearman
 
-    data = np.load(TABLES)
+    data = np.load(_stored(args, "tables"))
     n = len(data["captions"])
     ratio = float(data["cost_ratio"])
     methods = ["kernelshap", "permutation", "multifidelity"]
@@ -321,9 +329,6 @@ def errors_part(args) -> tuple[dict, str]:
     return payload, "\n".join(lines + [""])
 
 
-LEVELS = Path("runs/estimators_levels.npz")
-
-
 def levels_part(args) -> tuple[dict, str]:
     """The other cheap versions the tool offers, on the first ``--levels-captions`` captions of the
     tables' draw: every coalition at each of ``--levels`` (``--fidelity`` specs), 2 seeds, its cost
@@ -341,7 +346,7 @@ def levels_part(args) -> tuple[dict, str]:
     from diffexplain.models.adapter import TextToImageAdapter
     from diffexplain.models.loading import load_pipeline
 
-    data = np.load(TABLES)
+    data = np.load(_stored(args, "tables"))
     n = min(args.levels_captions, len(data["captions"]))
     texts = [str(t) for t in data["captions"][:n]]
     adapter = TextToImageAdapter(load_pipeline("shapes"))
@@ -349,7 +354,8 @@ def levels_part(args) -> tuple[dict, str]:
     embedder = build_embedder(settings, adapter)
     cache = GenerationCache(args.cache)
     specs = [f"steps={int(data['cheap_steps'])}"] + [s for s in args.levels.split(",") if s]
-    stored = dict(np.load(LEVELS)) if LEVELS.exists() else {}
+    levels_file = _stored(args, "levels")
+    stored = dict(np.load(levels_file)) if levels_file.exists() else {}
     fulls = [data[f"full_{i}"] for i in range(n)]
     words = [int(np.log2(len(table))) for table in fulls]
     truths = [shapley_from_table(table, d).mean(axis=1) for table, d in zip(fulls, words)]
@@ -366,14 +372,14 @@ def levels_part(args) -> tuple[dict, str]:
                 if key not in stored:
                     game = PromptGame(level, text, settings, embedder=embedder, cache=cache)
                     stored[key] = game(all_masks(words[i]))
-                    _save(LEVELS, **stored)
+                    _save(levels_file, **stored)
                 tables.append(stored[key])
                 print(f"{spec}: {i + 1}/{n}", flush=True)
             ratio = stored.get(f"{spec}_ratio")
             if ratio is None:
                 ratio = measure_ratio(adapter, level, texts[0])
                 stored[f"{spec}_ratio"] = np.array(ratio)
-                _save(LEVELS, **stored)
+                _save(levels_file, **stored)
             ratio = float(ratio)
         correlation, rho, cheap_error, mf = [], [], [], {2: [], 4: []}
         for full_table, cheap_table, d, truth in zip(fulls, tables, words, truths):
